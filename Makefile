@@ -1,0 +1,40 @@
+# `make demo` and `make test` do all set-up themselves on a fresh machine with Python 3.11.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kdforge-installed
+# torch is installed first, pinned, so that pip never pulls an unpinned multi-GB build.
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),aarch64)
+TORCH_PINS ?= torch==2.9.1 torchvision==0.24.1
+else
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+endif
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup demo test data clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install $(TORCH_PINS)
+	$(BIN)/pip install -e '.[all,test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package; installed when we are root, else skipped
+# (the tests that need it say so).
+data:
+	@if [ ! -d $(FASHION_DIR) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		|| echo "note: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
+	fi
+
+demo: setup
+	$(BIN)/kdforge demo
+
+test: setup data
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

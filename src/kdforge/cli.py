@@ -1,0 +1,112 @@
+"""The `kdforge` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+from kdforge.errors import UserError
+
+LIST_KINDS = ("methods", "models", "datasets", "presets")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdforge", description="Knowledge distillation for PyTorch.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model or distil one (CONFIG: a YAML file or a preset name)")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.05 data.batch_size=64")
+    p.add_argument("--resume", action="store_true", help="continue the run in the run folder from its last checkpoint")
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split")
+    p.add_argument("checkpoint", help="a run folder, a kdforge checkpoint, or a state-dict file")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--model", help="architecture name (read from kdforge checkpoints when omitted)")
+    p.add_argument("--data-root", help="folder holding the dataset")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("list", help="list the registered names, one per line")
+    p.add_argument("kind", choices=LIST_KINDS)
+
+    p = sub.add_parser("demo", help="teacher + every method on the digits data, offline, in about a minute")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--threads", type=int, default=None)
+    return parser
+
+
+def cmd_train(args) -> int:
+    from kdforge.config import load_config
+    from kdforge.engine.trainer import train
+
+    cfg = load_config(args.config, args.overrides)
+    summary = train(cfg, resume=args.resume)
+    print(f"{summary['method']} {summary['student']} on {summary['dataset']}: top-1 last {summary['top1_last']:.2f}%, "
+          f"best ({summary['best_selected_on']}) {summary['top1_best']:.2f}%, {summary['wall_seconds']:.0f} s "
+          f"-> {cfg.run_dir / 'summary.json'}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from kdforge.data import DataConfig, load_data
+    from kdforge.engine.checkpoint import load_into, load_weights
+    from kdforge.engine.trainer import build_model, evaluate, resolve_device
+
+    device = resolve_device(args.device)
+    state, meta = load_weights(args.checkpoint)
+    arch = args.model or meta.get("arch")
+    if not arch:
+        raise UserError(f"{args.checkpoint} does not name its architecture: pass --model NAME")
+    data = load_data(DataConfig(dataset=args.dataset, root=args.data_root, eval_batch_size=args.batch_size), device)
+    model = build_model(arch, data.num_classes, data.in_channels).to(device)
+    load_into(model, state, str(args.checkpoint))
+    stream = data.stream("test", args.batch_size, train=False, device=device)
+    result = evaluate(model, stream, device)
+    print(json.dumps({"model": arch, "dataset": args.dataset, **{k: round(v, 4) for k, v in result.items()}}))
+    return 0
+
+
+def cmd_list(args) -> int:
+    if args.kind == "methods":
+        from kdforge.methods import METHODS as registry
+    elif args.kind == "models":
+        from kdforge.models import MODELS as registry
+    elif args.kind == "datasets":
+        from kdforge.data import DATASETS as registry
+    else:
+        from kdforge.config import list_presets
+
+        print("\n".join(list_presets()))
+        return 0
+    print("\n".join(registry.names()))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from kdforge.demo import run_demo
+
+    run_demo(args.out, threads=args.threads)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"kdforge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kdforge: interrupted", file=sys.stderr)
+        return 130

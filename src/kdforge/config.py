@@ -1,0 +1,252 @@
+"""Typed configuration: dataclasses filled from YAML and `key=value` overrides, validated with
+one-line errors (unknown keys get a suggestion, wrong types name the key and the expected type)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kdforge.data import DataConfig
+from kdforge.errors import ConfigError
+
+PRESET_DIR = Path(__file__).parent / "presets"
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"  # cosine | step | constant
+    milestones: list[int] = field(default_factory=list)  # epochs, for schedule=step
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0  # linear warm-up from 0, in epochs (fractions allowed)
+    min_lr: float = 0.0
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "step", "constant"):
+            raise ConfigError(f"optim.schedule must be cosine, step or constant, got {self.schedule!r}")
+        if not self.lr > 0:
+            raise ConfigError(f"optim.lr must be positive, got {self.lr}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("optim.weight_decay and optim.warmup_epochs must be >= 0 and optim.momentum in [0, 1)")
+
+
+@dataclass
+class TrainConfig:
+    student: str = "mlp8"
+    method: str = "ce"
+    method_args: dict = field(default_factory=dict)
+    teacher: str | None = None
+    teacher_checkpoint: str | None = None
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 1
+    seed: int = 0
+    label_smoothing: float = 0.0
+    amp: bool = False  # bf16 autocast on CPU and CUDA
+    channels_last: bool = False
+    eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
+    log_every: int = 50  # steps between host reads of the on-device metrics
+    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int | None = None  # CPU threads (torch.set_num_threads)
+    deterministic: bool = False
+    out: str | None = None  # run folder; default runs/<name>
+    name: str | None = None
+    tensorboard: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
+        if self.data.batch_size < 1 or self.data.eval_batch_size < 1:
+            raise ConfigError("data.batch_size and data.eval_batch_size must be at least 1")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.eval_every < 1 or self.log_every < 1 or self.checkpoint_every < 0:
+            raise ConfigError("eval_every and log_every must be >= 1, checkpoint_every >= 0")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.method}-{self.student}-{self.data.dataset}-s{self.seed}"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("runs") / self.run_name
+
+
+# --- dataclasses from plain dicts -------------------------------------------------------------------
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("typing.", "")
+
+
+def _coerce(value: Any, tp, where: str):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping of keys, got {value!r}")
+        return from_dict(tp, value, where)
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is Any:
+        return value
+    raise ConfigError(f"{where} must be of type {_type_name(tp)}, got {value!r}")
+
+
+def from_dict(cls, data: dict | None, where: str = "config"):
+    """Build dataclass `cls` from `data`, rejecting unknown keys and values of the wrong type."""
+    data = data or {}
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key {_join(where, key)!r}{hint}")
+    kwargs = {k: _coerce(v, hints[k], _join(where, k)) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _join(where: str, key: str) -> str:
+    return key if where in ("config", "") else f"{where}.{key}"
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+# --- YAML files, presets and overrides -------------------------------------------------------------
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _load_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)  # safe_load: a config can never construct Python objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML{at}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, not {type(data).__name__}")
+    return data
+
+
+def resolve_source(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    preset = PRESET_DIR / f"{name_or_path}.yaml"
+    if preset.exists():
+        return preset
+    close = difflib.get_close_matches(name_or_path, list_presets(), n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    raise ConfigError(f"{name_or_path!r} is neither a config file nor a preset: {hint}run `kdforge list presets`")
+
+
+def load_raw(name_or_path: str, _seen: tuple = ()) -> dict:
+    """The YAML mapping of a file or preset, with its `base:` chain merged underneath."""
+    path = resolve_source(name_or_path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"config {path} inherits from itself through `base:`")
+    data = _load_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    return deep_merge(load_raw(str(base), _seen + (path.resolve(),)), data)
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b=value` strings; values are parsed as YAML scalars/lists (`0.1`, `true`, `[1,2]`)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=0.05)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(name_or_path: str, overrides: list[str] = ()) -> TrainConfig:
+    return from_dict(TrainConfig, apply_overrides(load_raw(name_or_path), list(overrides)))

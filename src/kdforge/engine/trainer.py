@@ -1,0 +1,414 @@
+"""One trainer for plain training (teachers) and distillation (any registered method)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+import kdforge
+from kdforge.config import TrainConfig, to_dict
+from kdforge.data import DatasetBundle, load_data
+from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint
+from kdforge.engine.logger import RunLogger
+from kdforge.engine.meter import EpochMeter
+from kdforge.engine.schedule import learning_rate
+from kdforge.errors import ConfigError, NonFiniteLossError, UserError
+from kdforge.fileio import atomic_write_json
+from kdforge.methods import METHODS, MethodContext, ModelOutput, StepState, build_method
+from kdforge.models import FeatureTaps, count_parameters, create_model, flat_embedding, standard_taps
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=cpu")
+    return device
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+class TappedModel:
+    """A model plus the feature taps a method asked for; calling it returns a `ModelOutput`."""
+
+    def __init__(self, model: nn.Module, wanted: tuple[str, ...]):
+        self.model = model
+        self.taps = FeatureTaps(model, standard_taps(model, wanted)) if wanted else None
+
+    def __call__(self, x: torch.Tensor) -> ModelOutput:
+        logits = self.model(x)
+        if self.taps is None:
+            return ModelOutput(logits, {})
+        features = dict(self.taps.outputs)
+        if "embedding" in features:
+            features["embedding"] = flat_embedding(features["embedding"])
+        return ModelOutput(logits, features)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, stream, device: torch.device, amp: bool = False) -> dict:
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy over a whole stream; one host read at the end."""
+    was_training = model.training
+    model.eval()
+    totals = torch.zeros(4, device=device, dtype=torch.float64)  # loss sum, top1, top5, count
+    for batch in stream.epoch(0):
+        with autocast(device, amp):
+            logits = model(batch.input).float()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        hits = top.eq(batch.target.view(-1, 1))
+        totals += torch.stack([
+            nn.functional.cross_entropy(logits, batch.target, reduction="sum").double(),
+            hits[:, 0].sum().double(), hits.any(dim=1).sum().double(),
+            torch.tensor(float(batch.target.numel()), device=device, dtype=torch.float64),
+        ])
+    model.train(was_training)
+    loss, top1, top5, count = totals.tolist()
+    count = max(count, 1.0)
+    return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}
+
+
+def load_teacher(cfg: TrainConfig, num_classes: int, in_channels: int) -> tuple[nn.Module, str]:
+    if not cfg.teacher_checkpoint:
+        raise ConfigError(f"method {cfg.method!r} needs a teacher: set teacher_checkpoint=PATH (a run folder or file)")
+    state, meta = load_weights(cfg.teacher_checkpoint)
+    arch = cfg.teacher or meta.get("arch")
+    if not arch:
+        raise ConfigError(f"{cfg.teacher_checkpoint} does not name its architecture: set teacher=MODEL_NAME")
+    classes_in_file = _classifier_width(state)
+    if classes_in_file is not None and classes_in_file != num_classes:
+        raise ConfigError(
+            f"teacher checkpoint has {classes_in_file} classes but dataset {cfg.data.dataset} has {num_classes}; "
+            "use a teacher trained on the same classes"
+        )
+    teacher = build_model(arch, num_classes, in_channels)
+    load_into(teacher, state, str(cfg.teacher_checkpoint))
+    return teacher, arch
+
+
+def _classifier_width(state: dict) -> int | None:
+    last_linear = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
+    return int(last_linear[-1].shape[0]) if last_linear else None
+
+
+def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    try:
+        return create_model(name, num_classes, in_channels=in_channels) if in_channels != 3 \
+            else create_model(name, num_classes)
+    except TypeError:
+        raise ConfigError(f"model {name!r} takes 3-channel images, the dataset has {in_channels} channel(s)") from None
+
+
+def versions() -> dict:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        rev = None
+    return {"kdforge": kdforge.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "git": rev}
+
+
+class RunLock:
+    """An exclusive lock on a run folder: two runs never write the same folder."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / ".lock"
+        self.handle = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.handle = open(self.path, "w")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            raise UserError(f"run folder {self.path.parent} is in use by another kdforge run; choose another out=") from None
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+@dataclass
+class Progress:
+    epoch: int = 0  # epochs fully done
+    batch: int = 0  # batches done inside the current epoch
+    step: int = 0  # optimiser steps done in total
+    best_top1: float = -1.0
+    best_test_top1: float = -1.0
+    best_epoch: int = -1
+    train_seconds: float = 0.0
+    train_images: int = 0
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, resume: bool = False, echo=None):
+        self.cfg = cfg
+        self.resume = resume
+        self.echo = echo
+        self.device = resolve_device(cfg.device)
+        self.folder = cfg.run_dir
+
+    # ---------------------------------------------------------------- set-up
+    def _setup_runtime(self) -> None:
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        if self.cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+        torch.manual_seed(self.cfg.seed)
+        np.random.seed(self.cfg.seed % 2**32)
+
+    def _setup(self) -> None:
+        cfg = self.cfg
+        self.method_cls = METHODS.get(cfg.method)
+        self.data: DatasetBundle = load_data(cfg.data, self.device)
+        nc, channels = self.data.num_classes, self.data.in_channels
+        self.student = build_model(cfg.student, nc, channels).to(self.device)
+        self.teacher, self.teacher_arch = None, None
+        if self.method_cls.needs_teacher:
+            self.teacher, self.teacher_arch = load_teacher(cfg, nc, channels)
+            self.teacher.to(self.device).eval().requires_grad_(False)
+        if cfg.channels_last:
+            for m in (self.student, self.teacher):
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
+        self.train_stream = self.data.stream("train", cfg.data.batch_size, train=True, seed=cfg.seed,
+                                             workers=cfg.data.workers, device=self.device)
+        self.test_stream = self.data.stream("test", cfg.data.eval_batch_size, train=False, workers=cfg.data.workers,
+                                            device=self.device)
+        self.val_stream = self.data.stream("val", cfg.data.eval_batch_size, train=False, device=self.device) \
+            if self.data.val is not None else None
+        if len(self.train_stream) == 0:
+            raise ConfigError(f"data.batch_size {cfg.data.batch_size} is larger than the training set "
+                              f"({len(self.data.train)} images); lower it")
+        ctx = MethodContext(num_classes=nc, student=self.student, teacher=self.teacher,
+                            label_smoothing=cfg.label_smoothing, epochs=cfg.epochs,
+                            steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device)
+        self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
+        self.student_view = TappedModel(self.student, self.method_cls.student_taps)
+        self.teacher_view = TappedModel(self.teacher, self.method_cls.teacher_taps) if self.teacher is not None else None
+        params = [p for p in list(self.student.parameters()) + list(self.method.parameters()) if p.requires_grad]
+        o = cfg.optim
+        self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                                         weight_decay=o.weight_decay)
+        self.progress = Progress()
+        self.teacher_top1 = None
+
+    # ---------------------------------------------------------------- checkpoints
+    def _payload(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": "kdforge", "arch": self.cfg.student, "num_classes": self.data.num_classes,
+            "classes": list(self.data.classes), "dataset": self.cfg.data.dataset,
+            "model": self.student.state_dict(), "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "progress": dict(vars(self.progress)),
+            "meter": self.meter.state_dict(), "rng": rng, "teacher_top1": self.teacher_top1,
+            "config": json.dumps(to_dict(self.cfg), sort_keys=True),
+        }
+
+    def _save(self) -> None:
+        save_checkpoint(self.folder, self._payload())
+
+    def _restore(self, ckpt: dict) -> None:
+        saved = json.loads(ckpt["config"])
+        now = to_dict(self.cfg)
+        for key in ("method", "student", "seed", "epochs"):
+            if saved.get(key) != now.get(key):
+                raise UserError(f"cannot resume {self.folder}: it was run with {key}={saved.get(key)!r}, "
+                                f"now {key}={now.get(key)!r}; use another out= folder")
+        load_into(self.student, ckpt["model"], f"{self.folder}/checkpoint.pt")
+        self.method.load_state_dict(ckpt["method"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.progress = Progress(**ckpt["progress"])
+        self.meter.load_state_dict(ckpt["meter"])
+        self.teacher_top1 = ckpt.get("teacher_top1")
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+
+    # ---------------------------------------------------------------- training
+    def _step(self, batch, epoch: int, step_t: torch.Tensor) -> None:
+        cfg, p = self.cfg, self.progress
+        x = batch.input.contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch.input
+        lr = learning_rate(cfg.optim, p.step, len(self.train_stream), cfg.epochs)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        state = StepState(epoch, p.step, epoch + p.batch / len(self.train_stream))
+        with autocast(self.device, cfg.amp):
+            teacher_out = None
+            if self.teacher_view is not None:
+                with torch.no_grad():
+                    teacher_out = self.teacher_view(x)
+            student_out = self.student_view(x)
+            terms = self.method(batch, student_out, teacher_out, state)
+        total = sum(terms.values())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        self.meter.add(terms, total, student_out.logits, batch.target, step_t)
+        step_t += 1
+
+    def _check_finite(self, epoch: int) -> None:
+        bad = self.meter.first_nonfinite()
+        if bad is not None:
+            kept = self.folder / "checkpoint.pt"
+            where = f"the last good checkpoint {kept} is kept" if kept.exists() else "no checkpoint was written yet"
+            raise NonFiniteLossError(
+                f"loss term {bad[0]!r} became non-finite at step {bad[1]} (epoch {epoch + 1}); "
+                f"training stopped and {where}; lower the learning rate or the term's weight"
+            )
+
+    def _train_epoch(self, epoch: int, bar) -> None:
+        cfg, p = self.cfg, self.progress
+        self.student.train()
+        self.method.train()
+        step_t = torch.tensor(p.step, dtype=torch.long, device=self.device)
+        start, images = time.perf_counter(), 0
+        for batch in self.train_stream.epoch(epoch, start_batch=p.batch):
+            self._step(batch, epoch, step_t)
+            p.batch += 1
+            p.step += 1
+            n = batch.target.shape[0]
+            images += n
+            bar.update(n)
+            if p.step % cfg.log_every == 0:
+                self._check_finite(epoch)
+                record = self.meter.read()
+                record.update(epoch=epoch + 1, lr=self.optimizer.param_groups[0]["lr"],
+                              images_per_second=images / max(time.perf_counter() - start, 1e-9))
+                bar.set_postfix(loss=f"{record['loss/total']:.3f}", top1=f"{record['train_top1']:.1f}")
+                self.logger.record("train", p.step, record)
+            if cfg.checkpoint_every and p.step % cfg.checkpoint_every == 0 and p.batch < len(self.train_stream):
+                self._check_finite(epoch)
+                self._account(start, images)
+                start, images = time.perf_counter(), 0
+                self._save()
+        self._check_finite(epoch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self._account(start, images)
+
+    def _account(self, start: float, images: int) -> None:
+        self.progress.train_seconds += time.perf_counter() - start
+        self.progress.train_images += images
+
+    def _evaluate_epoch(self, epoch: int) -> dict:
+        test = evaluate(self.student, self.test_stream, self.device, self.cfg.amp)
+        record = {"epoch": epoch + 1, "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"]}
+        selector = test["top1"]
+        if self.val_stream is not None:
+            val = evaluate(self.student, self.val_stream, self.device, self.cfg.amp)
+            record.update({"val_top1": val["top1"], "val_loss": val["loss"]})
+            selector = val["top1"]
+        p = self.progress
+        if selector > p.best_top1:
+            p.best_top1, p.best_test_top1, p.best_epoch = selector, test["top1"], epoch + 1
+        return record
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        self._setup_runtime()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with RunLock(self.folder):
+            return self._fit_locked()
+
+    def _fit_locked(self) -> dict:
+        cfg = self.cfg
+        existing = (self.folder / "checkpoint.pt").exists() or (self.folder / "checkpoint.prev.pt").exists()
+        if existing and not self.resume:
+            raise UserError(f"run folder {self.folder} already holds a run; pass --resume to continue it "
+                            "or choose another out=")
+        wall_start = time.perf_counter()
+        self._setup()
+        self.meter = EpochMeter(self.device)
+        self.logger = RunLogger(self.folder, cfg.tensorboard, echo=self.echo)
+        ckpt = latest_checkpoint(self.folder, log=self.logger.info) if self.resume else None
+        if ckpt is not None:
+            self._restore(ckpt)
+            self.logger.info(f"resuming {self.folder} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
+        atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions()})
+        if self.teacher is not None and self.teacher_top1 is None:
+            self.teacher_top1 = evaluate(self.teacher, self.test_stream, self.device, cfg.amp)["top1"]
+            self.logger.info(f"teacher {self.teacher_arch}: top-1 {self.teacher_top1:.2f}% on the "
+                             f"{cfg.data.dataset} test split")
+        try:
+            last_eval = self._run_epochs()
+        finally:
+            self.logger.close()
+        summary = self._summary(last_eval, time.perf_counter() - wall_start)
+        atomic_write_json(self.folder / "summary.json", summary)
+        return summary
+
+    def _run_epochs(self) -> dict:
+        from tqdm import tqdm
+
+        cfg, p = self.cfg, self.progress
+        last_eval = None
+        while p.epoch < cfg.epochs:
+            epoch = p.epoch
+            total = len(self.train_stream) * cfg.data.batch_size
+            with tqdm(total=total, initial=p.batch * cfg.data.batch_size, unit="img", unit_scale=True, leave=False,
+                      desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and sys.stderr.isatty())) as bar:
+                self._train_epoch(epoch, bar)
+            record = self.meter.read()
+            record.update(epoch=epoch + 1, lr=self.optimizer.param_groups[0]["lr"],
+                          images_per_second=p.train_images / p.train_seconds if p.train_seconds else 0.0)
+            self.logger.record("epoch", p.step, record)
+            p.epoch, p.batch = epoch + 1, 0
+            self.meter.reset()
+            if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+                last_eval = self._evaluate_epoch(epoch)
+                self.logger.record("eval", p.step, last_eval)
+                self.logger.info(self._epoch_line(record, last_eval))
+            self._save()
+        if last_eval is None:  # resumed after the last epoch had finished
+            last_eval = self._evaluate_epoch(cfg.epochs - 1)
+        return last_eval
+
+    def _epoch_line(self, train: dict, ev: dict) -> str:
+        best = f"best {self.progress.best_test_top1:.2f}% (ep {self.progress.best_epoch})"
+        return (f"epoch {int(train['epoch']):>3}/{self.cfg.epochs}  loss {train['loss/total']:.4f}  "
+                f"train {train['train_top1']:.2f}%  test {ev['test_top1']:.2f}%  {best}  "
+                f"{train['images_per_second']:.0f} img/s")
+
+    def _summary(self, last_eval: dict, wall: float) -> dict:
+        cfg, p = self.cfg, self.progress
+        return {
+            "method": cfg.method, "teacher": self.teacher_arch, "student": cfg.student, "dataset": cfg.data.dataset,
+            "seed": cfg.seed, "epochs": cfg.epochs,
+            "top1_last": last_eval["test_top1"], "top5_last": last_eval["test_top5"],
+            "top1_best": p.best_test_top1, "best_epoch": p.best_epoch,
+            "best_selected_on": "val" if self.val_stream is not None else "test",
+            "teacher_top1": self.teacher_top1,
+            "wall_seconds": wall, "train_seconds": p.train_seconds,
+            "train_images_per_second": p.train_images / p.train_seconds if p.train_seconds else 0.0,
+            "student_parameters": count_parameters(self.student),
+            "device": str(self.device), "threads": torch.get_num_threads(),
+            "config": to_dict(cfg), "versions": versions(),
+        }
+
+
+def train(cfg: TrainConfig, resume: bool = False, echo=None) -> dict:
+    """Train `cfg` to the end (or resume it) and return its summary (also written to summary.json)."""
+    return Trainer(cfg, resume=resume, echo=echo).fit()

@@ -1,0 +1,26 @@
+"""Errors a user can cause and act on.
+
+A `UserError` is printed by the CLI as one line (no traceback) and exits with code 2.
+"""
+
+
+class UserError(Exception):
+    """Bad input: the message says what was wrong and what to do."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """An invalid configuration key, value or combination."""
+
+
+class DataNotFoundError(UserError):
+    """A dataset could not be found where kdforge looked."""
+
+
+class CheckpointError(UserError):
+    """A checkpoint is missing, corrupted, foreign or unsafe to load."""
+
+
+class NonFiniteLossError(UserError):
+    """Training produced a NaN or infinite loss term."""

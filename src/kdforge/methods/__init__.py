@@ -1,0 +1,22 @@
+"""Method registry: one file per method, one line here to register it."""
+
+from __future__ import annotations
+
+from kdforge.methods.base import Method, MethodContext, ModelOutput, StepState
+from kdforge.methods.ce import CE
+from kdforge.methods.kd import KD
+from kdforge.registry import Registry
+
+METHODS: Registry[type[Method]] = Registry("method")
+METHODS.add("ce", CE)
+METHODS.add("kd", KD)
+
+
+def build_method(name: str, args: dict, ctx: MethodContext) -> Method:
+    from kdforge.config import from_dict
+
+    cls = METHODS.get(name)
+    return cls(from_dict(cls.Config, args, "method_args"), ctx)
+
+
+__all__ = ["METHODS", "Method", "MethodContext", "ModelOutput", "StepState", "build_method"]

@@ -1,0 +1,71 @@
+"""The model zoo: `create_model(name, num_classes)` builds any registered architecture.
+
+Every zoo model declares its stages and its embedding layer (see `kdforge.models.base`), so
+feature-based methods read features through hooks (`kdforge.models.taps`) without model surgery.
+"""
+
+from __future__ import annotations
+
+import torch.nn as nn
+
+from kdforge.models.base import ModelInfo, declare, model_info
+from kdforge.models.mobilenetv2 import mobilenetv2
+from kdforge.models.resnet_cifar import cifar_resnet, resnet50_cifar
+from kdforge.models.shufflenet import shufflenet_v1, shufflenet_v2
+from kdforge.models.small import mlp, small_cnn
+from kdforge.models.taps import FeatureTaps, flat_embedding, standard_taps
+from kdforge.models.torchvision_models import KNOWN as _TORCHVISION_ARCHS
+from kdforge.models.torchvision_models import torchvision_model
+from kdforge.models.vgg import vgg
+from kdforge.models.wrn import wrn
+from kdforge.registry import Registry
+
+MODELS: Registry = Registry("model")
+
+for _depth in (8, 14, 20, 32, 44, 56, 110):
+    MODELS.add(f"resnet{_depth}", cifar_resnet(_depth))
+MODELS.add("resnet8x4", cifar_resnet(8, wide=True))
+MODELS.add("resnet32x4", cifar_resnet(32, wide=True))
+for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2)):
+    MODELS.add(f"wrn_{_depth}_{_widen}", wrn(_depth, _widen))
+for _depth in (8, 11, 13, 16, 19):
+    MODELS.add(f"vgg{_depth}", vgg(_depth))
+MODELS.add("MobileNetV2", mobilenetv2(0.5))
+MODELS.add("MobileNetV2_1x", mobilenetv2(1.0))
+MODELS.add("ShuffleV1", shufflenet_v1)
+MODELS.add("ShuffleV2", shufflenet_v2)
+MODELS.add("ResNet50", resnet50_cifar)
+# 8x8 grayscale (digits) and 28x28 grayscale (Fashion-MNIST)
+MODELS.add("cnn8", small_cnn((32, 64, 128)))
+MODELS.add("mlp8", mlp(8, (32,)))
+MODELS.add("cnn28", small_cnn((32, 64, 128)))
+MODELS.add("cnn28_small", small_cnn((8, 16, 32)))
+MODELS.add("mlp28", mlp(28, (128, 64)))
+for _arch in _TORCHVISION_ARCHS:
+    MODELS.add(f"tv_{_arch}", torchvision_model(_arch))
+
+
+def create_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+    """Build zoo model `name` with a `num_classes`-way classifier (extra kwargs go to its builder)."""
+    if int(num_classes) < 1:
+        from kdforge.errors import ConfigError
+
+        raise ConfigError(f"num_classes must be at least 1, got {num_classes}")
+    return MODELS.get(name)(int(num_classes), **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = [
+    "MODELS",
+    "ModelInfo",
+    "FeatureTaps",
+    "create_model",
+    "count_parameters",
+    "declare",
+    "flat_embedding",
+    "model_info",
+    "standard_taps",
+]

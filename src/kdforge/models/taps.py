@@ -1,0 +1,79 @@
+"""Feature taps: read intermediate activations through forward hooks addressed by module path.
+
+A path names a module (`layer2`, `blocks.4`); the suffix `:input` reads the module's input instead of
+its output (e.g. `fc:input` is the embedding of a torchvision ResNet). Models are never rewritten.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+
+from kdforge.errors import ConfigError
+from kdforge.models.base import model_info
+
+
+def resolve_module(model: nn.Module, path: str) -> nn.Module:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        raise ConfigError(
+            f"{type(model).__name__} has no module {path!r}; print(model) lists the module paths"
+        ) from None
+
+
+class FeatureTaps:
+    """Registers hooks for named taps; `outputs` holds the latest forward pass's tensors."""
+
+    def __init__(self, model: nn.Module, taps: Mapping[str, str]):
+        self.outputs: dict[str, torch.Tensor] = {}
+        self._handles = []
+        for name, spec in taps.items():
+            path, _, where = spec.partition(":")
+            module = resolve_module(model, path)
+            if where == "input":
+                self._handles.append(module.register_forward_pre_hook(self._keep_input(name)))
+            elif where in ("", "output"):
+                self._handles.append(module.register_forward_hook(self._keep_output(name)))
+            else:
+                raise ConfigError(f"tap {spec!r}: the part after ':' must be 'input' or 'output'")
+
+    def _keep_output(self, name: str):
+        def hook(module, inputs, output):
+            self.outputs[name] = output
+
+        return hook
+
+    def _keep_input(self, name: str):
+        def hook(module, inputs):
+            self.outputs[name] = inputs[0]
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+def standard_taps(model: nn.Module, wanted: tuple[str, ...]) -> dict[str, str]:
+    """Map symbolic tap names (`embedding`, `stages`, `stage<i>`) to the model's declared module paths."""
+    info = model_info(model)
+    taps: dict[str, str] = {}
+    for want in wanted:
+        if want == "embedding":
+            taps["embedding"] = info.embedding
+        elif want == "stages":
+            if not info.stages:
+                raise ConfigError(f"{type(model).__name__} declares no stages; this method needs stage features")
+            taps.update({f"stage{i}": path for i, path in enumerate(info.stages)})
+        else:
+            raise ConfigError(f"unknown tap {want!r}: use 'embedding' or 'stages'")
+    return taps
+
+
+def flat_embedding(x: torch.Tensor) -> torch.Tensor:
+    """Embeddings tapped before a flatten (B x C x 1 x 1) become B x C."""
+    return x.flatten(1) if x.dim() > 2 else x

@@ -1,0 +1,34 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+# Tests are sized for 2 shared CPU cores.
+torch.set_num_threads(1)
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test session gets its own kdforge cache; the real data folder stays reachable."""
+    cache = tmp_path_factory.getbasetemp() / "kdforge-cache"
+    monkeypatch.setenv("KDFORGE_CACHE", str(cache))
+    yield
+
+
+def shared_data_dir() -> Path | None:
+    for candidate in (REPO.parent / "shared" / "data", Path(os.environ.get("KDFORGE_DATA", "/nonexistent"))):
+        if (candidate / "cifar10-jpeg.tar.gz").exists():
+            return candidate
+    return None
+
+
+def run_cli(*args, cwd=None, timeout=600, env=None):
+    import subprocess
+
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "kdforge", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, env=full_env)

@@ -1,0 +1,82 @@
+import pytest
+
+from kdforge.config import TrainConfig, apply_overrides, from_dict, list_presets, load_config, load_raw
+from kdforge.errors import ConfigError
+
+
+def test_overrides_are_parsed_as_yaml_scalars_into_nested_sections():
+    cfg = load_config("digits-teacher", ["optim.lr=0.2", "data.batch_size=32", "amp=true", "optim.milestones=[3, 5]",
+                                          "teacher=null", "name=x"])
+    assert cfg.optim.lr == 0.2 and cfg.data.batch_size == 32 and cfg.amp is True
+    assert cfg.optim.milestones == [3, 5] and cfg.teacher is None and cfg.name == "x"
+
+
+def test_unknown_keys_get_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown config key 'optim.lrr' \(did you mean 'lr'\?\)"):
+        load_config("digits-teacher", ["optim.lrr=0.1"])
+    with pytest.raises(ConfigError, match="epochz"):
+        load_config("digits-teacher", ["epochz=3"])
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("epochs=abc", "epochs must be of type int"),
+    ("optim.lr=-1", "optim.lr must be positive"),
+    ("data.batch_size=0", "batch_size"),
+    ("optim.schedule=linear", "cosine, step or constant"),
+    ("amp=3", "amp must be of type bool"),
+    ("optim=5", "optim must be a mapping"),
+    ("epochs", "key=value"),
+])
+def test_bad_values_are_one_line_config_errors(override, needle):
+    with pytest.raises(ConfigError, match=needle) as err:
+        load_config("digits-teacher", [override])
+    assert "\n" not in str(err.value)
+
+
+def test_every_preset_loads_and_validates():
+    names = list_presets()
+    assert {"cifar10-cpu-teacher", "cifar10-cpu-student", "cifar100-grid", "digits-teacher"} <= set(names)
+    pairs = [n for n in names if n.startswith("cifar100-") and n != "cifar100-grid"]
+    assert len(pairs) == 11
+    for name in names:
+        cfg = load_config(name)
+        assert isinstance(cfg, TrainConfig)
+
+
+def test_cpu_and_grid_presets_carry_the_recipes():
+    teacher = load_config("cifar10-cpu-teacher")
+    assert (teacher.student, teacher.epochs, teacher.data.train_per_class, teacher.data.batch_size) == ("resnet20", 30, 2000, 128)
+    assert (teacher.optim.lr, teacher.optim.schedule, teacher.optim.weight_decay) == (0.1, "cosine", 5e-4)
+    student = load_config("cifar10-cpu-student")
+    assert (student.student, student.epochs, student.data.train_per_class) == ("resnet8", 15, 2000)
+    grid = load_config("cifar100-resnet32x4-ShuffleV1")
+    assert (grid.epochs, grid.optim.milestones, grid.data.batch_size, grid.optim.lr) == (240, [150, 180, 210], 64, 0.01)
+    assert load_config("cifar100-resnet56-resnet20").optim.lr == 0.05
+    assert grid.method == "kd" and grid.method_args == {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}
+
+
+def test_yaml_that_builds_objects_is_refused(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("student: !!python/object/apply:os.system ['echo owned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(str(path))
+
+
+def test_base_inheritance_and_cycles(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: digits-teacher\nepochs: 3\noptim: {lr: 0.3}\n")
+    cfg = load_config(str(tmp_path / "a.yaml"))
+    assert cfg.epochs == 3 and cfg.optim.lr == 0.3 and cfg.optim.weight_decay == 5e-4 and cfg.student == "cnn8"
+    (tmp_path / "b.yaml").write_text(f"base: {tmp_path / 'c.yaml'}\n")
+    (tmp_path / "c.yaml").write_text(f"base: {tmp_path / 'b.yaml'}\n")
+    with pytest.raises(ConfigError, match="inherits from itself"):
+        load_raw(str(tmp_path / "b.yaml"))
+    with pytest.raises(ConfigError, match="neither a config file nor a preset"):
+        load_raw("digits-teachr")
+
+
+def test_from_dict_coerces_ints_to_floats_but_not_bools_to_ints():
+    cfg = from_dict(TrainConfig, {"optim": {"lr": 1}, "epochs": 2.0})
+    assert cfg.optim.lr == 1.0 and isinstance(cfg.epochs, int)
+    with pytest.raises(ConfigError):
+        from_dict(TrainConfig, {"epochs": True})
+    assert apply_overrides({"a": {"b": 1}}, ["a.c=x"]) == {"a": {"b": 1, "c": "x"}}

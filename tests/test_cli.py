@@ -1,0 +1,56 @@
+import json
+
+import pytest
+
+from conftest import run_cli
+from kdforge.cli import main
+
+
+def test_list_prints_one_name_per_line(capsys):
+    assert main(["list", "methods"]) == 0
+    methods = capsys.readouterr().out.split()
+    assert {"ce", "kd"} <= set(methods) and methods == sorted(methods)
+    assert main(["list", "models"]) == 0
+    assert "resnet32x4" in capsys.readouterr().out.splitlines()
+    assert main(["list", "datasets"]) == 0
+    assert {"cifar10-jpeg", "cifar10", "cifar100", "fashion-mnist", "digits", "imagefolder"} <= set(
+        capsys.readouterr().out.split())
+    assert main(["list", "presets"]) == 0
+    assert "cifar10-cpu-teacher" in capsys.readouterr().out.split()
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "digits-student", "method=kdd"], "unknown method 'kdd': did you mean kd"),
+    (["train", "digits-student", "student=resnet9"], "unknown model 'resnet9'"),
+    (["train", "digits-student", "data.dataset=cifar1000"], "unknown dataset 'cifar1000'"),
+    (["train", "digits-student", "optim.lrr=1"], "unknown config key 'optim.lrr'"),
+    (["train", "digits-student", "method=kd"], "needs a teacher"),
+    (["train", "digits-student", "method=kd", "teacher_checkpoint=/no/such/file.pt"], "does not exist"),
+    (["train", "no-such-preset"], "neither a config file nor a preset"),
+    (["train", "digits-student", "method_args.temperature=2"], "unknown config key 'method_args.temperature'"),
+    (["train", "digits-student", "data.batch_size=-4"], "batch_size"),
+    (["eval", "/no/such/run", "--dataset", "digits"], "does not exist"),
+])
+def test_bad_input_is_one_line_with_exit_code_2(args, needle, capsys, tmp_path):
+    code = main([*args, f"out={tmp_path / 'run'}"] if args[0] == "train" else args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_subprocess_exit_code_and_debug_traceback(tmp_path):
+    result = run_cli("train", "digits-student", "student=resnet9", f"out={tmp_path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    debug = run_cli("--debug", "train", "digits-student", "student=resnet9", f"out={tmp_path}")
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+def test_train_then_eval_reproduces_the_reported_accuracy(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "digits-student", "epochs=2", f"out={out}", "threads=1", "tensorboard=false"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(out), "--dataset", "digits"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "mlp8" and result["top1"] == pytest.approx(summary["top1_last"], abs=1e-3)

@@ -1,0 +1,141 @@
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import run_cli
+from kdforge.config import OptimConfig, load_config
+from kdforge.engine.checkpoint import read_checkpoint
+from kdforge.engine.schedule import learning_rate
+from kdforge.engine.trainer import RunLock, evaluate, train
+from kdforge.errors import ConfigError, NonFiniteLossError, UserError
+
+FAST = ["threads=1", "tensorboard=false", "log_every=5"]
+
+
+def digits(preset, out, *extra):
+    return load_config(preset, [f"out={out}", *FAST, *extra])
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    train(digits("digits-teacher", out, "epochs=4"), echo=lambda m: None)
+    return out
+
+
+def test_plain_training_writes_summary_metrics_and_checkpoint(teacher_dir):
+    summary = json.loads((teacher_dir / "summary.json").read_text())
+    for key in ("method", "teacher", "student", "dataset", "seed", "epochs", "top1_last", "top1_best", "wall_seconds",
+                "train_images_per_second", "config", "versions"):
+        assert key in summary
+    assert summary["method"] == "ce" and summary["epochs"] == 4 and summary["top1_last"] > 80
+    assert summary["top1_best"] >= summary["top1_last"] and summary["versions"]["torch"] == torch.__version__
+    records = [json.loads(line) for line in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["type"] for r in records} == {"train", "epoch", "eval"}
+    assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3, 4]
+    ckpt = read_checkpoint(teacher_dir / "checkpoint.pt")
+    assert ckpt["arch"] == "cnn8" and ckpt["progress"]["epoch"] == 4
+
+
+def test_kd_run_records_the_teachers_measured_accuracy(teacher_dir, tmp_path):
+    summary = train(digits("digits-student", tmp_path / "kd", "method=kd", f"teacher_checkpoint={teacher_dir}",
+                           "epochs=2"), echo=lambda m: None)
+    teacher_summary = json.loads((teacher_dir / "summary.json").read_text())
+    assert summary["teacher"] == "cnn8" and summary["method"] == "kd"
+    assert math.isclose(summary["teacher_top1"], teacher_summary["top1_last"], abs_tol=1e-6)
+    terms = [json.loads(line) for line in (tmp_path / "kd" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/kd" in r and "loss/ce" in r for r in terms)
+
+
+def test_teacher_problems_are_config_errors(teacher_dir, tmp_path):
+    with pytest.raises(ConfigError, match="needs a teacher"):
+        train(digits("digits-student", tmp_path / "a", "method=kd"))
+    with pytest.raises(ConfigError, match="10 classes but dataset digits has 3"):
+        train(digits("digits-student", tmp_path / "b", "method=kd", f"teacher_checkpoint={teacher_dir}",
+                     "data.classes=[0,1,2]"))
+    with pytest.raises(UserError, match="does not exist"):
+        train(digits("digits-student", tmp_path / "c", "method=kd", f"teacher_checkpoint={tmp_path / 'none.pt'}"))
+
+
+def test_bf16_autocast_path_trains_on_cpu(tmp_path):
+    summary = train(digits("digits-student", tmp_path, "epochs=2", "amp=true"), echo=lambda m: None)
+    assert summary["top1_last"] > 50
+
+
+def test_non_finite_loss_stops_with_step_and_term_and_keeps_the_checkpoint(tmp_path):
+    cfg = digits("digits-student", tmp_path, "epochs=3", "optim.lr=1e12", "optim.schedule=constant",
+                 "optim.momentum=0.0", "log_every=100")
+    with pytest.raises(NonFiniteLossError, match=r"loss term 'ce' became non-finite at step \d+ \(epoch \d\)"):
+        train(cfg, echo=lambda m: None)
+    if (tmp_path / "checkpoint.pt").exists():
+        ckpt = read_checkpoint(tmp_path / "checkpoint.pt")
+        assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_existing_run_folder_needs_resume_and_is_locked(teacher_dir, tmp_path):
+    with pytest.raises(UserError, match="--resume"):
+        train(digits("digits-teacher", teacher_dir, "epochs=4"))
+    with RunLock(tmp_path):
+        with pytest.raises(UserError, match="in use by another kdforge run"):
+            train(digits("digits-teacher", tmp_path))
+
+
+def test_resume_of_a_finished_run_changes_nothing(teacher_dir):
+    before = read_checkpoint(teacher_dir / "checkpoint.pt")["model"]
+    summary = train(digits("digits-teacher", teacher_dir, "epochs=4"), resume=True, echo=lambda m: None)
+    after = read_checkpoint(teacher_dir / "checkpoint.pt")["model"]
+    assert all(torch.equal(before[k], after[k]) for k in before) and summary["epochs"] == 4
+
+
+def test_learning_rate_schedules():
+    cosine = OptimConfig(lr=0.1, schedule="cosine")
+    assert learning_rate(cosine, 0, 10, 5) == pytest.approx(0.1)
+    assert learning_rate(cosine, 25, 10, 5) == pytest.approx(0.05)
+    assert learning_rate(cosine, 50, 10, 5) == pytest.approx(0.0, abs=1e-12)
+    step = OptimConfig(lr=0.05, schedule="step", milestones=[150, 180, 210])
+    assert [learning_rate(step, e * 4, 4, 240) for e in (0, 149, 150, 180, 239)] == pytest.approx(
+        [0.05, 0.05, 0.005, 0.0005, 0.00005])
+    warm = OptimConfig(lr=0.1, schedule="constant", warmup_epochs=2)
+    assert learning_rate(warm, 0, 5, 10) == pytest.approx(0.01) and learning_rate(warm, 9, 5, 10) == pytest.approx(0.1)
+
+
+KILL_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from kdforge.config import load_config
+    from kdforge.engine import trainer as T
+
+    kill_at = int(sys.argv[2])
+    original = T.Trainer._step
+    def step_then_maybe_die(self, batch, epoch, step_t):
+        if self.progress.step == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # a hard kill: no handler, no flush
+        return original(self, batch, epoch, step_t)
+    T.Trainer._step = step_then_maybe_die
+    T.train(load_config("digits-teacher", sys.argv[3:] + [f"out={sys.argv[1]}"]), echo=lambda m: None)
+""")
+
+
+def test_sigkill_mid_epoch_then_resume_ends_bit_identical_to_an_uninterrupted_run(tmp_path):
+    args = ["epochs=3", "data.batch_size=32", "checkpoint_every=7", "deterministic=true", *FAST]
+    steps_per_epoch = 1258 // 32  # 39
+    kill_at = steps_per_epoch + 17  # inside epoch 2; the last checkpoint before it is at step 49
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "killed"), str(kill_at), *args],
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    ckpt = read_checkpoint(tmp_path / "killed" / "checkpoint.pt")
+    assert ckpt["progress"]["epoch"] == 1 and 0 < ckpt["progress"]["batch"] < steps_per_epoch  # mid-epoch
+    resumed = run_cli("train", "digits-teacher", *args, f"out={tmp_path / 'killed'}", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stderr
+    train(load_config("digits-teacher", [*args, f"out={tmp_path / 'straight'}"]), echo=lambda m: None)
+    a = read_checkpoint(tmp_path / "killed" / "checkpoint.pt")["model"]
+    b = read_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"

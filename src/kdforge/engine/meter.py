@@ -26,7 +26,8 @@ class EpochMeter:
         if self.names is None:
             self._allocate(list(terms))
         values = torch.stack([t.detach().float() for t in terms.values()]).double()
-        n = target.new_tensor(target.shape[0], dtype=torch.float64)
+        # a fill kernel, not a host-to-device copy
+        n = torch.full((), float(target.shape[0]), device=self.device, dtype=torch.float64)
         correct = (logits.detach().argmax(1) == target).sum().double()
         self.sums += torch.cat([values * n, torch.stack([total.detach().double() * n, correct, n])])
         nonfinite = ~torch.isfinite(values)

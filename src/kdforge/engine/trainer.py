@@ -75,7 +75,7 @@ def evaluate(model: nn.Module, stream, device: torch.device, amp: bool = False) 
         totals += torch.stack([
             nn.functional.cross_entropy(logits, batch.target, reduction="sum").double(),
             hits[:, 0].sum().double(), hits.any(dim=1).sum().double(),
-            torch.tensor(float(batch.target.numel()), device=device, dtype=torch.float64),
+            torch.full((), float(batch.target.numel()), device=device, dtype=torch.float64),
         ])
     model.train(was_training)
     loss, top1, top5, count = totals.tolist()

@@ -36,8 +36,11 @@ def test_bad_values_are_one_line_config_errors(override, needle):
 def test_every_preset_loads_and_validates():
     names = list_presets()
     assert {"cifar10-cpu-teacher", "cifar10-cpu-student", "cifar100-grid", "digits-teacher"} <= set(names)
-    pairs = [n for n in names if n.startswith("cifar100-") and n != "cifar100-grid"]
+    pairs = [n for n in names if n.startswith("cifar100-") and load_config(n).method == "kd"]
     assert len(pairs) == 11
+    assert len([n for n in names if n.startswith("cifar100-ckd-")]) == 11
+    assert len([n for n in names if n.startswith("cifar100-ckd240-")]) == 11
+    assert len([n for n in names if n.startswith("cifar100-dkd-")]) == 11
     for name in names:
         cfg = load_config(name)
         assert isinstance(cfg, TrainConfig)
@@ -80,3 +83,34 @@ def test_from_dict_coerces_ints_to_floats_but_not_bools_to_ints():
     with pytest.raises(ConfigError):
         from_dict(TrainConfig, {"epochs": True})
     assert apply_overrides({"a": {"b": 1}}, ["a.c=x"]) == {"a": {"b": 1, "c": "x"}}
+
+
+@pytest.mark.parametrize("pair,batch,lr,weight,tau", [
+    ("resnet32x4-resnet8x4", 64, 0.05, 100.0, 1.0), ("ResNet50-MobileNetV2", 32, 0.01, 100.0, 1.0),
+    ("resnet32x4-ShuffleV2", 64, 0.01, 100.0, 1.0), ("resnet56-resnet20", 64, 0.05, 10.0, 1.0),
+    ("wrn_40_2-wrn_40_1", 32, 0.05, 50.0, 2.0), ("vgg13-MobileNetV2", 32, 0.01, 50.0, 2.0),
+])
+def test_ckd_presets_follow_the_official_table(pair, batch, lr, weight, tau):
+    cfg = load_config(f"cifar100-ckd-{pair}")
+    assert (cfg.data.batch_size, cfg.optim.lr, cfg.method_args["ckd_weight"], cfg.method_args["temperature"]) == (
+        batch, lr, weight, tau)
+    assert (cfg.epochs, cfg.optim.schedule, cfg.optim.weight_decay) == (480, "cosine", 5e-4)
+    equal_budget = load_config(f"cifar100-ckd240-{pair}")
+    assert (equal_budget.epochs, equal_budget.optim.schedule, equal_budget.data.batch_size) == (240, "step", 64)
+
+
+def test_dkd_presets_carry_the_per_pair_beta():
+    betas = {"resnet56-resnet20": 2.0, "resnet110-resnet32": 2.0, "vgg13-vgg8": 6.0, "wrn_40_2-wrn_16_2": 6.0,
+             "wrn_40_2-wrn_40_1": 6.0, "vgg13-MobileNetV2": 6.0, "resnet32x4-resnet8x4": 8.0, "resnet32x4-ShuffleV1": 8.0}
+    for pair, beta in betas.items():
+        cfg = load_config(f"cifar100-dkd-{pair}")
+        assert cfg.method_args["beta"] == beta and cfg.method_args["warmup_epochs"] == 20.0
+
+
+def test_imagenet_presets_name_the_pairs():
+    for tag, teacher, student in (("r34-r18", "tv_resnet34", "tv_resnet18"), ("r50-mv1", "tv_resnet50", "MobileNetV1")):
+        for method in ("kd", "ckd", "dkd"):
+            cfg = load_config(f"imagenet-{method}-{tag}")
+            assert (cfg.teacher, cfg.student, cfg.method, cfg.data.dataset) == (teacher, student, method, "imagefolder")
+    ckd = load_config("imagenet-ckd-r34-r18")
+    assert (ckd.data.batch_size, ckd.optim.lr, ckd.epochs, ckd.optim.weight_decay) == (512, 0.2, 200, 1e-4)

@@ -86,3 +86,12 @@ def test_unknown_model_and_bad_tap_path_are_config_errors():
     with pytest.raises(ConfigError):
         create_model("resnet8", 0)
     assert "resnet32x4" in MODELS.names()
+
+
+def test_mobilenet_v1_for_imagenet():
+    model = create_model("MobileNetV1", 1000).eval()
+    assert abs(count_parameters(model) / 1e6 - 4.23) < 0.05  # the standard width-1.0 MobileNetV1
+    taps = FeatureTaps(model, standard_taps(model, ("stages",)))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 224, 224))
+    assert [taps.outputs[f"stage{i}"].shape[-1] for i in range(4)] == [56, 28, 14, 7]

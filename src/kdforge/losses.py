@@ -1,5 +1,8 @@
 """Pure loss functions of every method, for use in your own training loop."""
 
+from kdforge.methods.ckd import ckd_loss
+from kdforge.methods.crd import nce_loss
+from kdforge.methods.dkd import dkd_loss
 from kdforge.methods.kd import kd_loss
 
-__all__ = ["kd_loss"]
+__all__ = ["ckd_loss", "dkd_loss", "kd_loss", "nce_loss"]

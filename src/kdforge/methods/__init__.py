@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from kdforge.methods.base import Method, MethodContext, ModelOutput, StepState
 from kdforge.methods.ce import CE
+from kdforge.methods.ckd import CKD
+from kdforge.methods.crd import CRD
+from kdforge.methods.dkd import DKD
 from kdforge.methods.kd import KD
 from kdforge.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
 METHODS.add("ce", CE)
 METHODS.add("kd", KD)
+METHODS.add("ckd", CKD)
+METHODS.add("dkd", DKD)
+METHODS.add("crd", CRD)
 
 
 def build_method(name: str, args: dict, ctx: MethodContext) -> Method:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch.nn as nn
 
 from kdforge.models.base import ModelInfo, declare, model_info
+from kdforge.models.mobilenetv1 import mobilenet_v1
 from kdforge.models.mobilenetv2 import mobilenetv2
 from kdforge.models.resnet_cifar import cifar_resnet, resnet50_cifar
 from kdforge.models.shufflenet import shufflenet_v1, shufflenet_v2
@@ -35,6 +36,7 @@ MODELS.add("MobileNetV2_1x", mobilenetv2(1.0))
 MODELS.add("ShuffleV1", shufflenet_v1)
 MODELS.add("ShuffleV2", shufflenet_v2)
 MODELS.add("ResNet50", resnet50_cifar)
+MODELS.add("MobileNetV1", mobilenet_v1)  # ImageNet (224x224)
 # 8x8 grayscale (digits) and 28x28 grayscale (Fashion-MNIST)
 MODELS.add("cnn8", small_cnn((32, 64, 128)))
 MODELS.add("mlp8", mlp(8, (32,)))
@@ -64,8 +66,18 @@ __all__ = [
     "FeatureTaps",
     "create_model",
     "count_parameters",
+    "embedding_dim",
     "declare",
     "flat_embedding",
     "model_info",
     "standard_taps",
 ]
+
+
+def embedding_dim(model: nn.Module) -> int:
+    """Width of the embedding a model's classifier reads (the classifier is its last Linear layer)."""
+    classifier = model.get_submodule(model_info(model).classifier)
+    linears = [m for m in classifier.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__}: classifier {model_info(model).classifier!r} has no Linear layer")
+    return linears[-1].in_features

@@ -1,0 +1,112 @@
+"""Per-step cost of each distillation method relative to the unavoidable work of distillation:
+a student cross-entropy training step plus a teacher forward pass.
+
+    .venv/bin/python bench/step_overhead.py [--methods kd,ckd,dkd,crd] [--steps 30] [--threads 2]
+
+Setting: batch 64, 32x32 inputs, 10 classes, teacher resnet56 -> student resnet20 (override with
+--teacher/--student), CRD with a 20,000-entry bank (the CPU preset's training set). The methods are
+timed round-robin, one step each per round, so that load changes on a shared machine hit them all
+alike; the figure is the median of --steps steps after --warmup rounds. Writes results/step_overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from kdforge.data.memory import Batch  # noqa: E402
+from kdforge.engine.trainer import TappedModel  # noqa: E402
+from kdforge.fileio import atomic_write_json  # noqa: E402
+from kdforge.methods import METHODS, MethodContext, StepState, build_method  # noqa: E402
+from kdforge.models import create_model  # noqa: E402
+
+
+class Runner:
+    """One method's training step on fixed random data (the step the trainer runs, without I/O)."""
+
+    def __init__(self, name: str, teacher, student_name: str, batch: Batch, dataset_size: int, classes: int):
+        torch.manual_seed(0)
+        self.name = name
+        self.student = create_model(student_name, classes)
+        self.teacher = teacher
+        self.batch = batch
+        if name == "baseline":
+            self.method = None
+            self.student_view, self.teacher_view = TappedModel(self.student, ()), TappedModel(teacher, ())
+            params = list(self.student.parameters())
+        else:
+            cls = METHODS.get(name)
+            ctx = MethodContext(num_classes=classes, student=self.student, teacher=teacher, dataset_size=dataset_size)
+            self.method = build_method(name, {}, ctx)
+            self.student_view = TappedModel(self.student, cls.student_taps)
+            self.teacher_view = TappedModel(teacher, cls.teacher_taps)
+            params = list(self.student.parameters()) + list(self.method.parameters())
+        self.optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
+        self.step_index = 0
+
+    def step(self) -> float:
+        start = time.perf_counter()
+        x, y = self.batch.input, self.batch.target
+        with torch.no_grad():
+            t_out = self.teacher_view(x)
+        s_out = self.student_view(x)
+        if self.method is None:
+            loss = F.cross_entropy(s_out.logits, y)
+        else:
+            loss = sum(self.method(self.batch, s_out, t_out, StepState(30, self.step_index, 30.0)).values())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step_index += 1
+        return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", default="kd,ckd,dkd,crd")
+    parser.add_argument("--teacher", default="resnet56")
+    parser.add_argument("--student", default="resnet20")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--dataset-size", type=int, default=20_000)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="results/step_overhead.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    teacher = create_model(args.teacher, args.classes).eval().requires_grad_(False)
+    batch = Batch(torch.randperm(args.dataset_size)[: args.batch_size], torch.randn(args.batch_size, 3, 32, 32),
+                  torch.randint(0, args.classes, (args.batch_size,)))
+    names = ["baseline"] + [m for m in args.methods.split(",") if m]
+    runners = [Runner(n, teacher, args.student, batch, args.dataset_size, args.classes) for n in names]
+    times = {n: [] for n in names}
+    for round_index in range(args.warmup + args.steps):
+        for runner in runners:
+            elapsed = runner.step()
+            if round_index >= args.warmup:
+                times[runner.name].append(elapsed)
+    base = statistics.median(times["baseline"])
+    result = {"setting": vars(args), "torch": torch.__version__,
+              "median_step_seconds": {n: statistics.median(t) for n, t in times.items()},
+              "ratio_to_baseline": {n: statistics.median(t) / base for n, t in times.items()}}
+    atomic_write_json(args.out, result)
+    print(f"{args.teacher} -> {args.student}, batch {args.batch_size}, {args.threads} threads, "
+          f"median of {args.steps} steps; baseline = student CE step + teacher forward")
+    for n in names:
+        print(f"  {n:<9} {result['median_step_seconds'][n] * 1000:8.1f} ms   {result['ratio_to_baseline'][n]:5.3f}x")
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

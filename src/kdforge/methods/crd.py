@@ -1,0 +1,122 @@
+"""`crd`: contrastive representation distillation (Tian et al., ICLR 2020).
+
+Student and teacher embeddings go through linear heads to 128-d unit vectors. Each is contrasted with
+K negatives drawn from a memory of the *other* model's past vectors: the momentum bank of the paper
+(one entry per dataset index, NCE loss with a fixed normaliser) or, with `bank=queue`, a fixed-size
+FIFO of recent vectors with an InfoNCE loss, so memory does not grow with the dataset. Dataset indices
+come from the data layer (`batch.index`); negatives are sampled with torch on the training device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from kdforge.errors import ConfigError
+from kdforge.memory import FeatureQueue, MomentumBank
+from kdforge.methods.base import Method
+from kdforge.methods.kd import kd_loss
+from kdforge.models import embedding_dim
+
+EPS = 1e-7
+
+
+def nce_loss(scores: torch.Tensor, dataset_size: int) -> torch.Tensor:
+    """NCE with uniform noise P_n = 1/N over (B, 1+K) normalised scores, positive in column 0."""
+    k = scores.shape[1] - 1
+    noise = k / dataset_size
+    log_pos = torch.log(scores[:, 0] / (scores[:, 0] + noise + EPS))
+    log_neg = torch.log(noise / (scores[:, 1:] + noise + EPS))
+    return -(log_pos.sum() + log_neg.sum()) / scores.shape[0]
+
+
+@dataclass
+class CRDConfig:
+    ce_weight: float = 1.0
+    crd_weight: float = 0.8
+    kd_weight: float = 0.0  # CRD+KD when > 0
+    kd_temperature: float = 4.0
+    feat_dim: int = 128
+    negatives: int = 16384
+    nce_temperature: float = 0.07
+    momentum: float = 0.5
+    bank: str = "memory"  # memory (per-index momentum bank, NCE) | queue (fixed-size FIFO, InfoNCE)
+
+    def __post_init__(self):
+        if self.bank not in ("memory", "queue"):
+            raise ConfigError(f"method_args.bank must be memory or queue, got {self.bank!r}")
+        if self.negatives < 1 or self.feat_dim < 1 or self.nce_temperature <= 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("method_args: negatives and feat_dim >= 1, nce_temperature > 0, momentum in [0, 1)")
+
+
+class Embed(nn.Sequential):
+    def __init__(self, dim_in: int, dim_out: int):
+        super().__init__(nn.Linear(dim_in, dim_out))
+
+    def forward(self, x):
+        return F.normalize(super().forward(x.flatten(1).float()), dim=1)
+
+
+class CRD(Method):
+    Config = CRDConfig
+    needs_teacher = True
+    student_taps = ("embedding",)
+    teacher_taps = ("embedding",)
+    description = "contrastive representation distillation (NCE, memory bank or queue)"
+
+    def __init__(self, cfg: CRDConfig, ctx):
+        super().__init__(cfg, ctx)
+        self.embed_s = Embed(embedding_dim(ctx.student), cfg.feat_dim)
+        self.embed_t = Embed(embedding_dim(ctx.teacher), cfg.feat_dim)
+        gen = torch.Generator().manual_seed(0)
+        self.dataset_size = ctx.dataset_size
+        if cfg.bank == "memory":
+            self.bank_s = MomentumBank(ctx.dataset_size, cfg.feat_dim, cfg.momentum, gen)  # student vectors
+            self.bank_t = MomentumBank(ctx.dataset_size, cfg.feat_dim, cfg.momentum, gen)  # teacher vectors
+            # NCE normalisers, fixed from the first batch (negative until then)
+            self.register_buffer("z_s", torch.full((), -1.0))
+            self.register_buffer("z_t", torch.full((), -1.0))
+        else:
+            self.queue_s = FeatureQueue(cfg.negatives, cfg.feat_dim, gen)
+            self.queue_t = FeatureQueue(cfg.negatives, cfg.feat_dim, gen)
+
+    def forward(self, batch, student, teacher, state):
+        c = self.cfg
+        v_s = self.embed_s(student.features["embedding"])
+        v_t = self.embed_t(teacher.features["embedding"])
+        contrast = self._memory_loss(v_s, v_t, batch.index) if c.bank == "memory" else self._queue_loss(v_s, v_t)
+        terms = {"ce": c.ce_weight * self.cross_entropy(student.logits, batch.target), "crd": c.crd_weight * contrast}
+        if c.kd_weight > 0:
+            terms["kd"] = c.kd_weight * kd_loss(student.logits, teacher.logits, c.kd_temperature)
+        return terms
+
+    def _memory_loss(self, v_s, v_t, index):
+        c = self.cfg
+        sampled = torch.randint(0, self.dataset_size, (index.shape[0], c.negatives + 1), device=index.device)
+        sampled[:, 0] = index  # column 0: the sample's own entry, the positive
+        # teacher vectors against the student bank, and student vectors against the teacher bank
+        out_t = torch.exp(self.bank_s.scores(v_t, sampled) / c.nce_temperature)
+        out_s = torch.exp(self.bank_t.scores(v_s, sampled) / c.nce_temperature)
+        with torch.no_grad():
+            self.z_s.copy_(torch.where(self.z_s < 0, out_s.mean() * self.dataset_size, self.z_s))
+            self.z_t.copy_(torch.where(self.z_t < 0, out_t.mean() * self.dataset_size, self.z_t))
+        loss = nce_loss(out_s / self.z_s, self.dataset_size) + nce_loss(out_t / self.z_t, self.dataset_size)
+        self.bank_s.update(index, v_s)
+        self.bank_t.update(index, v_t)
+        return loss
+
+    def _queue_loss(self, v_s, v_t):
+        tau = self.cfg.nce_temperature
+        target = torch.zeros(v_s.shape[0], dtype=torch.long, device=v_s.device)
+
+        def info_nce(anchor, positive, queue):
+            logits = torch.cat([(anchor * positive).sum(1, keepdim=True), anchor @ queue.snapshot(anchor.dtype).T], 1)
+            return F.cross_entropy(logits / tau, target)
+
+        loss = info_nce(v_s, v_t, self.queue_t) + info_nce(v_t, v_s, self.queue_s)
+        self.queue_s.push(v_s)
+        self.queue_t.push(v_t)
+        return loss

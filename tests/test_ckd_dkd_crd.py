@@ -159,7 +159,7 @@ def test_crd_two_steps_update_its_memory_and_train_the_heads(bank):
     if bank == "memory":
         assert changed[:16].all() and not changed[16:].any()  # exactly the visited indices
         assert torch.allclose(memory.vectors[:16].norm(dim=1), torch.ones(16), atol=1e-5)
-        assert method.z_s.item() > 0 and method.z_t.item() > 0
+        assert method.z_set.item() and torch.isfinite(method.log_z_s) and torch.isfinite(method.log_z_t)
     else:
         assert changed.sum() == 16 and method.queue_s.head.item() == 16
 
@@ -179,3 +179,15 @@ def test_bank_scores_dense_and_sampled_paths_agree():
     expected = torch.einsum("bd,bkd->bk", queries, bank.vectors[many])
     assert torch.allclose(bank.scores(queries, few), expected[:, :5], atol=1e-6)
     assert torch.allclose(bank.scores(queries, many), expected, atol=1e-6)
+
+
+def test_nce_loss_matches_the_probability_form():
+    from kdforge.losses import nce_loss
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(4, 9, generator=g) * 3
+    n, log_z = 100, torch.tensor(2.5)
+    p = np.exp(logits.double().numpy() - 2.5)  # P = exp(logit) / Z
+    noise = 8 / n
+    expected = -(np.log(p[:, 0] / (p[:, 0] + noise)).sum() + np.log(noise / (p[:, 1:] + noise)).sum()) / 4
+    assert nce_loss(logits, log_z, n).item() == pytest.approx(expected, rel=1e-5)

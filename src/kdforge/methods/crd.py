@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,16 +23,17 @@ from kdforge.methods.base import Method
 from kdforge.methods.kd import kd_loss
 from kdforge.models import embedding_dim
 
-EPS = 1e-7
 
+def nce_loss(logits: torch.Tensor, log_normalizer: torch.Tensor, dataset_size: int) -> torch.Tensor:
+    """CRD's NCE loss over (B, 1+K) contrast logits (dot products / T), positive in column 0.
 
-def nce_loss(scores: torch.Tensor, dataset_size: int) -> torch.Tensor:
-    """NCE with uniform noise P_n = 1/N over (B, 1+K) normalised scores, positive in column 0."""
-    k = scores.shape[1] - 1
-    noise = k / dataset_size
-    log_pos = torch.log(scores[:, 0] / (scores[:, 0] + noise + EPS))
-    log_neg = torch.log(noise / (scores[:, 1:] + noise + EPS))
-    return -(log_pos.sum() + log_neg.sum()) / scores.shape[0]
+    With P(x) = exp(logit) / Z and uniform noise P_n = 1/N drawn K times, the loss is
+    -(sum log P_pos/(P_pos + K/N) + sum log (K/N)/(P_neg + K/N)) / B. Both logs are softplus terms of
+    u = logit - log Z - log(K/N), so the whole loss is one fused pass over the logits, stable for any Z.
+    """
+    k = logits.shape[1] - 1
+    u = logits.float() - log_normalizer - math.log(k / dataset_size)
+    return (F.softplus(-u[:, 0]).sum() + F.softplus(u[:, 1:]).sum()) / logits.shape[0]
 
 
 @dataclass
@@ -73,12 +76,15 @@ class CRD(Method):
         self.embed_t = Embed(embedding_dim(ctx.teacher), cfg.feat_dim)
         gen = torch.Generator().manual_seed(0)
         self.dataset_size = ctx.dataset_size
+        # A bank cannot offer more distinct negatives than it has other entries (matters on tiny datasets).
+        self.negatives = min(cfg.negatives, ctx.dataset_size - 1) if cfg.bank == "memory" else cfg.negatives
         if cfg.bank == "memory":
             self.bank_s = MomentumBank(ctx.dataset_size, cfg.feat_dim, cfg.momentum, gen)  # student vectors
             self.bank_t = MomentumBank(ctx.dataset_size, cfg.feat_dim, cfg.momentum, gen)  # teacher vectors
-            # NCE normalisers, fixed from the first batch (negative until then)
-            self.register_buffer("z_s", torch.full((), -1.0))
-            self.register_buffer("z_t", torch.full((), -1.0))
+            # log NCE normalisers, fixed from the first batch
+            self.register_buffer("log_z_s", torch.zeros(()))
+            self.register_buffer("log_z_t", torch.zeros(()))
+            self.register_buffer("z_set", torch.zeros((), dtype=torch.bool))
         else:
             self.queue_s = FeatureQueue(cfg.negatives, cfg.feat_dim, gen)
             self.queue_t = FeatureQueue(cfg.negatives, cfg.feat_dim, gen)
@@ -95,15 +101,17 @@ class CRD(Method):
 
     def _memory_loss(self, v_s, v_t, index):
         c = self.cfg
-        sampled = torch.randint(0, self.dataset_size, (index.shape[0], c.negatives + 1), device=index.device)
+        sampled = torch.randint(0, self.dataset_size, (index.shape[0], self.negatives + 1), device=index.device)
         sampled[:, 0] = index  # column 0: the sample's own entry, the positive
         # teacher vectors against the student bank, and student vectors against the teacher bank
-        out_t = torch.exp(self.bank_s.scores(v_t, sampled) / c.nce_temperature)
-        out_s = torch.exp(self.bank_t.scores(v_s, sampled) / c.nce_temperature)
-        with torch.no_grad():
-            self.z_s.copy_(torch.where(self.z_s < 0, out_s.mean() * self.dataset_size, self.z_s))
-            self.z_t.copy_(torch.where(self.z_t < 0, out_t.mean() * self.dataset_size, self.z_t))
-        loss = nce_loss(out_s / self.z_s, self.dataset_size) + nce_loss(out_t / self.z_t, self.dataset_size)
+        logits_t = self.bank_s.scores(v_t, sampled) / c.nce_temperature
+        logits_s = self.bank_t.scores(v_s, sampled) / c.nce_temperature
+        with torch.no_grad():  # Z = mean(exp(logit)) * N, fixed from the first batch (log-space, no overflow)
+            log_mean = lambda x: torch.logsumexp(x.flatten(), 0) - math.log(x.numel())  # noqa: E731
+            self.log_z_s.copy_(torch.where(self.z_set, self.log_z_s, log_mean(logits_s) + math.log(self.dataset_size)))
+            self.log_z_t.copy_(torch.where(self.z_set, self.log_z_t, log_mean(logits_t) + math.log(self.dataset_size)))
+            self.z_set.fill_(True)
+        loss = nce_loss(logits_s, self.log_z_s, self.dataset_size) + nce_loss(logits_t, self.log_z_t, self.dataset_size)
         self.bank_s.update(index, v_s)
         self.bank_t.update(index, v_t)
         return loss

@@ -7,7 +7,7 @@ import json
 import sys
 import traceback
 
-from kdforge.errors import UserError
+from kdforge.errors import TrainingStopped, UserError
 
 LIST_KINDS = ("methods", "models", "datasets", "presets")
 
@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except TrainingStopped as exc:
+        print(f"kdforge: {exc}", file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         if args.debug:
             traceback.print_exc()

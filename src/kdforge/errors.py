@@ -24,3 +24,11 @@ class CheckpointError(UserError):
 
 class NonFiniteLossError(UserError):
     """Training produced a NaN or infinite loss term."""
+
+
+class TrainingStopped(UserError):
+    """The run was asked to stop (SIGTERM, SIGINT) and left a checkpoint to resume from."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

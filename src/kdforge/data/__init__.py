@@ -39,6 +39,15 @@ class DataConfig:
     workers: int = 4  # image-folder datasets only
     image_size: int = 224  # image-folder datasets only
 
+    def __post_init__(self):
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError(f"data.batch_size and data.eval_batch_size must be at least 1, got "
+                              f"{self.batch_size} and {self.eval_batch_size}")
+        if self.train_per_class is not None and self.train_per_class < 1:
+            raise ConfigError(f"data.train_per_class must be at least 1 (or null for all), got {self.train_per_class}")
+        if self.val_per_class < 0 or self.workers < 0 or self.image_size < 8:
+            raise ConfigError("data.val_per_class and data.workers must be >= 0 and data.image_size >= 8")
+
 
 @dataclass
 class DatasetSpec:

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import pickle
+import sys
 import tarfile
 import urllib.request
 from pathlib import Path
@@ -101,9 +102,23 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _load_batch(raw: bytes) -> dict:
-    entry = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+def _load_batch(raw: bytes, where: str) -> dict:
+    try:
+        entry = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except UserError:
+        raise
+    except Exception:  # EOFError, UnpicklingError, ...: a cut or damaged file
+        raise UserError(f"{where} is truncated or not a CIFAR batch; download the archive again") from None
+    if not isinstance(entry, dict):
+        raise UserError(f"{where} is not a CIFAR batch (expected a dict of arrays)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in entry.items()}
+
+
+def _open_tar(path: Path, mode: str = "r:*") -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, mode)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UserError(f"{path} is truncated or not a tar archive ({type(exc).__name__}); fetch it again") from None
 
 
 def _cifar_members(kind: str, root, download_ok: bool) -> dict[str, bytes]:
@@ -119,8 +134,11 @@ def _cifar_members(kind: str, root, download_ok: bool) -> dict[str, bytes]:
         )
     if found.is_dir():
         return {p.name: p.read_bytes() for p in found.iterdir() if p.is_file()}
-    with tarfile.open(found, "r:*") as tar:
-        return {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    try:
+        with _open_tar(found) as tar:
+            return {Path(m.name).name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UserError(f"{found} is truncated or corrupted ({type(exc).__name__}); fetch it again") from None
 
 
 def read_cifar_pickle(kind: str, root=None, download_ok: bool = False) -> dict:
@@ -137,14 +155,19 @@ def read_cifar_pickle(kind: str, root=None, download_ok: bool = False) -> dict:
         raise DataNotFoundError(f"{kind} archive is incomplete: {', '.join(missing)} missing; download it again")
 
     def split(names):
-        batches = [_load_batch(members[n]) for n in names]
-        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for b in batches])
-        y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+        batches = [_load_batch(members[n], f"{kind} member {n}") for n in names]
+        try:
+            x = np.concatenate([np.asarray(b["data"], dtype=np.uint8).reshape(-1, 3, 32, 32) for b in batches])
+            y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise UserError(f"{kind} archive has malformed batches ({type(exc).__name__}: {exc}); fetch it again") from None
+        if len(x) != len(y):
+            raise UserError(f"{kind} archive has {len(x)} images but {len(y)} labels; fetch it again")
         return x, y
 
     classes = None
     if meta_name in members:
-        names = _load_batch(members[meta_name]).get(names_key)
+        names = _load_batch(members[meta_name], f"{kind} member {meta_name}").get(names_key)
         classes = [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names else None
     return {"train": split(train_names), "test": split(test_names), "classes": classes}
 
@@ -164,8 +187,12 @@ def read_cifar10_jpeg(root=None) -> dict:
     key = hashlib.sha1(f"{archive.resolve()}|{stat.st_size}|{int(stat.st_mtime)}".encode()).hexdigest()[:12]
     cached = cache_dir() / f"cifar10-jpeg-{key}.npz"
     if cached.exists():
-        with np.load(cached) as z:
-            return {"train": (z["train_x"], z["train_y"]), "test": (z["test_x"], z["test_y"]), "classes": CIFAR10_CLASSES}
+        try:
+            with np.load(cached) as z:
+                return {"train": (z["train_x"], z["train_y"]), "test": (z["test_x"], z["test_y"]),
+                        "classes": CIFAR10_CLASSES}
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            cached.unlink(missing_ok=True)
     arrays = _decode_jpeg_archive(archive)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
@@ -180,14 +207,22 @@ def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
 
     samples: dict[str, list[tuple[str, int, np.ndarray]]] = {"train": [], "test": []}
     class_index = {name: i for i, name in enumerate(CIFAR10_CLASSES)}
-    with tarfile.open(archive, "r:gz") as tar:
-        for member in tqdm(tar, total=60000, desc="decoding CIFAR-10 JPEG (once)", unit="img", leave=False):
-            parts = Path(member.name).parts
-            if not member.isfile() or len(parts) < 3 or parts[-3] not in samples or parts[-2] not in class_index:
-                continue
-            with Image.open(io.BytesIO(tar.extractfile(member).read())) as img:
-                pixels = np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
-            samples[parts[-3]].append((parts[-1], class_index[parts[-2]], pixels))
+    try:
+        with _open_tar(archive, "r:gz") as tar:
+            for member in tqdm(tar, total=60000, desc="decoding CIFAR-10 JPEG (once)", unit="img", leave=False,
+                               disable=not sys.stderr.isatty()):
+                parts = Path(member.name).parts
+                if not member.isfile() or len(parts) < 3 or parts[-3] not in samples or parts[-2] not in class_index:
+                    continue
+                with Image.open(io.BytesIO(tar.extractfile(member).read())) as img:
+                    pixels = np.asarray(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+                if pixels.shape != (3, 32, 32):
+                    raise UserError(f"{archive}: {member.name} is {pixels.shape[2]}x{pixels.shape[1]}, not 32x32")
+                samples[parts[-3]].append((parts[-1], class_index[parts[-2]], pixels))
+    except (tarfile.TarError, EOFError, OSError) as exc:  # includes PIL's UnidentifiedImageError
+        raise UserError(f"{archive} is truncated or holds a damaged image ({type(exc).__name__}); fetch it again") from None
+    if not samples["train"] or not samples["test"]:
+        raise UserError(f"{archive} holds no train/<class>/*.jpg or test/<class>/*.jpg images")
     out = {}
     for split, items in samples.items():
         items.sort(key=lambda t: (t[1], t[0]))  # class, then file name: a fixed order
@@ -201,7 +236,10 @@ def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
 def read_idx(path: Path) -> np.ndarray:
     raw = path.read_bytes()
     if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise UserError(f"{path} is truncated or not gzip ({type(exc).__name__}); reinstall or fetch it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise UserError(f"{path} is not an unsigned-byte IDX file")
     ndim = raw[3]

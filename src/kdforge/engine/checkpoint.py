@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from kdforge.errors import CheckpointError
-from kdforge.fileio import atomic_write_bytes
+from kdforge.fileio import publish, write_temp
 
 MAGIC = b"KDFORGE-CKPT-1\n"
 LATEST, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
@@ -29,9 +29,10 @@ def save_checkpoint(folder: Path, payload: dict) -> Path:
     body = buffer.getvalue()
     blob = MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
     latest = Path(folder) / LATEST
+    tmp = write_temp(latest, blob)  # a full disk fails here, before anything is rotated
     if latest.exists():
         os.replace(latest, Path(folder) / PREVIOUS)
-    atomic_write_bytes(latest, blob)
+    publish(tmp, latest)
     return latest
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
-import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +26,10 @@ from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.schedule import learning_rate
-from kdforge.errors import ConfigError, NonFiniteLossError, UserError
+from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, UserError
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS, MethodContext, ModelOutput, StepState, build_method
-from kdforge.models import FeatureTaps, count_parameters, create_model, flat_embedding, standard_taps
+from kdforge.models import MODELS, FeatureTaps, count_parameters, create_model, flat_embedding, standard_taps
 
 
 def resolve_device(name: str) -> torch.device:
@@ -107,11 +109,27 @@ def _classifier_width(state: dict) -> int | None:
 
 
 def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    builder = MODELS.get(name)
+    takes_channels = "in_channels" in inspect.signature(builder).parameters
+    if not takes_channels and in_channels != 3:
+        raise ConfigError(f"model {name!r} takes 3-channel images, the dataset has {in_channels} channel(s); "
+                          "pick a model made for it (kdforge list models)")
+    return create_model(name, num_classes, in_channels=in_channels) if takes_channels else create_model(name, num_classes)
+
+
+def check_compatible(model: nn.Module, name: str, sample: torch.Tensor) -> None:
+    """One forward pass on two real inputs, so an architecture that cannot read the data fails now, clearly."""
+    was_training = model.training
+    model.eval()
     try:
-        return create_model(name, num_classes, in_channels=in_channels) if in_channels != 3 \
-            else create_model(name, num_classes)
-    except TypeError:
-        raise ConfigError(f"model {name!r} takes 3-channel images, the dataset has {in_channels} channel(s)") from None
+        with torch.no_grad():
+            model(sample)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:160]
+        raise ConfigError(f"model {name!r} cannot take this dataset's {tuple(sample.shape[1:])} inputs ({first}); "
+                          "pick a model made for this input size") from None
+    finally:
+        model.train(was_training)
 
 
 def versions() -> dict:
@@ -134,7 +152,10 @@ class RunLock:
     def __enter__(self):
         import fcntl
 
-        self.handle = open(self.path, "w")
+        try:
+            self.handle = open(self.path, "w")
+        except OSError as exc:
+            raise UserError(f"cannot write to run folder {self.path.parent}: {exc.strerror}; choose a writable out=") from None
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -187,6 +208,12 @@ class Trainer:
         if self.method_cls.needs_teacher:
             self.teacher, self.teacher_arch = load_teacher(cfg, nc, channels)
             self.teacher.to(self.device).eval().requires_grad_(False)
+        probe = self.data.train.images[:2] if hasattr(self.data.train, "images") else None
+        if probe is not None:
+            probe = probe.float()
+            check_compatible(self.student, cfg.student, probe)
+            if self.teacher is not None:
+                check_compatible(self.teacher, self.teacher_arch, probe)
         if cfg.channels_last:
             for m in (self.student, self.teacher):
                 if m is not None:
@@ -304,10 +331,21 @@ class Trainer:
                 self._account(start, images)
                 start, images = time.perf_counter(), 0
                 self._save()
+            if self.stop_signal is not None:
+                self._stop(epoch, start, images)
         self._check_finite(epoch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self._account(start, images)
+
+    def _stop(self, epoch: int, start: float, images: int) -> None:
+        self._check_finite(epoch)
+        self._account(start, images)
+        self._save()
+        name = signal.Signals(self.stop_signal).name
+        p = self.progress
+        raise TrainingStopped(f"stopped by {name} at epoch {epoch + 1}, batch {p.batch} (step {p.step}); checkpoint "
+                              f"written to {self.folder}; continue with --resume", 128 + int(self.stop_signal))
 
     def _account(self, start: float, images: int) -> None:
         self.progress.train_seconds += time.perf_counter() - start
@@ -327,11 +365,34 @@ class Trainer:
         return record
 
     def fit(self) -> dict:
-        cfg = self.cfg
         self._setup_runtime()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with RunLock(self.folder):
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create run folder {self.folder}: {exc.strerror}; choose a writable out=") from None
+        with RunLock(self.folder), self._stop_signals():
             return self._fit_locked()
+
+    @contextlib.contextmanager
+    def _stop_signals(self):
+        """SIGTERM / SIGINT ask the run to stop after the current step, with a checkpoint; a second SIGINT
+        interrupts at once."""
+        self.stop_signal = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def request_stop(signum, frame):
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signum
+
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def _fit_locked(self) -> dict:
         cfg = self.cfg

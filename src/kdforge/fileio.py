@@ -16,9 +16,9 @@ class WriteError(UserError):
 
 
 def _write_error(path, exc: OSError) -> WriteError:
-    if exc.errno == errno.ENOSPC:
-        return WriteError(f"disk full while writing {path}; the previous version is intact: free space, then "
-                          "resume with --resume")
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return WriteError(f"no space left writing {path} ({exc.strerror}); the previous version is intact: "
+                          "free space, then resume with --resume")
     return WriteError(f"cannot write {path}: {exc.strerror or exc}; choose a writable out= folder")
 
 

@@ -371,6 +371,8 @@ class Trainer:
         except OSError as exc:
             raise UserError(f"cannot create run folder {self.folder}: {exc.strerror}; choose a writable out=") from None
         with RunLock(self.folder), self._stop_signals():
+            for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
+                stale.unlink(missing_ok=True)
             return self._fit_locked()
 
     @contextlib.contextmanager

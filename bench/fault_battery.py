@@ -1,0 +1,172 @@
+"""The long fault battery: every bad-input case through the real CLI, SIGKILL at random moments of a
+short run followed by resume, SIGTERM mid-epoch, a simulated full disk, two runs on one folder, and the
+time the fast battery (tests/test_faults.py) adds to `make test`.
+
+    .venv/bin/python bench/fault_battery.py [--kills 5] [--seed 0] [--out results/fault_battery.json]
+
+Counts printed at the end: cases tried, cases answered with exit 2 and one line, files left torn (a
+checkpoint failing its checksum or a JSON file that does not parse; must be 0), and resumed runs whose
+final weights differ from the uninterrupted run (must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "tests"))
+
+import torch  # noqa: E402
+
+from fault_cases import CASES, torn_files  # noqa: E402
+from kdforge.engine.checkpoint import read_checkpoint  # noqa: E402
+from kdforge.fileio import atomic_write_json  # noqa: E402
+
+RUN = ["digits-teacher", "epochs=3", "data.batch_size=32", "checkpoint_every=5", "deterministic=true", "threads=1",
+       "tensorboard=false", "log_every=5"]
+
+
+def kdforge(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kdforge", *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def weights(folder: Path) -> dict:
+    return read_checkpoint(folder / "checkpoint.pt")["model"]
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def bad_inputs(scratch: Path) -> dict:
+    tried = answered = torn = 0
+    failures = []
+    for i, (name, area, build, needle) in enumerate(CASES):
+        folder = scratch / f"case{i}"
+        folder.mkdir()
+        result = kdforge(*build(folder))
+        tried += 1
+        lines = result.stderr.strip().splitlines()
+        ok = (result.returncode == 2 and len(lines) == 1 and lines[0].startswith("kdforge: error:")
+              and needle in lines[0] and "Traceback" not in result.stderr)
+        answered += ok
+        if not ok:
+            failures.append({"case": name, "code": result.returncode, "stderr": result.stderr[-300:]})
+        if (folder / "run").exists():
+            torn += len(torn_files(folder / "run"))
+    return {"tried": tried, "answered_exit2_one_line": answered, "torn": torn, "failures": failures}
+
+
+def interrupted_runs(scratch: Path, reference: dict, kills: int, rng: random.Random, duration: float) -> dict:
+    results = []
+    plans = [("SIGKILL", rng.uniform(0.15, 0.95) * duration) for _ in range(kills)]
+    plans.append(("SIGTERM", rng.uniform(0.3, 0.7) * duration))
+    for i, (signame, delay) in enumerate(plans):
+        out = scratch / f"kill{i}"
+        proc = subprocess.Popen([sys.executable, "-m", "kdforge", "train", *RUN, f"out={out}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(getattr(signal, signame))
+        proc.wait(timeout=600)
+        torn = len(torn_files(out))
+        position = None
+        if (out / "checkpoint.pt").exists():
+            p = read_checkpoint(out / "checkpoint.pt")["progress"]
+            position = f"epoch {p['epoch'] + 1}, batch {p['batch']}"
+        resumed = kdforge("train", *RUN, f"out={out}", "--resume")
+        identical = resumed.returncode == 0 and same(weights(out), reference)
+        results.append({"signal": signame, "after_seconds": round(delay, 2), "exit_code": proc.returncode,
+                        "resumed_from": position, "torn_after_kill": torn, "resumed_identical": identical})
+    return {"runs": results, "torn": sum(r["torn_after_kill"] for r in results),
+            "mismatched": sum(not r["resumed_identical"] for r in results)}
+
+
+def full_disk(scratch: Path) -> dict:
+    out = scratch / "disk"
+    proc = subprocess.Popen([sys.executable, "-m", "kdforge", "train", *RUN, f"out={out}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (out / "checkpoint.pt").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=600)
+    before = (out / "checkpoint.pt").read_bytes()
+    limit = len(before) // 2
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = kdforge("train", *RUN, f"out={out}", "--resume", preexec_fn=small_disk)
+    last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+    return {"exit_code": result.returncode, "message": last,
+            "previous_checkpoint_intact": (out / "checkpoint.pt").read_bytes() == before,
+            "torn": len(torn_files(out))}
+
+
+def two_runs(scratch: Path) -> dict:
+    out = scratch / "shared"
+    first = subprocess.Popen([sys.executable, "-m", "kdforge", "train", *RUN, "epochs=50", f"out={out}"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (out / "config.json").exists():
+        time.sleep(0.05)
+    second = kdforge("train", *RUN, "epochs=50", f"out={out}", "--resume")
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=600)
+    return {"second_exit_code": second.returncode, "message": second.stderr.strip(), "torn": len(torn_files(out))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="results/fault_battery.json")
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="kdforge-faults-") as tmp:
+        scratch = Path(tmp)
+        start = time.perf_counter()
+        straight = kdforge("train", *RUN, f"out={scratch / 'straight'}")
+        duration = time.perf_counter() - start
+        assert straight.returncode == 0, straight.stderr
+        reference = weights(scratch / "straight")
+        report = {"bad_inputs": bad_inputs(scratch),
+                  "interruptions": interrupted_runs(scratch, reference, args.kills, rng, duration),
+                  "full_disk": full_disk(scratch), "two_runs_one_folder": two_runs(scratch)}
+    start = time.perf_counter()
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", str(REPO / "tests" / "test_faults.py")],
+                           capture_output=True, text=True, cwd=REPO)
+    report["fast_battery"] = {"seconds": round(time.perf_counter() - start, 1), "exit_code": tests.returncode,
+                              "summary": tests.stdout.strip().splitlines()[-1] if tests.stdout.strip() else ""}
+    b, k = report["bad_inputs"], report["interruptions"]
+    report["counts"] = {
+        "cases_tried": b["tried"], "answered_exit2_one_line": b["answered_exit2_one_line"],
+        "files_left_torn": b["torn"] + k["torn"] + report["full_disk"]["torn"] + report["two_runs_one_folder"]["torn"],
+        "resumed_runs": len(k["runs"]), "resumed_weights_differ": k["mismatched"],
+        "fast_battery_seconds": report["fast_battery"]["seconds"],
+    }
+    atomic_write_json(args.out, report)
+    for key, value in report["counts"].items():
+        print(f"{key:<26} {value}")
+    print(f"full disk: exit {report['full_disk']['exit_code']}, previous checkpoint intact: "
+          f"{report['full_disk']['previous_checkpoint_intact']}; two runs on one folder: exit "
+          f"{report['two_runs_one_folder']['second_exit_code']}")
+    for failure in b["failures"]:
+        print(f"  NOT ANSWERED: {failure['case']} (exit {failure['code']})")
+    print(f"-> {args.out}")
+    ok = (b["answered_exit2_one_line"] == b["tried"] and report["counts"]["files_left_torn"] == 0
+          and k["mismatched"] == 0 and report["full_disk"]["previous_checkpoint_intact"])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

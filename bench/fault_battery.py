@@ -67,14 +67,21 @@ def bad_inputs(scratch: Path) -> dict:
     return {"tried": tried, "answered_exit2_one_line": answered, "torn": torn, "failures": failures}
 
 
-def interrupted_runs(scratch: Path, reference: dict, kills: int, rng: random.Random, duration: float) -> dict:
+def wait_for(path: Path, proc: subprocess.Popen) -> None:
+    while not path.exists() and proc.poll() is None:
+        time.sleep(0.02)
+
+
+def interrupted_runs(scratch: Path, reference: dict, kills: int, rng: random.Random, training: float) -> dict:
+    """Each run is signalled at a random moment of its training phase (after set-up, which writes config.json)."""
     results = []
-    plans = [("SIGKILL", rng.uniform(0.15, 0.95) * duration) for _ in range(kills)]
-    plans.append(("SIGTERM", rng.uniform(0.3, 0.7) * duration))
+    plans = [("SIGKILL", rng.uniform(0.05, 0.95) * training) for _ in range(kills)]
+    plans.append(("SIGTERM", rng.uniform(0.3, 0.7) * training))
     for i, (signame, delay) in enumerate(plans):
         out = scratch / f"kill{i}"
         proc = subprocess.Popen([sys.executable, "-m", "kdforge", "train", *RUN, f"out={out}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wait_for(out / "config.json", proc)
         time.sleep(delay)
         proc.send_signal(getattr(signal, signame))
         proc.wait(timeout=600)
@@ -95,8 +102,7 @@ def full_disk(scratch: Path) -> dict:
     out = scratch / "disk"
     proc = subprocess.Popen([sys.executable, "-m", "kdforge", "train", *RUN, f"out={out}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (out / "checkpoint.pt").exists():
-        time.sleep(0.05)
+    wait_for(out / "checkpoint.pt", proc)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=600)
     before = (out / "checkpoint.pt").read_bytes()
@@ -117,8 +123,7 @@ def two_runs(scratch: Path) -> dict:
     out = scratch / "shared"
     first = subprocess.Popen([sys.executable, "-m", "kdforge", "train", *RUN, "epochs=50", f"out={out}"],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (out / "config.json").exists():
-        time.sleep(0.05)
+    wait_for(out / "config.json", first)
     second = kdforge("train", *RUN, "epochs=50", f"out={out}", "--resume")
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=600)
@@ -134,13 +139,13 @@ def main() -> int:
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory(prefix="kdforge-faults-") as tmp:
         scratch = Path(tmp)
-        start = time.perf_counter()
         straight = kdforge("train", *RUN, f"out={scratch / 'straight'}")
-        duration = time.perf_counter() - start
         assert straight.returncode == 0, straight.stderr
+        summary = json.loads((scratch / "straight" / "summary.json").read_text())
+        training = summary["train_seconds"]  # the phase the signals are aimed at
         reference = weights(scratch / "straight")
         report = {"bad_inputs": bad_inputs(scratch),
-                  "interruptions": interrupted_runs(scratch, reference, args.kills, rng, duration),
+                  "interruptions": interrupted_runs(scratch, reference, args.kills, rng, training),
                   "full_disk": full_disk(scratch), "two_runs_one_folder": two_runs(scratch)}
     start = time.perf_counter()
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", str(REPO / "tests" / "test_faults.py")],

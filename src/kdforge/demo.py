@@ -12,7 +12,7 @@ import torch
 
 from kdforge.config import apply_overrides, from_dict, load_raw, TrainConfig
 from kdforge.engine.trainer import train
-from kdforge.errors import UserError
+from kdforge.errors import ConfigError, UserError
 from kdforge.methods import METHODS
 
 MARKER = ".kdforge-demo"
@@ -37,22 +37,29 @@ def run_demo(out="runs/demo", threads: int | None = None, student_epochs: int | 
     _prepare(out)
     quiet = lambda message: None  # noqa: E731 - per-epoch lines would drown the table
     start = time.perf_counter()
-    echo(f"kdforge demo: digits (8x8 grayscale, fixed stratified 70/30 split), teacher cnn8, student mlp8, "
-         f"{threads} threads")
+    echo(f"kdforge demo: digits (8x8 grayscale, fixed stratified 70/30 split), teacher cnn8, "
+         f"student mlp8 (a 1-hidden-layer MLP), {threads} threads")
     teacher = train(_config("digits-teacher", out / "teacher", threads, []), echo=quiet)
     echo(f"  teacher cnn8 trained: top-1 {teacher['top1_last']:.2f}%  ({teacher['wall_seconds']:.1f} s)")
-    rows = []
+    rows, skipped = [], []
     for name in METHODS.names():
         extra = [f"method={name}"]
         if student_epochs:
             extra.append(f"epochs={student_epochs}")
         if METHODS.get(name).needs_teacher:
             extra.append(f"teacher_checkpoint={out / 'teacher'}")
-        summary = train(_config("digits-student", out / name, threads, extra), echo=quiet)
+        try:
+            summary = train(_config("digits-student", out / name, threads, extra), echo=quiet)
+        except ConfigError as exc:  # e.g. a feature-map method with the MLP student
+            skipped.append((name, str(exc)))
+            echo(f"  {name:<10} n/a: {exc}")
+            continue
         rows.append(summary)
         echo(f"  {name:<10} top-1 {summary['top1_last']:6.2f}%  ({summary['wall_seconds']:.1f} s)")
     echo("")
     echo(format_table(teacher, rows))
+    for name, reason in skipped:
+        echo(f"not applicable to this student: {name} ({reason.split(';')[0]})")
     echo(f"\ntotal {time.perf_counter() - start:.0f} s; runs, metrics and checkpoints in {out}/")
     return rows
 

@@ -1,8 +1,10 @@
 """Pure loss functions of every method, for use in your own training loop."""
 
+from kdforge.methods.at import at_loss
 from kdforge.methods.ckd import ckd_loss
 from kdforge.methods.crd import nce_loss
 from kdforge.methods.dkd import dkd_loss
 from kdforge.methods.kd import kd_loss
+from kdforge.methods.kr import sparse_recode
 
-__all__ = ["ckd_loss", "dkd_loss", "kd_loss", "nce_loss"]
+__all__ = ["at_loss", "ckd_loss", "dkd_loss", "kd_loss", "nce_loss", "sparse_recode"]

@@ -11,6 +11,8 @@ import hashlib
 import io
 import os
 import pickle
+import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -38,11 +40,14 @@ def save_checkpoint(folder: Path, payload: dict) -> Path:
 
 def _torch_load(source, where: str):
     try:
-        return torch.load(source, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr; the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        what = f"it references {named.group(1)}" if named else "it holds objects other than tensors and containers"
         raise CheckpointError(
-            f"refusing to load {where}: it needs arbitrary code to unpickle ({first[:120]}); "
+            f"refusing to load {where}: unpickling it would run arbitrary code ({what}); "
             "re-save it as a plain state_dict or as safetensors"
         ) from None
     except Exception as exc:  # zip/format errors: truncated or not a torch file

@@ -25,6 +25,8 @@ class EpochMeter:
             step: torch.Tensor) -> None:
         if self.names is None:
             self._allocate(list(terms))
+        elif len(terms) != len(self.names):
+            raise RuntimeError(f"a method must return the same loss terms every step: {self.names} then {list(terms)}")
         values = torch.stack([t.detach().float() for t in terms.values()]).double()
         # a fill kernel, not a host-to-device copy
         n = torch.full((), float(target.shape[0]), device=self.device, dtype=torch.float64)

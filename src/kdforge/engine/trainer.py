@@ -229,7 +229,8 @@ class Trainer:
                               f"({len(self.data.train)} images); lower it")
         ctx = MethodContext(num_classes=nc, student=self.student, teacher=self.teacher,
                             label_smoothing=cfg.label_smoothing, epochs=cfg.epochs,
-                            steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device)
+                            steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device,
+                            input_shape=self._input_shape())
         self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
         self.student_view = TappedModel(self.student, self.method_cls.student_taps)
         self.teacher_view = TappedModel(self.teacher, self.method_cls.teacher_taps) if self.teacher is not None else None
@@ -239,6 +240,11 @@ class Trainer:
                                          weight_decay=o.weight_decay)
         self.progress = Progress()
         self.teacher_top1 = None
+
+    def _input_shape(self) -> tuple[int, ...]:
+        if hasattr(self.data.train, "images"):
+            return tuple(self.data.train.images.shape[1:])
+        return (3, self.cfg.data.image_size, self.cfg.data.image_size)
 
     # ---------------------------------------------------------------- checkpoints
     def _payload(self) -> dict:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from kdforge.methods.base import Method, MethodContext, ModelOutput, StepState
+from kdforge.methods.at import AT
 from kdforge.methods.ce import CE
 from kdforge.methods.ckd import CKD
 from kdforge.methods.crd import CRD
 from kdforge.methods.dkd import DKD
+from kdforge.methods.fitnet import FitNet
 from kdforge.methods.kd import KD
+from kdforge.methods.kr import KnowledgeRepresenting, KnowledgeRepresentingKD
 from kdforge.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -16,6 +19,10 @@ METHODS.add("kd", KD)
 METHODS.add("ckd", CKD)
 METHODS.add("dkd", DKD)
 METHODS.add("crd", CRD)
+METHODS.add("kr", KnowledgeRepresenting)
+METHODS.add("kr_kd", KnowledgeRepresentingKD)
+METHODS.add("fitnet", FitNet)
+METHODS.add("at", AT)
 
 
 def build_method(name: str, args: dict, ctx: MethodContext) -> Method:

@@ -40,6 +40,7 @@ class MethodContext:
     steps_per_epoch: int = 1
     dataset_size: int = 0
     device: torch.device = torch.device("cpu")
+    input_shape: tuple[int, ...] = (3, 32, 32)  # one sample (C, H, W), for dummy forwards that size adapters
 
 
 @dataclass

@@ -54,3 +54,13 @@ def test_train_then_eval_reproduces_the_reported_accuracy(tmp_path, capsys):
     assert main(["eval", str(out), "--dataset", "digits"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == "mlp8" and result["top1"] == pytest.approx(summary["top1_last"], abs=1e-3)
+
+
+def test_plot_draws_a_png_and_ignores_a_torn_last_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "digits-student", "epochs=2", f"out={out}", "threads=1", "tensorboard=false"]) == 0
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write('{"type": "epoch", "epo')  # a record cut by a crash
+    png = tmp_path / "curves.png"
+    assert main(["plot", str(out), "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

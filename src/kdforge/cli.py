@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the registered names, one per line")
     p.add_argument("kind", choices=LIST_KINDS)
 
+    p = sub.add_parser("plot", help="training-loss and accuracy curves of one or more run folders, as a PNG")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", required=True, help="PNG file to write")
+    p.add_argument("--title")
+
     p = sub.add_parser("demo", help="teacher + every method on the digits data, offline, in about a minute")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--threads", type=int, default=None)
@@ -86,6 +91,13 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_plot(args) -> int:
+    from kdforge.plots import plot_runs
+
+    print(plot_runs(args.runs, args.out, args.title))
+    return 0
+
+
 def cmd_demo(args) -> int:
     from kdforge.demo import run_demo
 
@@ -93,7 +105,7 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

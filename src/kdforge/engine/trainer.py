@@ -467,7 +467,7 @@ class Trainer:
             "method": cfg.method, "teacher": self.teacher_arch, "student": cfg.student, "dataset": cfg.data.dataset,
             "seed": cfg.seed, "epochs": cfg.epochs,
             "top1_last": last_eval["test_top1"], "top5_last": last_eval["test_top5"],
-            "top1_best": p.best_test_top1, "best_epoch": p.best_epoch,
+            "top1_best": p.best_test_top1, "best_epoch": p.best_epoch, "val_top1_last": last_eval.get("val_top1"),
             "best_selected_on": "val" if self.val_stream is not None else "test",
             "teacher_top1": self.teacher_top1,
             "wall_seconds": wall, "train_seconds": p.train_seconds,

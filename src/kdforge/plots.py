@@ -1,0 +1,56 @@
+"""Training curves from run folders (metrics.jsonl), drawn with matplotlib to a PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kdforge.errors import UserError
+from kdforge.fileio import read_records
+
+
+def run_curves(folder: Path) -> dict:
+    records = [json.loads(line) for line in read_records(Path(folder) / "metrics.jsonl")]
+    if not records:
+        raise UserError(f"{folder} has no metrics.jsonl records; is it a kdforge run folder?")
+    epochs = [r for r in records if r["type"] == "epoch"]
+    evals = [r for r in records if r["type"] == "eval"]
+    label = Path(folder).name
+    summary = Path(folder) / "summary.json"
+    if summary.exists():
+        s = json.loads(summary.read_text())
+        label = f"{s['method']} ({s['student']})"
+    return {"label": label, "epoch": [r["epoch"] for r in epochs], "loss": [r["loss/total"] for r in epochs],
+            "ce": [r.get("loss/ce") for r in epochs], "eval_epoch": [r["epoch"] for r in evals],
+            "test_top1": [r["test_top1"] for r in evals]}
+
+
+def plot_runs(folders: list[Path], out: Path, title: str | None = None) -> Path:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("plots need matplotlib: pip install 'kdforge[logging]'") from None
+    curves = [run_curves(f) for f in folders]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for c in curves:
+        axes[0].plot(c["epoch"], c["loss"], marker=".", label=c["label"])
+        if all(v is not None for v in c["ce"]):
+            axes[1].plot(c["epoch"], c["ce"], marker=".", label=c["label"])
+        axes[2].plot(c["eval_epoch"], c["test_top1"], marker=".", label=c["label"])
+    for ax, name in zip(axes, ("training loss (all terms, epoch mean)", "cross-entropy term (weighted)",
+                               "test top-1 (%)")):
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

@@ -60,6 +60,14 @@ def run_demo(out="runs/demo", threads: int | None = None, student_epochs: int | 
     echo(format_table(teacher, rows))
     for name, reason in skipped:
         echo(f"not applicable to this student: {name} ({reason.split(';')[0]})")
+    try:
+        from kdforge.plots import plot_runs
+
+        curves = plot_runs([out / "teacher"] + [out / r["method"] for r in rows], out / "curves.png",
+                           "kdforge demo: digits")
+        echo(f"training curves: {curves}")
+    except UserError as exc:  # matplotlib missing: the table is the demo's result
+        echo(f"(no curves: {exc})")
     echo(f"\ntotal {time.perf_counter() - start:.0f} s; runs, metrics and checkpoints in {out}/")
     return rows
 

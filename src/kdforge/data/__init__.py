@@ -95,6 +95,22 @@ DATASETS.add("digits", DatasetSpec(lambda c: read_digits(), (0.3050,), (0.3750,)
 DATASETS.add("imagefolder", DatasetSpec(lambda c: {}, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), AugmentSpec(),
                                         "any train/ + val/ class-per-folder tree (ImageNet, CUB-200)"))
 
+# CIFAR-FS split of CIFAR-100 (fine-label indices), used to order classes for generalized KD.
+CIFAR_FS_VAL = [4, 7, 14, 15, 19, 26, 27, 32, 40, 47, 48, 55, 71, 73, 87, 89]
+CIFAR_FS_TEST = [2, 5, 8, 21, 34, 42, 46, 58, 60, 62, 69, 70, 77, 83, 84, 86, 94, 95, 98, 99]
+CIFAR_FS_TRAIN = sorted(set(range(100)) - set(CIFAR_FS_VAL) - set(CIFAR_FS_TEST))
+
+
+def gkd_split(shift: int) -> tuple[list[int], list[int]]:
+    """(teacher classes, student classes) of CIFAR-100 for generalized KD: classes ordered as CIFAR-FS
+    meta-train + meta-val + meta-test (each sorted); the teacher takes the first 50 positions and the student
+    positions [shift, shift + 50), so 50 - shift classes are shared (shift 50: disjoint)."""
+    if not 0 <= int(shift) <= 50:
+        raise ConfigError(f"gkd shift must be in 0..50, got {shift}")
+    order = CIFAR_FS_TRAIN + CIFAR_FS_VAL + CIFAR_FS_TEST
+    return order[:50], order[shift:shift + 50]
+
+
 _MEMORY_CACHE: dict[tuple, dict] = {}
 
 
@@ -181,5 +197,5 @@ def _load_folder(cfg: DataConfig) -> DatasetBundle:
 
 __all__ = [
     "AugmentSpec", "Batch", "BatchStream", "DATASETS", "DataConfig", "DatasetBundle", "InMemoryDataset",
-    "crop_flip", "load_data", "stratified_split", "view_keys",
+    "crop_flip", "gkd_split", "load_data", "stratified_split", "view_keys",
 ]

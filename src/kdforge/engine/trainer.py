@@ -85,22 +85,27 @@ def evaluate(model: nn.Module, stream, device: torch.device, amp: bool = False) 
     return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}
 
 
-def load_teacher(cfg: TrainConfig, num_classes: int, in_channels: int) -> tuple[nn.Module, str]:
+def load_teacher(cfg: TrainConfig, classes: list[str], in_channels: int,
+                 classes_may_differ: bool = False) -> tuple[nn.Module, str, bool]:
+    """(teacher, architecture, whether it was trained on exactly the student's classes)."""
     if not cfg.teacher_checkpoint:
         raise ConfigError(f"method {cfg.method!r} needs a teacher: set teacher_checkpoint=PATH (a run folder or file)")
     state, meta = load_weights(cfg.teacher_checkpoint)
     arch = cfg.teacher or meta.get("arch")
     if not arch:
         raise ConfigError(f"{cfg.teacher_checkpoint} does not name its architecture: set teacher=MODEL_NAME")
-    classes_in_file = _classifier_width(state)
-    if classes_in_file is not None and classes_in_file != num_classes:
-        raise ConfigError(
-            f"teacher checkpoint has {classes_in_file} classes but dataset {cfg.data.dataset} has {num_classes}; "
-            "use a teacher trained on the same classes"
-        )
-    teacher = build_model(arch, num_classes, in_channels)
+    width = _classifier_width(state) or len(classes)
+    recorded = meta.get("classes")  # kdforge checkpoints record their class names; foreign ones do not
+    same_classes = list(recorded) == list(classes) if recorded is not None else width == len(classes)
+    if not same_classes and not classes_may_differ:
+        if width != len(classes):
+            raise ConfigError(f"teacher checkpoint has {width} classes but dataset {cfg.data.dataset} has "
+                              f"{len(classes)}; use a teacher trained on the same classes")
+        raise ConfigError(f"teacher was trained on classes {list(recorded)[:6]}... but the data has "
+                          f"{list(classes)[:6]}...; use a teacher trained on the same classes")
+    teacher = build_model(arch, width, in_channels)
     load_into(teacher, state, str(cfg.teacher_checkpoint))
-    return teacher, arch
+    return teacher, arch, same_classes
 
 
 def _classifier_width(state: dict) -> int | None:
@@ -204,9 +209,10 @@ class Trainer:
         self.data: DatasetBundle = load_data(cfg.data, self.device)
         nc, channels = self.data.num_classes, self.data.in_channels
         self.student = build_model(cfg.student, nc, channels).to(self.device)
-        self.teacher, self.teacher_arch = None, None
+        self.teacher, self.teacher_arch, self.teacher_same_classes = None, None, False
         if self.method_cls.needs_teacher:
-            self.teacher, self.teacher_arch = load_teacher(cfg, nc, channels)
+            self.teacher, self.teacher_arch, self.teacher_same_classes = load_teacher(
+                cfg, self.data.classes, channels, self.method_cls.teacher_classes_may_differ)
             self.teacher.to(self.device).eval().requires_grad_(False)
         probe = self.data.train.images[:2] if hasattr(self.data.train, "images") else None
         if probe is not None:
@@ -417,7 +423,7 @@ class Trainer:
             self._restore(ckpt)
             self.logger.info(f"resuming {self.folder} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
         atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions()})
-        if self.teacher is not None and self.teacher_top1 is None:
+        if self.teacher_same_classes and self.teacher_top1 is None:
             self.teacher_top1 = evaluate(self.teacher, self.test_stream, self.device, cfg.amp)["top1"]
             self.logger.info(f"teacher {self.teacher_arch}: top-1 {self.teacher_top1:.2f}% on the "
                              f"{cfg.data.dataset} test split")

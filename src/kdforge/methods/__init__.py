@@ -11,6 +11,7 @@ from kdforge.methods.dkd import DKD
 from kdforge.methods.fitnet import FitNet
 from kdforge.methods.kd import KD
 from kdforge.methods.kr import KnowledgeRepresenting, KnowledgeRepresentingKD
+from kdforge.methods.rkd import RKD
 from kdforge.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -23,6 +24,7 @@ METHODS.add("kr", KnowledgeRepresenting)
 METHODS.add("kr_kd", KnowledgeRepresentingKD)
 METHODS.add("fitnet", FitNet)
 METHODS.add("at", AT)
+METHODS.add("rkd", RKD)
 
 
 def build_method(name: str, args: dict, ctx: MethodContext) -> Method:

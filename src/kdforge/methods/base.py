@@ -57,6 +57,7 @@ class Method(nn.Module):
 
     Config: ClassVar[type] = NoConfig
     needs_teacher: ClassVar[bool] = False
+    teacher_classes_may_differ: ClassVar[bool] = False  # relation-based methods work across class sets
     student_taps: ClassVar[tuple[str, ...]] = ()  # symbolic taps: "embedding", "stages"
     teacher_taps: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""

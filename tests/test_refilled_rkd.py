@@ -1,0 +1,170 @@
+"""REFILLED's losses, the generalized-KD class split, and RKD across class sets."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from kdforge.config import load_config
+from kdforge.data import gkd_split
+from kdforge.engine.trainer import train
+from kdforge.losses import refilled_stage1_loss, refilled_stage2_loss, rkd_loss
+from kdforge.methods.refilled import confidence_weights, pairwise_distances, semi_hard_mask
+
+
+def np_dist(e):
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    return np.sqrt(np.maximum(((e[:, None] - e[None]) ** 2).sum(-1), 0))
+
+
+def mined(d, y, margin):
+    return {(a, p, n) for a, p, n in itertools.product(range(len(y)), repeat=3)
+            if y[a] == y[p] and a != p and y[n] != y[a] and 0 < d[a, n] - d[a, p] <= margin}
+
+
+def angles(*degrees):
+    return np.array([[math.cos(math.radians(t)), math.sin(math.radians(t))] for t in degrees])
+
+
+def test_mining_returns_exactly_the_semi_hard_set():
+    # Class 0 at 0 and 10 degrees; class 1 at 14, 40 and 180 degrees. Chord lengths decide semi-hardness.
+    emb = angles(0, 10, 14, 40, 180)
+    y = np.array([0, 0, 1, 1, 1])
+    d = np_dist(emb)
+    expected = mined(d, y, 0.2)
+    got = semi_hard_mask(pairwise_distances(torch.tensor(emb)), torch.tensor(y), 0.2)
+    assert {tuple(i) for i in got.nonzero().tolist()} == expected
+    # chords 2 sin(delta/2): d(0,1) = 0.174, d(0,2) = 0.244 (gap 0.07: semi-hard), d(0,3) = 0.684 (gap 0.51: easy),
+    # d(1,2) = 0.070 < d(1,0) (a hard negative)
+    assert (0, 1, 2) in expected and (0, 1, 3) not in expected and (1, 0, 2) not in expected
+
+
+def reference_stage1(s_emb, t_emb, y, tau, margin):
+    ds, dt = np_dist(s_emb), np_dist(t_emb)
+    triplets = mined(ds, y, margin)
+    tuples = {}
+    for a, p, n in sorted(triplets):
+        tuples.setdefault((a, p), []).append(n)
+    kls = []
+    for (a, p), negatives in tuples.items():
+        def q(d):
+            logits = np.array([-d[a, p]] + [-d[a, n] for n in negatives]) / tau
+            e = np.exp(logits - logits.max())
+            return e / e.sum()
+        qt, qs = q(dt), q(ds)
+        kls.append(np.sum(qt * np.log(qt / qs)))
+    return float(np.mean(kls)) if kls else 0.0
+
+
+def test_stage1_golden_value_and_widths_may_differ():
+    rng = np.random.RandomState(0)
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    s_emb = rng.randn(8, 5) + y[:, None] * 0.3
+    t_emb = rng.randn(8, 9)  # another width: only within-model distances are compared
+    expected = reference_stage1(s_emb, t_emb, y, 4.0, 0.5)
+    assert expected > 0
+    got = refilled_stage1_loss(torch.tensor(s_emb), torch.tensor(t_emb), torch.tensor(y), tau=4.0, margin=0.5)
+    assert got.item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_stage1_triplet_form_golden_value():
+    rng = np.random.RandomState(1)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    s_emb, t_emb = rng.randn(6, 4), rng.randn(6, 4)
+    ds, dt = np_dist(s_emb), np_dist(t_emb)
+    kls = []
+    for a, p, n in mined(ds, y, 0.6):
+        ps = 1 / (1 + np.exp(-(ds[a, n] - ds[a, p]) / 4.0))
+        pt = 1 / (1 + np.exp(-(dt[a, n] - dt[a, p]) / 4.0))
+        kls.append(pt * np.log(pt / ps) + (1 - pt) * np.log((1 - pt) / (1 - ps)))
+    got = refilled_stage1_loss(torch.tensor(s_emb), torch.tensor(t_emb), torch.tensor(y), margin=0.6, form="triplet")
+    assert got.item() == pytest.approx(float(np.mean(kls)), rel=1e-4, abs=1e-9)
+
+
+def test_stage1_truncation_keeps_the_fewest_negatives_in_every_tuple():
+    rng = np.random.RandomState(2)
+    y = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    s = torch.tensor(rng.randn(9, 3))
+    full = refilled_stage1_loss(s, s * 2 + 0.1, y, margin=2.0)
+    cut = refilled_stage1_loss(s, s * 2 + 0.1, y, margin=2.0, truncate=True)
+    assert torch.isfinite(cut) and not torch.isclose(full, cut)
+
+
+def test_nothing_mined_gives_a_zero_still_attached_to_the_graph():
+    s = torch.randn(4, 3, requires_grad=True)
+    loss = refilled_stage1_loss(s, torch.randn(4, 3), torch.tensor([0, 1, 2, 3]))  # no positives at all
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert s.grad is not None and torch.all(s.grad == 0)
+
+
+def test_stage2_golden_value_over_the_batch_classes():
+    rng = np.random.RandomState(3)
+    z_s, f_t = rng.randn(4, 6), rng.randn(4, 5)
+    centers = rng.randn(6, 5)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    y = np.array([1, 4, 4, 0])
+    w = np.array([1.0, 0.5, 2.0, 1.0])
+    present = sorted(set(y))
+
+    def softmax(v):
+        e = np.exp(v - v.max())
+        return e / e.sum()
+
+    kls = []
+    for i in range(4):
+        pt = softmax(f_t[i] @ centers[present].T / 2.0)
+        ps = softmax(z_s[i, present] / 1.0)
+        kls.append(w[i] * np.sum(pt * np.log(pt / ps)))
+    got = refilled_stage2_loss(torch.tensor(z_s), torch.tensor(f_t), torch.tensor(centers), torch.tensor(y),
+                               tau_t=2.0, tau_s=1.0, weights=torch.tensor(w))
+    assert got.item() == pytest.approx(float(np.mean(kls)), rel=1e-5)
+
+
+def test_confidence_weights_favour_confident_teacher_predictions():
+    logits = torch.tensor([[9.0, 0.0, 0.0], [1.0, 0.9, 0.8], [3.0, 0.0, 0.0]])
+    w = confidence_weights(logits)
+    assert w[0] == pytest.approx(1.0) and w[1] == pytest.approx(2 / (1 + math.e)) and w[1] < w[2] < w[0]
+
+
+def test_gkd_split_follows_the_cifar_fs_order():
+    val = [4, 7, 14, 15, 19, 26, 27, 32, 40, 47, 48, 55, 71, 73, 87, 89]
+    test = [2, 5, 8, 21, 34, 42, 46, 58, 60, 62, 69, 70, 77, 83, 84, 86, 94, 95, 98, 99]
+    train_classes = [c for c in range(100) if c not in val and c not in test]
+    teacher, student = gkd_split(50)
+    assert teacher == train_classes[:50]
+    assert student == train_classes[50:] + val + test and not set(teacher) & set(student)
+    same_t, same_s = gkd_split(0)
+    assert same_t == same_s
+    overlap_t, overlap_s = gkd_split(20)
+    assert len(set(overlap_t) & set(overlap_s)) == 30
+
+
+def test_rkd_is_zero_for_the_teachers_own_relations_at_any_scale():
+    t = torch.randn(6, 8)
+    assert rkd_loss(t * 3.0, t).item() == pytest.approx(0.0, abs=1e-6)
+    assert rkd_loss(torch.randn(6, 4), t).item() > 0
+
+
+def test_rkd_distils_from_a_teacher_trained_on_other_classes(tmp_path):
+    fast = ["threads=1", "tensorboard=false", "log_every=10"]
+    train(load_config("digits-teacher", [f"out={tmp_path / 't'}", "epochs=3", "data.classes=[0,1,2,3,4,5]", *fast]),
+          echo=lambda m: None)
+    summary = train(load_config("digits-student", [f"out={tmp_path / 's'}", "epochs=3", "method=rkd",
+                                                   f"teacher_checkpoint={tmp_path / 't'}", "data.classes=[4,5,6,7,8,9]",
+                                                   *fast]), echo=lambda m: None)
+    assert summary["teacher_top1"] is None  # the teacher's head does not cover the student's classes
+    assert summary["top1_last"] > 40
+
+
+def test_output_distillation_refuses_a_teacher_of_other_classes_even_with_the_same_count(tmp_path):
+    from kdforge.errors import ConfigError
+
+    fast = ["threads=1", "tensorboard=false"]
+    train(load_config("digits-teacher", [f"out={tmp_path / 't'}", "epochs=1", "data.classes=[0,1,2]", *fast]),
+          echo=lambda m: None)
+    with pytest.raises(ConfigError, match="trained on classes"):
+        train(load_config("digits-student", [f"out={tmp_path / 's'}", "method=kd", f"teacher_checkpoint={tmp_path / 't'}",
+                                             "data.classes=[7,8,9]", *fast]))

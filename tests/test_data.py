@@ -69,8 +69,16 @@ def test_eval_stream_is_ordered_and_complete_and_shards_are_disjoint():
     data = InMemoryDataset(torch.zeros(10, 1, 2, 2, dtype=torch.uint8), torch.arange(10), (0.0,), (1.0,))
     ev = BatchStream(data, 4, train=False)
     assert torch.cat([b.index for b in ev.epoch(0)]).tolist() == list(range(10))
-    shards = [BatchStream(data, 2, train=True, seed=1, rank=r, world_size=2).order(0) for r in range(2)]
-    assert set(shards[0].tolist()).isdisjoint(shards[1].tolist()) and len(shards[0]) == len(shards[1]) == 5
+    ranks = [[b.index.tolist() for b in BatchStream(data, 2, train=True, seed=1, rank=r, world_size=2).epoch(0)]
+             for r in range(2)]
+    single = [b.index.tolist() for b in BatchStream(data, 4, train=True, seed=1).epoch(0)]
+    assert len(ranks[0]) == len(ranks[1]) == len(single) == 2
+    # the ranks' k-th batches together are exactly the single process's k-th global batch
+    assert [a + b for a, b in zip(*ranks)] == single
+    assert set(sum(ranks[0], [])).isdisjoint(sum(ranks[1], []))
+    eval_shards = [torch.cat([b.index for b in BatchStream(data, 3, train=False, rank=r, world_size=2).epoch(0)])
+                   for r in range(2)]
+    assert sorted(torch.cat(eval_shards).tolist()) == list(range(10))
 
 
 def test_start_batch_skips_exactly_the_done_batches():

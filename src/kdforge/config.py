@@ -55,6 +55,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: bool = False  # bf16 autocast on CPU and CUDA
     channels_last: bool = False
+    sync_batchnorm: bool = False  # torchrun only: BatchNorm statistics over the global batch
     eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
     log_every: int = 50  # steps between host reads of the on-device metrics
     checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)

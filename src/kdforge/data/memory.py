@@ -126,29 +126,37 @@ class BatchStream:
         self.scale, self.shift = data.normaliser()
 
     def order(self, epoch: int) -> torch.Tensor:
-        """This rank's sample order for `epoch` (a permutation drawn from (seed, epoch) when training)."""
+        """The epoch's sample order: a permutation drawn from (seed, epoch) when training, else 0..N-1.
+        Shared by all ranks; `epoch()` cuts each rank's part out of it."""
         n = len(self.data)
         if self.train:
             gen = torch.Generator().manual_seed(mix32(mix32(self.seed & MASK32) ^ (epoch & MASK32)) + 1)
             order = torch.randperm(n, generator=gen)
         else:
             order = torch.arange(n)
-        if self.world_size > 1:
-            # training: equal contiguous slices of the shared permutation; evaluation: every sample once
-            if self.train:
-                per_rank = n // self.world_size
-                order = order[self.rank * per_rank:(self.rank + 1) * per_rank]
-            else:
-                order = order[self.rank::self.world_size]
         return order.to(self.data.device)
 
     def samples_per_epoch(self) -> int:
+        """This rank's samples per epoch."""
         n, w = len(self.data), self.world_size
         return n // w if self.train else len(range(self.rank, n, w))
 
     def __len__(self) -> int:
+        if self.train and self.world_size > 1:
+            return len(self.data) // (self.batch_size * self.world_size)
         n = self.samples_per_epoch()
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def batch_indices(self, order: torch.Tensor, b: int) -> torch.Tensor:
+        """This rank's indices for batch `b`. Training with several ranks: global batch b is
+        order[b*G:(b+1)*G] (G = batch_size * world_size) and rank r takes the r-th part of it, so the ranks
+        together see exactly the batches a single process with batch G would see."""
+        if self.world_size > 1 and self.train:
+            start = (b * self.world_size + self.rank) * self.batch_size
+            return order[start:start + self.batch_size]
+        if self.world_size > 1:
+            order = order[self.rank::self.world_size]
+        return order[b * self.batch_size:(b + 1) * self.batch_size]
 
     def view(self, indices: torch.Tensor, epoch: int) -> torch.Tensor:
         """The normalised (and, when training, augmented) inputs of `indices` in `epoch`."""
@@ -160,5 +168,5 @@ class BatchStream:
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[Batch]:
         order = self.order(epoch)
         for b in range(start_batch, len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = self.batch_indices(order, b)
             yield Batch(idx, self.view(idx, epoch), self.data.labels[idx])

@@ -4,6 +4,14 @@ from __future__ import annotations
 
 import torch
 
+from kdforge.engine.distributed import all_reduce_
+
+
+def _max():
+    import torch.distributed as dist
+
+    return dist.ReduceOp.MAX
+
 
 class EpochMeter:
     """Sums of each loss term (x batch size), the total, correct predictions and the sample count,
@@ -38,7 +46,8 @@ class EpochMeter:
     def first_nonfinite(self) -> tuple[str, int] | None:
         if self.names is None:
             return None
-        for name, step in zip(self.names, self.bad_step.tolist()):
+        bad = all_reduce_(self.bad_step.clone(), _max())  # every rank must agree to stop
+        for name, step in zip(self.names, bad.tolist()):
             if step >= 0:
                 return name, step
         return None
@@ -46,7 +55,7 @@ class EpochMeter:
     def read(self) -> dict:
         if self.names is None:
             return {}
-        values = self.sums.tolist()
+        values = all_reduce_(self.sums.clone()).tolist()
         count = max(values[-1], 1.0)
         out = {f"loss/{n}": v / count for n, v in zip(self.names, values)}
         out.update({"loss/total": values[-3] / count, "train_top1": 100.0 * values[-2] / count})

@@ -22,6 +22,8 @@ import torch.nn as nn
 import kdforge
 from kdforge.config import TrainConfig, to_dict
 from kdforge.data import DatasetBundle, load_data
+from kdforge.engine.distributed import (SINGLE, DistInfo, all_reduce_, average_gradients, init_from_env,
+                                        per_rank_batch, shutdown)
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
@@ -46,14 +48,18 @@ def autocast(device: torch.device, enabled: bool):
 
 
 class TappedModel:
-    """A model plus the feature taps a method asked for; calling it returns a `ModelOutput`."""
+    """A model plus the feature taps a method asked for; calling it returns a `ModelOutput`.
 
-    def __init__(self, model: nn.Module, wanted: tuple[str, ...]):
+    `runner` is what the forward pass goes through (the DistributedDataParallel wrapper under torchrun);
+    the hooks sit on the model itself, so they fire either way."""
+
+    def __init__(self, model: nn.Module, wanted: tuple[str, ...], runner: nn.Module | None = None):
         self.model = model
+        self.runner = runner if runner is not None else model
         self.taps = FeatureTaps(model, standard_taps(model, wanted)) if wanted else None
 
     def __call__(self, x: torch.Tensor) -> ModelOutput:
-        logits = self.model(x)
+        logits = self.runner(x)
         if self.taps is None:
             return ModelOutput(logits, {})
         features = dict(self.taps.outputs)
@@ -80,6 +86,7 @@ def evaluate(model: nn.Module, stream, device: torch.device, amp: bool = False) 
             torch.full((), float(batch.target.numel()), device=device, dtype=torch.float64),
         ])
     model.train(was_training)
+    all_reduce_(totals)  # each rank evaluated its own share of the split
     loss, top1, top5, count = totals.tolist()
     count = max(count, 1.0)
     return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}
@@ -189,7 +196,8 @@ class Trainer:
         self.cfg = cfg
         self.resume = resume
         self.echo = echo
-        self.device = resolve_device(cfg.device)
+        self.dist, device = init_from_env(cfg.device)
+        self.device = device if device is not None else resolve_device(cfg.device)
         self.folder = cfg.run_dir
 
     # ---------------------------------------------------------------- set-up
@@ -224,11 +232,12 @@ class Trainer:
             for m in (self.student, self.teacher):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
-        self.train_stream = self.data.stream("train", cfg.data.batch_size, train=True, seed=cfg.seed,
-                                             workers=cfg.data.workers, device=self.device)
+        shard = {"rank": self.dist.rank, "world_size": self.dist.world_size}
+        self.train_stream = self.data.stream("train", per_rank_batch(cfg.data.batch_size, self.dist), train=True,
+                                             seed=cfg.seed, workers=cfg.data.workers, device=self.device, **shard)
         self.test_stream = self.data.stream("test", cfg.data.eval_batch_size, train=False, workers=cfg.data.workers,
-                                            device=self.device)
-        self.val_stream = self.data.stream("val", cfg.data.eval_batch_size, train=False, device=self.device) \
+                                            device=self.device, **shard)
+        self.val_stream = self.data.stream("val", cfg.data.eval_batch_size, train=False, device=self.device, **shard) \
             if self.data.val is not None else None
         if len(self.train_stream) == 0:
             raise ConfigError(f"data.batch_size {cfg.data.batch_size} is larger than the training set "
@@ -236,14 +245,21 @@ class Trainer:
         ctx = MethodContext(num_classes=nc, student=self.student, teacher=self.teacher,
                             label_smoothing=cfg.label_smoothing, epochs=cfg.epochs,
                             steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device,
-                            input_shape=self._input_shape())
+                            input_shape=self._input_shape(), world_size=self.dist.world_size)
         self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
-        self.student_view = TappedModel(self.student, self.method_cls.student_taps)
+        runner = None
+        if self.dist.enabled:
+            if cfg.sync_batchnorm:
+                self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            runner = nn.parallel.DistributedDataParallel(
+                self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.student_view = TappedModel(self.student, self.method_cls.student_taps, runner)
         self.teacher_view = TappedModel(self.teacher, self.method_cls.teacher_taps) if self.teacher is not None else None
         params = [p for p in list(self.student.parameters()) + list(self.method.parameters()) if p.requires_grad]
         o = cfg.optim
         self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                                          weight_decay=o.weight_decay)
+        self.method_params = [p for p in self.method.parameters() if p.requires_grad]
         self.progress = Progress()
         self.teacher_top1 = None
 
@@ -267,7 +283,8 @@ class Trainer:
         }
 
     def _save(self) -> None:
-        save_checkpoint(self.folder, self._payload())
+        if self.dist.is_main:  # every rank holds the same state; one writes it
+            save_checkpoint(self.folder, self._payload())
 
     def _restore(self, ckpt: dict) -> None:
         saved = json.loads(ckpt["config"])
@@ -304,6 +321,8 @@ class Trainer:
         total = sum(terms.values())
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if self.dist.enabled:
+            average_gradients(self.method_params)  # DDP already averaged the student's
         self.optimizer.step()
         self.meter.add(terms, total, student_out.logits, batch.target, step_t)
         step_t += 1
@@ -343,12 +362,24 @@ class Trainer:
                 self._account(start, images)
                 start, images = time.perf_counter(), 0
                 self._save()
-            if self.stop_signal is not None:
+            if self._stop_agreed(p.step):
                 self._stop(epoch, start, images)
         self._check_finite(epoch)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self._account(start, images)
+
+    def _stop_agreed(self, step: int) -> bool:
+        """A single process stops after the step in which a stop signal arrived; under torchrun the ranks
+        agree at the next metrics read (every log_every steps), so that all of them stop at the same step."""
+        if not self.dist.enabled:
+            return self.stop_signal is not None
+        if step % self.cfg.log_every:
+            return False
+        flag = torch.tensor([0 if self.stop_signal is None else int(self.stop_signal)], device=self.device)
+        all_reduce_(flag, torch.distributed.ReduceOp.MAX)
+        self.stop_signal = int(flag.item()) or None
+        return self.stop_signal is not None
 
     def _stop(self, epoch: int, start: float, images: int) -> None:
         self._check_finite(epoch)
@@ -382,10 +413,16 @@ class Trainer:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create run folder {self.folder}: {exc.strerror}; choose a writable out=") from None
-        with RunLock(self.folder), self._stop_signals():
-            for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
-                stale.unlink(missing_ok=True)
-            return self._fit_locked()
+        lock = RunLock(self.folder) if self.dist.is_main else contextlib.nullcontext()
+        try:
+            with lock, self._stop_signals():
+                if self.dist.is_main:
+                    for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
+                        stale.unlink(missing_ok=True)
+                return self._fit_locked()
+        finally:
+            if self.dist.enabled:
+                shutdown()
 
     @contextlib.contextmanager
     def _stop_signals(self):
@@ -417,12 +454,14 @@ class Trainer:
         wall_start = time.perf_counter()
         self._setup()
         self.meter = EpochMeter(self.device)
-        self.logger = RunLogger(self.folder, cfg.tensorboard, echo=self.echo)
+        self.logger = RunLogger(self.folder, cfg.tensorboard, enabled=self.dist.is_main, echo=self.echo)
         ckpt = latest_checkpoint(self.folder, log=self.logger.info) if self.resume else None
         if ckpt is not None:
             self._restore(ckpt)
             self.logger.info(f"resuming {self.folder} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
-        atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions()})
+        if self.dist.is_main:
+            atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions(),
+                                                            "world_size": self.dist.world_size})
         if self.teacher_same_classes and self.teacher_top1 is None:
             self.teacher_top1 = evaluate(self.teacher, self.test_stream, self.device, cfg.amp)["top1"]
             self.logger.info(f"teacher {self.teacher_arch}: top-1 {self.teacher_top1:.2f}% on the "
@@ -432,7 +471,8 @@ class Trainer:
         finally:
             self.logger.close()
         summary = self._summary(last_eval, time.perf_counter() - wall_start)
-        atomic_write_json(self.folder / "summary.json", summary)
+        if self.dist.is_main:
+            atomic_write_json(self.folder / "summary.json", summary)
         return summary
 
     def _run_epochs(self) -> dict:
@@ -477,7 +517,8 @@ class Trainer:
             "best_selected_on": "val" if self.val_stream is not None else "test",
             "teacher_top1": self.teacher_top1,
             "wall_seconds": wall, "train_seconds": p.train_seconds,
-            "train_images_per_second": p.train_images / p.train_seconds if p.train_seconds else 0.0,
+            "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,
+            "world_size": self.dist.world_size,
             "student_parameters": count_parameters(self.student),
             "device": str(self.device), "threads": torch.get_num_threads(),
             "config": to_dict(cfg), "versions": versions(),

@@ -41,6 +41,7 @@ class MethodContext:
     dataset_size: int = 0
     device: torch.device = torch.device("cpu")
     input_shape: tuple[int, ...] = (3, 32, 32)  # one sample (C, H, W), for dummy forwards that size adapters
+    world_size: int = 1  # processes under torchrun
 
 
 @dataclass

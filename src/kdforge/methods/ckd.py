@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from kdforge.engine.distributed import gather_batch, rank_offset
 from kdforge.errors import ConfigError
 from kdforge.methods.base import Method
 
@@ -26,21 +27,29 @@ def ckd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempera
     `symmetric=True` (teacher-student negatives only) averages the teacher-anchored and the
     student-anchored rows.
     """
+    return ckd_rows(student_logits, teacher_logits, student_logits, teacher_logits, 0, temperature, negatives,
+                    symmetric)
+
+
+def ckd_rows(student_rows: torch.Tensor, teacher_rows: torch.Tensor, student_all: torch.Tensor,
+             teacher_all: torch.Tensor, offset: int, temperature: float, negatives: str, symmetric: bool) -> torch.Tensor:
+    """CKD for the anchors `*_rows` (samples offset..offset+b-1 of the batch) against the whole batch `*_all`.
+    With every process's logits gathered, each process computes its own rows against the global batch."""
     if negatives not in NEGATIVES:
         raise ValueError(f"negatives must be one of {NEGATIVES}, got {negatives!r}")
     if symmetric and negatives != "teacher-student":
         raise ValueError("the symmetric form is defined for teacher-student negatives")
-    s = F.normalize(student_logits.float(), dim=1, eps=1e-12)
-    t = F.normalize(teacher_logits.float(), dim=1, eps=1e-12)
-    target = torch.arange(s.shape[0], device=s.device)
+    s_rows, t_rows = F.normalize(student_rows.float(), dim=1, eps=1e-12), F.normalize(teacher_rows.float(), dim=1, eps=1e-12)
+    s_all, t_all = F.normalize(student_all.float(), dim=1, eps=1e-12), F.normalize(teacher_all.float(), dim=1, eps=1e-12)
+    target = offset + torch.arange(s_rows.shape[0], device=s_rows.device)
     if negatives == "student-student":
-        sim = s @ s.T
-        sim = sim - torch.diag_embed(sim.diagonal()) + torch.diag_embed((t * s).sum(1))
+        sim = s_rows @ s_all.T
+        positive = (t_rows * s_rows).sum(1, keepdim=True)
+        sim = sim.scatter(1, target.unsqueeze(1), positive)  # the positive replaces cos(s_i, s_i)
         return F.cross_entropy(sim / temperature, target)
-    sim = (t @ s.T) / temperature  # rows: teacher sample i; columns: student sample j
-    loss = F.cross_entropy(sim, target)
+    loss = F.cross_entropy((t_rows @ s_all.T) / temperature, target)  # rows: teacher sample; columns: students
     if symmetric:
-        loss = 0.5 * (loss + F.cross_entropy(sim.T, target))
+        loss = 0.5 * (loss + F.cross_entropy((s_rows @ t_all.T) / temperature, target))
     return loss
 
 
@@ -51,6 +60,7 @@ class CKDConfig:
     temperature: float = 1.0
     negatives: str = "teacher-student"
     symmetric: bool = False
+    gather: bool = True  # under torchrun: negatives from the global batch (False: each process's own batch)
 
     def __post_init__(self):
         if self.temperature <= 0 or self.ckd_weight < 0 or self.ce_weight < 0:
@@ -66,9 +76,16 @@ class CKD(Method):
     needs_teacher = True
     description = "sample-wise contrastive KD: InfoNCE over teacher/student logit cosines"
 
+    def __init__(self, cfg: CKDConfig, ctx):
+        super().__init__(cfg, ctx)
+        self.global_negatives = cfg.gather and ctx.world_size > 1
+
     def forward(self, batch, student, teacher, state):
         c = self.cfg
-        return {
-            "ce": c.ce_weight * self.cross_entropy(student.logits, batch.target),
-            "ckd": c.ckd_weight * ckd_loss(student.logits, teacher.logits, c.temperature, c.negatives, c.symmetric),
-        }
+        s, t = student.logits, teacher.logits
+        if self.global_negatives:
+            contrast = ckd_rows(s, t, gather_batch(s), gather_batch(t), rank_offset(s.shape[0]), c.temperature,
+                                c.negatives, c.symmetric)
+        else:
+            contrast = ckd_loss(s, t, c.temperature, c.negatives, c.symmetric)
+        return {"ce": c.ce_weight * self.cross_entropy(s, batch.target), "ckd": c.ckd_weight * contrast}

@@ -17,11 +17,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kdforge.engine.distributed import all_reduce_, gather_batch
 from kdforge.errors import ConfigError
 from kdforge.memory import FeatureQueue, MomentumBank
 from kdforge.methods.base import Method
 from kdforge.methods.kd import kd_loss
 from kdforge.models import embedding_dim
+
+
+def log_mean(x: torch.Tensor) -> torch.Tensor:
+    """log(mean(exp(x))) without overflow."""
+    return torch.logsumexp(x.flatten().float(), 0) - math.log(x.numel())
 
 
 def nce_loss(logits: torch.Tensor, log_normalizer: torch.Tensor, dataset_size: int) -> torch.Tensor:
@@ -76,6 +82,7 @@ class CRD(Method):
         self.embed_t = Embed(embedding_dim(ctx.teacher), cfg.feat_dim)
         gen = torch.Generator().manual_seed(0)
         self.dataset_size = ctx.dataset_size
+        self.world_size = ctx.world_size
         # A bank cannot offer more distinct negatives than it has other entries (matters on tiny datasets).
         self.negatives = min(cfg.negatives, ctx.dataset_size - 1) if cfg.bank == "memory" else cfg.negatives
         if cfg.bank == "memory":
@@ -107,13 +114,17 @@ class CRD(Method):
         logits_t = self.bank_s.scores(v_t, sampled) / c.nce_temperature
         logits_s = self.bank_t.scores(v_s, sampled) / c.nce_temperature
         with torch.no_grad():  # Z = mean(exp(logit)) * N, fixed from the first batch (log-space, no overflow)
-            log_mean = lambda x: torch.logsumexp(x.flatten(), 0) - math.log(x.numel())  # noqa: E731
-            self.log_z_s.copy_(torch.where(self.z_set, self.log_z_s, log_mean(logits_s) + math.log(self.dataset_size)))
-            self.log_z_t.copy_(torch.where(self.z_set, self.log_z_t, log_mean(logits_t) + math.log(self.dataset_size)))
+            log_n = math.log(self.dataset_size)
+            first = torch.stack([log_mean(logits_s), log_mean(logits_t)]) + log_n
+            first = all_reduce_(first) / self.world_size  # the same normalisers on every process
+            self.log_z_s.copy_(torch.where(self.z_set, self.log_z_s, first[0]))
+            self.log_z_t.copy_(torch.where(self.z_set, self.log_z_t, first[1]))
             self.z_set.fill_(True)
         loss = nce_loss(logits_s, self.log_z_s, self.dataset_size) + nce_loss(logits_t, self.log_z_t, self.dataset_size)
-        self.bank_s.update(index, v_s)
-        self.bank_t.update(index, v_t)
+        # every process writes the whole global batch, so the banks stay identical across processes
+        global_index = gather_batch(index)
+        self.bank_s.update(global_index, gather_batch(v_s.detach()))
+        self.bank_t.update(global_index, gather_batch(v_t.detach()))
         return loss
 
     def _queue_loss(self, v_s, v_t):
@@ -125,6 +136,6 @@ class CRD(Method):
             return F.cross_entropy(logits / tau, target)
 
         loss = info_nce(v_s, v_t, self.queue_t) + info_nce(v_t, v_s, self.queue_s)
-        self.queue_s.push(v_s)
-        self.queue_t.push(v_t)
+        self.queue_s.push(gather_batch(v_s.detach()))
+        self.queue_t.push(gather_batch(v_t.detach()))
         return loss

@@ -1,0 +1,100 @@
+"""Multi-process training on torch.distributed: one process per device, started by torchrun.
+
+`torchrun --nproc_per_node=N -m kdforge train CONFIG` (add --nnodes/--node_rank/--rdzv_endpoint for
+several machines). gloo on CPU, NCCL on GPU. The config's `data.batch_size` is the *global* batch, split
+evenly over the ranks, so a recipe means the same thing on any number of processes.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from kdforge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+SINGLE = DistInfo()
+
+
+def init_from_env(device_name: str) -> tuple[DistInfo, torch.device | None]:
+    """Join the process group torchrun describes in the environment; (SINGLE, None) when not launched so."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return SINGLE, None
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    device = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info, device
+
+
+def shutdown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def per_rank_batch(global_batch: int, info: DistInfo) -> int:
+    if global_batch % info.world_size:
+        raise ConfigError(f"data.batch_size {global_batch} (the global batch) must divide evenly over "
+                          f"{info.world_size} processes")
+    return global_batch // info.world_size
+
+
+def all_reduce_(tensor: torch.Tensor, op=None) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
+    return tensor
+
+
+def average_gradients(params) -> None:
+    """Average the gradients of parameters DDP does not own (a method's heads and adapters)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def gather_batch(x: torch.Tensor) -> torch.Tensor:
+    """The global batch (ranks in order); gradients flow only into this rank's own slice."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, x.detach().contiguous())
+    parts[dist.get_rank()] = x
+    return torch.cat(parts)
+
+
+def rank_offset(batch: int) -> int:
+    """Where this rank's rows start inside a gathered global batch."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0
+    return dist.get_rank() * batch

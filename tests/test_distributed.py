@@ -1,0 +1,62 @@
+"""torchrun with 2 CPU processes (gloo) against a single process with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from kdforge.engine.checkpoint import read_checkpoint
+
+COMMON = ["digits-student", "method=ce", "epochs=2", "data.batch_size=64", "deterministic=true", "threads=1",
+          "tensorboard=false", "log_every=5"]
+
+
+def torchrun(*args, nproc=2):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                           "-m", "kdforge", "train", *args], capture_output=True, text=True, timeout=600, env=env)
+
+
+def single(*args):
+    return subprocess.run([sys.executable, "-m", "kdforge", "train", *args], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    ddp = torchrun(*COMMON, f"out={tmp_path / 'ddp'}")
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    one = single(*COMMON, f"out={tmp_path / 'one'}")
+    assert one.returncode == 0, one.stderr[-3000:]
+    a, b = read_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["model"], read_checkpoint(tmp_path / "one" / "checkpoint.pt")["model"]
+    # mlp8 has no BatchNorm: two half-batch gradients averaged equal the full-batch gradient up to rounding
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-4, rtol=1e-4), key
+    s_ddp = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    s_one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert s_ddp["world_size"] == 2 and s_one["world_size"] == 1
+    assert abs(s_ddp["top1_last"] - s_one["top1_last"]) < 0.5
+    assert not (tmp_path / "ddp" / "summary.json.tmp").exists()
+
+
+@pytest.mark.slow
+def test_contrastive_and_bank_methods_run_under_two_processes(tmp_path):
+    teacher = single("digits-teacher", "epochs=1", "threads=1", "tensorboard=false", f"out={tmp_path / 't'}")
+    assert teacher.returncode == 0, teacher.stderr[-2000:]
+    for method in ("ckd", "crd"):
+        run = torchrun("digits-student", f"method={method}", "epochs=1", "data.batch_size=64", "threads=1",
+                       "tensorboard=false", f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / method}")
+        assert run.returncode == 0, run.stderr[-3000:]
+        summary = json.loads((tmp_path / method / "summary.json").read_text())
+        assert summary["world_size"] == 2 and summary["top1_last"] > 10
+
+
+def test_global_batch_must_divide_over_the_processes():
+    from kdforge.engine.distributed import DistInfo, per_rank_batch
+    from kdforge.errors import ConfigError
+
+    assert per_rank_batch(64, DistInfo(0, 2, 0)) == 32
+    with pytest.raises(ConfigError, match="divide evenly"):
+        per_rank_batch(65, DistInfo(1, 2, 1))

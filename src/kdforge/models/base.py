@@ -24,6 +24,24 @@ def declare(model: nn.Module, stages, embedding: str = "flatten", classifier: st
     return model
 
 
+def init_weights(model: nn.Module, linear_std: float | None = None, zero_linear_bias: bool = False) -> None:
+    """The zoo's initialisation: Kaiming-normal (fan-out) convs with zero bias, BatchNorm at identity, and
+    linear layers either PyTorch's default or normal(0, linear_std) (with zero bias where asked)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            if linear_std is not None:
+                nn.init.normal_(m.weight, 0, linear_std)
+            if linear_std is not None or zero_linear_bias:
+                nn.init.zeros_(m.bias)
+
+
 def model_info(model: nn.Module) -> ModelInfo:
     info = getattr(model, "kd_info", None)
     if info is None:

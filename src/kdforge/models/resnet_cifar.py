@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from kdforge.models.base import declare
+from kdforge.models.base import declare, init_weights
 
 
 class BasicBlock(nn.Module):
@@ -52,7 +52,7 @@ class CifarResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.fc = nn.Linear(widths[3], num_classes)
-        _init_conv_bn(self)
+        init_weights(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         layers = [BasicBlock(self.inplanes, planes, stride)]
@@ -108,7 +108,7 @@ class CifarResNet50(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.linear = nn.Linear(512 * Bottleneck.expansion, num_classes)
-        _init_conv_bn(self)
+        init_weights(self)
 
     def _make_layer(self, planes: int, count: int, stride: int) -> nn.Sequential:
         layers = []
@@ -121,15 +121,6 @@ class CifarResNet50(nn.Module):
         x = self.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.linear(self.flatten(self.avgpool(x)))
-
-
-def _init_conv_bn(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def cifar_resnet(depth: int, wide: bool = False):

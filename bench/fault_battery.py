@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import torch  # noqa: E402
 
-from fault_cases import CASES, torn_files  # noqa: E402
+from fault_cases import CASES, stale_temporaries, torn_files  # noqa: E402
 from kdforge.engine.checkpoint import read_checkpoint  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402
 
@@ -86,6 +86,7 @@ def interrupted_runs(scratch: Path, reference: dict, kills: int, rng: random.Ran
         proc.send_signal(getattr(signal, signame))
         proc.wait(timeout=600)
         torn = len(torn_files(out))
+        temporaries = len(stale_temporaries(out))
         position = None
         if (out / "checkpoint.pt").exists():
             p = read_checkpoint(out / "checkpoint.pt")["progress"]
@@ -93,7 +94,8 @@ def interrupted_runs(scratch: Path, reference: dict, kills: int, rng: random.Ran
         resumed = kdforge("train", *RUN, f"out={out}", "--resume")
         identical = resumed.returncode == 0 and same(weights(out), reference)
         results.append({"signal": signame, "after_seconds": round(delay, 2), "exit_code": proc.returncode,
-                        "resumed_from": position, "torn_after_kill": torn, "resumed_identical": identical})
+                        "resumed_from": position, "torn_after_kill": torn, "temporaries_after_kill": temporaries,
+                        "temporaries_after_resume": len(stale_temporaries(out)), "resumed_identical": identical})
     return {"runs": results, "torn": sum(r["torn_after_kill"] for r in results),
             "mismatched": sum(not r["resumed_identical"] for r in results)}
 
@@ -157,6 +159,8 @@ def main() -> int:
         "cases_tried": b["tried"], "answered_exit2_one_line": b["answered_exit2_one_line"],
         "files_left_torn": b["torn"] + k["torn"] + report["full_disk"]["torn"] + report["two_runs_one_folder"]["torn"],
         "resumed_runs": len(k["runs"]), "resumed_weights_differ": k["mismatched"],
+        "temporaries_left_by_kills": sum(r["temporaries_after_kill"] for r in k["runs"]),
+        "temporaries_after_resume": sum(r["temporaries_after_resume"] for r in k["runs"]),
         "fast_battery_seconds": report["fast_battery"]["seconds"],
     }
     atomic_write_json(args.out, report)

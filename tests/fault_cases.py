@@ -156,21 +156,33 @@ CASES = [
 
 
 def torn_files(folder: Path) -> list[Path]:
-    """Files a crash could have left half-written: temporaries, and checkpoints that fail their checksum."""
+    """Published files a later step reads that a crash left damaged: checkpoints failing their checksum,
+    JSON files that do not parse, record files with a line that does not parse. (A kill during a write can
+    leave the write's own temporary file behind: it is never read, and the next run removes it; see
+    `stale_temporaries`.)"""
+    import json
+
     from kdforge.engine.checkpoint import read_checkpoint
     from kdforge.errors import CheckpointError
 
-    torn = [p for p in folder.rglob("*.tmp")]
+    torn = []
     for p in folder.rglob("checkpoint*.pt"):
         try:
             read_checkpoint(p)
         except CheckpointError:
             torn.append(p)
     for p in folder.rglob("*.json"):
-        import json
-
         try:
             json.loads(p.read_text())
         except ValueError:
             torn.append(p)
+    for p in folder.rglob("*.jsonl"):
+        try:
+            [json.loads(line) for line in p.read_text().splitlines()]
+        except ValueError:
+            torn.append(p)
     return torn
+
+
+def stale_temporaries(folder: Path) -> list[Path]:
+    return list(folder.rglob(".*.tmp"))

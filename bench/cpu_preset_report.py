@@ -46,7 +46,8 @@ def main() -> int:
         preset = json.loads((p / "config.json").read_text())["config"]
         lines.append(f"| {r['method']} | {r['top1_last']:.2f} | {r['top1_best']:.2f} | {vs_ce} | {vs_kd} | "
                      f"{r['wall_seconds']:.0f} | method_args {json.dumps(preset['method_args'], sort_keys=True)} |")
-    lines += ["", "Commands: `bash bench/cifar10_cpu_preset.sh ce kd ckd dkd crd kr kr_kd fitnet at`, then "
+    methods = " ".join(r["method"] for r in rows)
+    lines += ["", f"Commands: `bash bench/cifar10_cpu_preset.sh {methods}`, then "
               "`.venv/bin/python bench/cpu_preset_report.py`."]
     atomic_write_text(out, "\n".join(lines) + "\n")
     try:

@@ -11,7 +11,6 @@ Both are measured in the same process, one after the other, so their ratio is me
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tarfile

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kdforge.losses import ckd_loss, dkd_loss
-from kdforge.methods import METHODS, MethodContext, ModelOutput, StepState, build_method
+from kdforge.methods import METHODS, MethodContext, StepState, build_method
 from kdforge.data.memory import Batch
 from kdforge.models import create_model
 

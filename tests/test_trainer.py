@@ -1,6 +1,5 @@
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from conftest import run_cli
 from kdforge.config import OptimConfig, load_config
 from kdforge.engine.checkpoint import read_checkpoint
 from kdforge.engine.schedule import learning_rate
-from kdforge.engine.trainer import RunLock, evaluate, train
+from kdforge.engine.trainer import RunLock, train
 from kdforge.errors import ConfigError, NonFiniteLossError, UserError
 
 FAST = ["threads=1", "tensorboard=false", "log_every=5"]

@@ -22,7 +22,7 @@ import torch.nn as nn
 import kdforge
 from kdforge.config import TrainConfig, to_dict
 from kdforge.data import DatasetBundle, load_data
-from kdforge.engine.distributed import (SINGLE, DistInfo, all_reduce_, average_gradients, init_from_env,
+from kdforge.engine.distributed import (all_reduce_, average_gradients, init_from_env,
                                         per_rank_batch, shutdown)
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint
 from kdforge.engine.logger import RunLogger

@@ -70,8 +70,6 @@ class TrainConfig:
     def __post_init__(self):
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
-        if self.data.batch_size < 1 or self.data.eval_batch_size < 1:
-            raise ConfigError("data.batch_size and data.eval_batch_size must be at least 1")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.eval_every < 1 or self.log_every < 1 or self.checkpoint_every < 0:

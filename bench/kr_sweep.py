@@ -23,7 +23,9 @@ from kdforge.fileio import atomic_write_text  # noqa: E402
 
 COMMON = ["data.dataset=fashion-mnist", "data.train_per_class=500", "data.val_per_class=100", "data.batch_size=64",
           "epochs=6", "optim.lr=0.05", "tensorboard=false", "log_every=50"]
-GRID = [(lam, rho) for lam in (1e-3, 1e-2, 1e-1, 1.0) for rho in (0.1,)] + [(1e-2, 1.0)]
+# lambda spans four decades above the first (too weak) guess of 1e-2: the prior term R is O(1) unweighted,
+# so CE (about 2.3 at the start) and lambda*R only compete from lambda of about 1 upwards.
+GRID = [(lam, 0.1) for lam in (1e-2, 1e-1, 1.0, 10.0, 100.0)] + [(lam, rho) for lam in (1.0, 10.0) for rho in (0.3, 1.0)]
 
 
 def run(folder: Path, overrides: list[str]) -> dict:
@@ -56,7 +58,7 @@ def main() -> int:
     for method, lam, rho, s in rows:
         mark = " **chosen**" if (method, lam, rho) == best[:3] else ""
         lines.append(f"| {method} | {lam} | {rho} | {s['val_top1_last']:.2f}{mark} | {s['top1_last']:.2f} |")
-    lines += ["", f"Command: `.venv/bin/python bench/kr_sweep.py`"]
+    lines += ["", "Command: `.venv/bin/python bench/kr_sweep.py`"]
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -4,7 +4,8 @@ a student cross-entropy training step plus a teacher forward pass.
     .venv/bin/python bench/step_overhead.py [--methods kd,ckd,dkd,crd] [--steps 30] [--threads 2]
 
 Setting: batch 64, 32x32 inputs, 10 classes, teacher resnet56 -> student resnet20 (override with
---teacher/--student), CRD with a 20,000-entry bank (the CPU preset's training set). The methods are
+--teacher/--student), CRD with a 20,000-entry bank (the CPU preset's training set); with --methods ickd --dataset-size 50000 the
+IC-KD offline step gathers from a precomputed neighbour table over 50,000 entries (build time reported). The methods are
 timed round-robin, one step each per round, so that load changes on a shared machine hit them all
 alike; the figure is the median of --steps steps after --warmup rounds. Writes results/step_overhead.json.
 """
@@ -25,8 +26,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from kdforge.data.memory import Batch  # noqa: E402
 from kdforge.engine.trainer import TappedModel  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402
+from kdforge.memory.incontext import neighbour_table  # noqa: E402
 from kdforge.methods import METHODS, MethodContext, StepState, build_method  # noqa: E402
 from kdforge.models import create_model  # noqa: E402
+
+
+def fill_bank_and_table(method, classes: int, size: int) -> float:
+    """IC-KD offline: a full bank of random unit embeddings and logits, then its neighbour table, built the
+    way training builds it (class by class, exact). Returns the table's build time in seconds."""
+    gen = torch.Generator().manual_seed(1)
+    bank = method.bank
+    labels = torch.randint(0, classes, (size,), generator=gen)
+    bank.write(torch.arange(size), torch.randn(size, bank.embeddings.shape[1], generator=gen),
+               torch.randn(size, classes, generator=gen), labels, gather=False)
+    start = time.perf_counter()
+    method.table = neighbour_table(bank.embeddings, bank.labels, method.cfg.k_pos, method.cfg.k_neg)
+    return time.perf_counter() - start
 
 
 class Runner:
@@ -46,6 +61,8 @@ class Runner:
             cls = METHODS.get(name)
             ctx = MethodContext(num_classes=classes, student=self.student, teacher=teacher, dataset_size=dataset_size)
             self.method = build_method(name, {}, ctx)
+            if name == "ickd":
+                self.table_seconds = fill_bank_and_table(self.method, classes, dataset_size)
             self.student_view = TappedModel(self.student, cls.student_taps)
             self.teacher_view = TappedModel(teacher, cls.teacher_taps)
             params = list(self.student.parameters()) + list(self.method.parameters())
@@ -98,12 +115,16 @@ def main() -> int:
     base = statistics.median(times["baseline"])
     result = {"setting": vars(args), "torch": torch.__version__,
               "median_step_seconds": {n: statistics.median(t) for n, t in times.items()},
-              "ratio_to_baseline": {n: statistics.median(t) / base for n, t in times.items()}}
+              "ratio_to_baseline": {n: statistics.median(t) / base for n, t in times.items()},
+              "ickd_table_build_seconds": {r.name: r.table_seconds for r in runners if hasattr(r, "table_seconds")}}
     atomic_write_json(args.out, result)
     print(f"{args.teacher} -> {args.student}, batch {args.batch_size}, {args.threads} threads, "
           f"median of {args.steps} steps; baseline = student CE step + teacher forward")
     for n in names:
         print(f"  {n:<9} {result['median_step_seconds'][n] * 1000:8.1f} ms   {result['ratio_to_baseline'][n]:5.3f}x")
+    for name, seconds in result["ickd_table_build_seconds"].items():
+        print(f"  {name} neighbour table for {args.dataset_size} entries "
+              f"(d {runners[names.index(name)].method.bank.embeddings.shape[1]}): {seconds:.1f} s")
     print(f"-> {args.out}")
     return 0
 

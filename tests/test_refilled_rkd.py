@@ -1,6 +1,7 @@
 """REFILLED's losses, the generalized-KD class split, and RKD across class sets."""
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 from kdforge.config import load_config
 from kdforge.data import gkd_split
 from kdforge.engine.trainer import train
+from kdforge.errors import ConfigError, UserError
 from kdforge.losses import refilled_stage1_loss, refilled_stage2_loss, rkd_loss
 from kdforge.methods.refilled import confidence_weights, pairwise_distances, semi_hard_mask
 
@@ -168,3 +170,62 @@ def test_output_distillation_refuses_a_teacher_of_other_classes_even_with_the_sa
     with pytest.raises(ConfigError, match="trained on classes"):
         train(load_config("digits-student", [f"out={tmp_path / 's'}", "method=kd", f"teacher_checkpoint={tmp_path / 't'}",
                                              "data.classes=[7,8,9]", *fast]))
+
+
+# --- the two-stage method ---------------------------------------------------------------------------------
+
+def _digits_teacher_on(classes, folder):
+    train(load_config("digits-teacher", [f"out={folder}", "epochs=4", f"data.classes={classes}", "threads=1",
+                                         "tensorboard=false", "progress=false"]), echo=lambda m: None)
+    return folder
+
+
+def test_two_stage_refilled_with_overlapping_classes(tmp_path):
+    from kdforge.engine.checkpoint import read_checkpoint
+
+    teacher = _digits_teacher_on([0, 1, 2, 3, 4, 5], tmp_path / "t")
+    args = [f"out={tmp_path / 's'}", "epochs=12", "method=refilled", f"teacher_checkpoint={teacher}",
+            "data.classes=[4,5,6,7,8,9]", "data.val_per_class=10", "threads=1", "tensorboard=false", "progress=false"]
+    logs = []
+    summary = train(load_config("digits-student", args), echo=logs.append)
+    stage1 = summary["stages"]["stage1"]
+    assert stage1["epochs"] == 6 and summary["stages"]["stage2"]["epochs"] == 6
+    assert stage1["best_selected_on"] == "val"
+    # stage 1 chose its checkpoint by NCM accuracy on the held-out split, and stage 2 started from it
+    evals = [json.loads(line) for line in (tmp_path / "s" / "stage1" / "metrics.jsonl").read_text().splitlines()
+             if '"type": "eval"' in line]
+    best = read_checkpoint(tmp_path / "s" / "stage1" / "best.pt")
+    assert best["selected_on"] == "val_ncm_top1"
+    assert best["epoch"] == max(evals, key=lambda r: r["val_ncm_top1"])["epoch"]
+    assert max(r["test_ncm_top1"] for r in evals) > 50  # six classes: chance is 17 %
+    assert any("initialised from" in line and "best.pt" in line for line in logs)
+    assert summary["top1_last"] > 60 and summary["teacher_top1"] is None
+    # the finished pipeline is not trained again without --resume, and resuming it is a no-op
+    with pytest.raises(UserError, match="--resume"):
+        train(load_config("digits-student", args), echo=lambda m: None)
+    again = train(load_config("digits-student", args), resume=True, echo=lambda m: None)
+    assert again["top1_last"] == summary["top1_last"]
+
+
+def test_refilled_needs_a_held_out_split_and_stage2_scales_the_backbone_rate(tmp_path):
+    from kdforge.config import from_dict
+    from kdforge.methods import METHODS, MethodContext
+    from kdforge.methods.refilled import Refilled, RefilledConfig
+    from kdforge.models import create_model
+
+    with pytest.raises(ConfigError, match="val_per_class"):
+        Refilled.pipeline(load_config("digits-student", ["method=refilled", "teacher_checkpoint=x"]))
+    student = create_model("cnn8", 6, in_channels=1)
+    ctx = MethodContext(num_classes=6, student=student, teacher=create_model("cnn8", 4, in_channels=1))
+    method = METHODS.get("refilled")(from_dict(RefilledConfig, {"stage": 2}), ctx)
+    scales = method.student_lr_scales(student)
+    assert scales == {"": 0.1, "fc": 1.0}
+
+
+def test_local_centres_and_confidence_weights_train(tmp_path):
+    teacher = _digits_teacher_on([0, 1, 2, 3, 4, 5], tmp_path / "t")
+    summary = train(load_config("digits-student", [
+        f"out={tmp_path / 's'}", "epochs=2", "method=refilled", f"teacher_checkpoint={teacher}",
+        "data.classes=[0,1,2,3,4,5]", "method_args.stage=2", "method_args.centers=local",
+        "method_args.weighting=confidence", "threads=1", "tensorboard=false", "progress=false"]), echo=lambda m: None)
+    assert summary["top1_last"] > 30

@@ -38,6 +38,28 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="PNG file to write")
     p.add_argument("--title")
 
+    p = sub.add_parser("bench", help="accuracy suites, smoke grids, published comparisons, the results page")
+    bench = p.add_subparsers(dest="bench_command", required=True)
+    b = bench.add_parser("accuracy", help="train a suite's teacher once and every (method, seed) student; resumable")
+    b.add_argument("suite")
+    b.add_argument("--seeds", type=int, default=3)
+    b.add_argument("--methods", help="comma-separated rows of the suite (default: every method)")
+    b.add_argument("--budget", default="small", choices=("small", "full"))
+    b.add_argument("--root", default="runs/bench", help="where run folders go")
+    b.add_argument("--results", default="results", help="where SUITE.csv / SUITE.md / PNGs go")
+    b.add_argument("--threads", type=int, default=None)
+    b = bench.add_parser("smoke", help="validate every cell of a GPU suite and run each for two steps on tiny data")
+    b.add_argument("suite", choices=("cifar100-grid", "imagenet"))
+    b.add_argument("--only", help="comma-separated cells or methods")
+    b.add_argument("--results", default="results")
+    b.add_argument("--threads", type=int, default=2)
+    b = bench.add_parser("compare", help="measured results beside the published numbers for the same cells")
+    b.add_argument("suite")
+    b.add_argument("--results", default="results")
+    b = bench.add_parser("results", help="write docs/RESULTS.md from the results files")
+    b.add_argument("--results", default="results")
+    b.add_argument("--out", default="docs/RESULTS.md")
+
     p = sub.add_parser("demo", help="teacher + every method on the digits data, offline, in about a minute")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--threads", type=int, default=None)
@@ -105,7 +127,33 @@ def cmd_demo(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    if args.bench_command == "accuracy":
+        from kdforge.bench.accuracy import run_accuracy
+
+        if args.seeds < 1:
+            raise UserError(f"--seeds must be at least 1, got {args.seeds}")
+        methods = [m for m in (args.methods or "").split(",") if m] or None
+        print(run_accuracy(args.suite, args.seeds, methods, args.budget, args.root, args.results, args.threads))
+    elif args.bench_command == "smoke":
+        from kdforge.bench.smoke import run_smoke
+
+        only = [m for m in (args.only or "").split(",") if m] or None
+        print(run_smoke(args.suite, Path(args.results), args.threads, only))
+    elif args.bench_command == "compare":
+        from kdforge.bench.report import compare
+
+        print(compare(args.suite, Path(args.results)))
+    else:
+        from kdforge.bench.results_page import write_results_page
+
+        print(write_results_page(Path(args.results), Path(args.out)))
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,6 +48,7 @@ class TrainConfig:
     method_args: dict = field(default_factory=dict)
     teacher: str | None = None
     teacher_checkpoint: str | None = None
+    init_checkpoint: str | None = None  # start the student from these weights (a fresh run only)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 1
@@ -139,6 +140,8 @@ def _coerce(value: Any, tp, where: str):
     elif tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, int) and not isinstance(value, bool):  # `stage: 2` names a choice, not a count
+            return str(value)
     elif tp is Any:
         return value
     raise ConfigError(f"{where} must be of type {_type_name(tp)}, got {value!r}")
@@ -216,7 +219,15 @@ def load_raw(name_or_path: str, _seen: tuple = ()) -> dict:
     base = data.pop("base", None)
     if base is None:
         return data
-    return deep_merge(load_raw(str(base), _seen + (path.resolve(),)), data)
+    return deep_merge(_for_method(load_raw(str(base), _seen + (path.resolve(),)), data.get("method")), data)
+
+
+def _for_method(data: dict, method) -> dict:
+    """method_args belong to a method: a config that switches to another method does not inherit them
+    (a KD pair preset's kd_weight means nothing to dkd)."""
+    if method is None or method == data.get("method") or "method_args" not in data:
+        return data
+    return {k: v for k, v in data.items() if k != "method_args"}
 
 
 def deep_merge(base: dict, top: dict) -> dict:
@@ -232,6 +243,10 @@ def deep_merge(base: dict, top: dict) -> dict:
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply `a.b=value` strings; values are parsed as YAML scalars/lists (`0.1`, `true`, `[1,2]`)."""
     data = copy.deepcopy(data)
+    for item in overrides:
+        key, _, raw = item.partition("=")
+        if key.strip() == "method":
+            data = _for_method(data, raw.strip())
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():

@@ -13,6 +13,7 @@ import torch
 from kdforge.config import apply_overrides, from_dict, load_raw, TrainConfig
 from kdforge.engine.trainer import train
 from kdforge.errors import ConfigError, UserError
+from kdforge.bench.suites import SUITES
 from kdforge.methods import METHODS
 
 MARKER = ".kdforge-demo"
@@ -42,20 +43,24 @@ def run_demo(out="runs/demo", threads: int | None = None, student_epochs: int | 
     teacher = train(_config("digits-teacher", out / "teacher", threads, []), echo=quiet)
     echo(f"  teacher cnn8 trained: top-1 {teacher['top1_last']:.2f}%  ({teacher['wall_seconds']:.1f} s)")
     rows, skipped = [], []
-    for name in METHODS.names():
-        extra = [f"method={name}"]
+    for variant in SUITES.get("digits").variants(METHODS.names()):  # every method, as the digits suite runs it
+        name = variant.name
+        extra = [f"method={variant.method}", *variant.overrides]
         if student_epochs:
             extra.append(f"epochs={student_epochs}")
-        if METHODS.get(name).needs_teacher:
-            extra.append(f"teacher_checkpoint={out / 'teacher'}")
+        preset = variant.preset or "digits-student"
         try:
-            summary = train(_config("digits-student", out / name, threads, extra), echo=quiet)
+            cfg = _config(preset, out / name, threads, extra)
+            if METHODS.get(cfg.method).uses_teacher(cfg.method_args):
+                cfg = _config(preset, out / name, threads, extra + [f"teacher_checkpoint={out / 'teacher'}"])
+            summary = train(cfg, echo=quiet)
         except ConfigError as exc:  # e.g. a feature-map method with the MLP student
             skipped.append((name, str(exc)))
-            echo(f"  {name:<10} n/a: {exc}")
+            echo(f"  {name:<11} n/a: {exc}")
             continue
+        summary["row"] = name
         rows.append(summary)
-        echo(f"  {name:<10} top-1 {summary['top1_last']:6.2f}%  ({summary['wall_seconds']:.1f} s)")
+        echo(f"  {name:<11} top-1 {summary['top1_last']:6.2f}%  ({summary['wall_seconds']:.1f} s)")
     echo("")
     echo(format_table(teacher, rows))
     for name, reason in skipped:
@@ -63,7 +68,7 @@ def run_demo(out="runs/demo", threads: int | None = None, student_epochs: int | 
     try:
         from kdforge.plots import plot_runs
 
-        curves = plot_runs([out / "teacher"] + [out / r["method"] for r in rows], out / "curves.png",
+        curves = plot_runs([out / "teacher"] + [out / r["row"] for r in rows], out / "curves.png",
                            "kdforge demo: digits")
         echo(f"training curves: {curves}")
     except UserError as exc:  # matplotlib missing: the table is the demo's result
@@ -75,14 +80,14 @@ def run_demo(out="runs/demo", threads: int | None = None, student_epochs: int | 
 def format_table(teacher: dict, rows: list[dict]) -> str:
     base = next((r["top1_last"] for r in rows if r["method"] == "ce"), None)
     lines = [
-        f"| {'model':<14} | {'method':<10} | {'top-1 last':>10} | {'top-1 best (test)':>17} | {'vs ce':>6} | {'seconds':>7} |",
-        f"|{'-' * 16}|{'-' * 12}|{'-' * 12}|{'-' * 19}|{'-' * 8}|{'-' * 9}|",
-        f"| {'teacher cnn8':<14} | {'ce':<10} | {teacher['top1_last']:>10.2f} | {teacher['top1_best']:>17.2f} | "
+        f"| {'model':<14} | {'method':<11} | {'top-1 last':>10} | {'top-1 best (test)':>17} | {'vs ce':>6} | {'seconds':>7} |",
+        f"|{'-' * 16}|{'-' * 13}|{'-' * 12}|{'-' * 19}|{'-' * 8}|{'-' * 9}|",
+        f"| {'teacher cnn8':<14} | {'ce':<11} | {teacher['top1_last']:>10.2f} | {teacher['top1_best']:>17.2f} | "
         f"{'':>6} | {teacher['wall_seconds']:>7.1f} |",
     ]
     for r in rows:
         delta = f"{r['top1_last'] - base:+.2f}" if base is not None and r["method"] != "ce" else ""
-        lines.append(f"| {'student mlp8':<14} | {r['method']:<10} | {r['top1_last']:>10.2f} | {r['top1_best']:>17.2f} | "
+        lines.append(f"| {'student mlp8':<14} | {r.get('row', r['method']):<11} | {r['top1_last']:>10.2f} | {r['top1_best']:>17.2f} | "
                      f"{delta:>6} | {r['wall_seconds']:>7.1f} |")
     return "\n".join(lines)
 

@@ -9,8 +9,20 @@ from kdforge.errors import UserError
 from kdforge.fileio import read_records
 
 
+def metrics_folder(folder: Path) -> Path:
+    """The folder holding a run's metrics.jsonl: the run folder, or for a method trained in stages the last
+    stage's sub-folder."""
+    folder = Path(folder)
+    summary = folder / "summary.json"
+    if not (folder / "metrics.jsonl").exists() and summary.exists():
+        stages = json.loads(summary.read_text()).get("stages")
+        if stages:
+            return folder / list(stages)[-1]
+    return folder
+
+
 def run_curves(folder: Path) -> dict:
-    records = [json.loads(line) for line in read_records(Path(folder) / "metrics.jsonl")]
+    records = [json.loads(line) for line in read_records(metrics_folder(folder) / "metrics.jsonl")]
     if not records:
         raise UserError(f"{folder} has no metrics.jsonl records; is it a kdforge run folder?")
     epochs = [r for r in records if r["type"] == "epoch"]

@@ -24,14 +24,23 @@ MAGIC = b"KDFORGE-CKPT-1\n"
 LATEST, PREVIOUS = "checkpoint.pt", "checkpoint.prev.pt"
 
 
-def save_checkpoint(folder: Path, payload: dict) -> Path:
-    """Write `folder/checkpoint.pt` atomically, keeping the one before as `checkpoint.prev.pt`."""
+def _blob(payload: dict) -> bytes:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     body = buffer.getvalue()
-    blob = MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+    return MAGIC + hashlib.sha256(body).hexdigest().encode() + b"\n" + body
+
+
+def save_weights(path: Path, payload: dict) -> Path:
+    """One atomic, checksummed file without rotation (the best epoch's weights, `best.pt`)."""
+    publish(write_temp(path, _blob(payload)), path)
+    return Path(path)
+
+
+def save_checkpoint(folder: Path, payload: dict) -> Path:
+    """Write `folder/checkpoint.pt` atomically, keeping the one before as `checkpoint.prev.pt`."""
     latest = Path(folder) / LATEST
-    tmp = write_temp(latest, blob)  # a full disk fails here, before anything is rotated
+    tmp = write_temp(latest, _blob(payload))  # a full disk fails here, before anything is rotated
     if latest.exists():
         os.replace(latest, Path(folder) / PREVIOUS)
     publish(tmp, latest)

@@ -24,14 +24,21 @@ from kdforge.config import TrainConfig, to_dict
 from kdforge.data import DatasetBundle, load_data
 from kdforge.engine.distributed import (all_reduce_, average_gradients, init_from_env,
                                         per_rank_batch, shutdown)
-from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint
+from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint, save_weights
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.schedule import learning_rate
 from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, UserError
 from kdforge.fileio import atomic_write_json
-from kdforge.methods import METHODS, MethodContext, ModelOutput, StepState, build_method
-from kdforge.models import MODELS, FeatureTaps, count_parameters, create_model, flat_embedding, standard_taps
+from kdforge.methods import METHODS, MethodContext, StepState, build_method
+from kdforge.methods.base import EvalContext, Preparation
+from kdforge.models import MODELS, TappedModel, count_parameters, create_model
+
+
+def lr_of(optimizer) -> float:
+    """The schedule's learning rate (the rate of a group with scale 1)."""
+    group = optimizer.param_groups[0]
+    return group["lr"] / group["lr_scale"] if group["lr_scale"] else group["lr"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -45,27 +52,6 @@ def resolve_device(name: str) -> torch.device:
 
 def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-class TappedModel:
-    """A model plus the feature taps a method asked for; calling it returns a `ModelOutput`.
-
-    `runner` is what the forward pass goes through (the DistributedDataParallel wrapper under torchrun);
-    the hooks sit on the model itself, so they fire either way."""
-
-    def __init__(self, model: nn.Module, wanted: tuple[str, ...], runner: nn.Module | None = None):
-        self.model = model
-        self.runner = runner if runner is not None else model
-        self.taps = FeatureTaps(model, standard_taps(model, wanted)) if wanted else None
-
-    def __call__(self, x: torch.Tensor) -> ModelOutput:
-        logits = self.runner(x)
-        if self.taps is None:
-            return ModelOutput(logits, {})
-        features = dict(self.taps.outputs)
-        if "embedding" in features:
-            features["embedding"] = flat_embedding(features["embedding"])
-        return ModelOutput(logits, features)
 
 
 @torch.no_grad()
@@ -218,7 +204,7 @@ class Trainer:
         nc, channels = self.data.num_classes, self.data.in_channels
         self.student = build_model(cfg.student, nc, channels).to(self.device)
         self.teacher, self.teacher_arch, self.teacher_same_classes = None, None, False
-        if self.method_cls.needs_teacher:
+        if self.method_cls.uses_teacher(cfg.method_args):
             self.teacher, self.teacher_arch, self.teacher_same_classes = load_teacher(
                 cfg, self.data.classes, channels, self.method_cls.teacher_classes_may_differ)
             self.teacher.to(self.device).eval().requires_grad_(False)
@@ -245,7 +231,8 @@ class Trainer:
         ctx = MethodContext(num_classes=nc, student=self.student, teacher=self.teacher,
                             label_smoothing=cfg.label_smoothing, epochs=cfg.epochs,
                             steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device,
-                            input_shape=self._input_shape(), world_size=self.dist.world_size)
+                            input_shape=self._input_shape(), world_size=self.dist.world_size,
+                            build_student=lambda: build_model(cfg.student, nc, channels).to(self.device))
         self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
         runner = None
         if self.dist.enabled:
@@ -255,13 +242,26 @@ class Trainer:
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.student_view = TappedModel(self.student, self.method_cls.student_taps, runner)
         self.teacher_view = TappedModel(self.teacher, self.method_cls.teacher_taps) if self.teacher is not None else None
-        params = [p for p in list(self.student.parameters()) + list(self.method.parameters()) if p.requires_grad]
         o = cfg.optim
-        self.optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                                         weight_decay=o.weight_decay)
+        groups = self._param_groups()
+        self._lr_scales = [g["lr_scale"] for g in groups]
+        self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum,
+                                         nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay)
         self.method_params = [p for p in self.method.parameters() if p.requires_grad]
         self.progress = Progress()
         self.teacher_top1 = None
+
+    def _preparation(self) -> Preparation:
+        from kdforge.data.sources import cache_dir
+        from kdforge.memory.incontext import fingerprint
+
+        train = self.data.train
+        data_key = fingerprint(train.images, train.labels) if hasattr(train, "images") else \
+            fingerprint(repr(getattr(train, "samples", None)), self.cfg.data.dataset)
+        teacher_key = fingerprint(self.teacher.state_dict()) if self.teacher is not None else ""
+        teacher = TappedModel(self.teacher, ("embedding",)) if self.teacher is not None else None
+        return Preparation(teacher, self._clean_train(), lambda: autocast(self.device, self.cfg.amp), cache_dir(), teacher_key,
+                           data_key, self.dist.is_main, self.logger.info)
 
     def _input_shape(self) -> tuple[int, ...]:
         if hasattr(self.data.train, "images"):
@@ -269,14 +269,31 @@ class Trainer:
         return (3, self.cfg.data.image_size, self.cfg.data.image_size)
 
     # ---------------------------------------------------------------- checkpoints
+    def _param_groups(self) -> list[dict]:
+        """The student's parameters grouped by the learning-rate scale the method asks for (1 by default),
+        then the method's own trainable parameters."""
+        scales = self.method.student_lr_scales(self.student)
+        groups: dict[float, list] = {}
+        for name, p in self.student.named_parameters():
+            if p.requires_grad:
+                scale = next((v for prefix, v in scales.items() if name == prefix or name.startswith(prefix + ".")),
+                             scales.get("", 1.0))
+                groups.setdefault(scale, []).append(p)
+        own = [p for p in self.method.parameters() if p.requires_grad]
+        if own:
+            groups.setdefault(1.0, []).extend(own)
+        return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
+
+    def _identity(self) -> dict:
+        return {"format": "kdforge", "arch": self.cfg.student, "num_classes": self.data.num_classes,
+                "classes": list(self.data.classes), "dataset": self.cfg.data.dataset}
+
     def _payload(self) -> dict:
         rng = {"cpu": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
-            "format": "kdforge", "arch": self.cfg.student, "num_classes": self.data.num_classes,
-            "classes": list(self.data.classes), "dataset": self.cfg.data.dataset,
-            "model": self.student.state_dict(), "method": self.method.state_dict(),
+            **self._identity(), "model": self.student.state_dict(), "method": self.method.state_dict(),
             "optimizer": self.optimizer.state_dict(), "progress": dict(vars(self.progress)),
             "meter": self.meter.state_dict(), "rng": rng, "teacher_top1": self.teacher_top1,
             "config": json.dumps(to_dict(self.cfg), sort_keys=True),
@@ -296,6 +313,8 @@ class Trainer:
         load_into(self.student, ckpt["model"], f"{self.folder}/checkpoint.pt")
         self.method.load_state_dict(ckpt["method"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        for group, scale in zip(self.optimizer.param_groups, self._lr_scales):
+            group["lr_scale"] = scale  # checkpoints from before learning-rate scales lack the key
         self.progress = Progress(**ckpt["progress"])
         self.meter.load_state_dict(ckpt["meter"])
         self.teacher_top1 = ckpt.get("teacher_top1")
@@ -309,7 +328,7 @@ class Trainer:
         x = batch.input.contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch.input
         lr = learning_rate(cfg.optim, p.step, len(self.train_stream), cfg.epochs)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         state = StepState(epoch, p.step, epoch + p.batch / len(self.train_stream))
         with autocast(self.device, cfg.amp):
             teacher_out = None
@@ -353,7 +372,7 @@ class Trainer:
             if p.step % cfg.log_every == 0:
                 self._check_finite(epoch)
                 record = self.meter.read()
-                record.update(epoch=epoch + 1, lr=self.optimizer.param_groups[0]["lr"],
+                record.update(epoch=epoch + 1, lr=lr_of(self.optimizer),
                               images_per_second=images / max(time.perf_counter() - start, 1e-9))
                 bar.set_postfix(loss=f"{record['loss/total']:.3f}", top1=f"{record['train_top1']:.1f}")
                 self.logger.record("train", p.step, record)
@@ -402,10 +421,24 @@ class Trainer:
             val = evaluate(self.student, self.val_stream, self.device, self.cfg.amp)
             record.update({"val_top1": val["top1"], "val_loss": val["loss"]})
             selector = val["top1"]
+        record.update(self.method.evaluate_extra(EvalContext(
+            self.student, self._clean_train(), self.val_stream, self.test_stream,
+            lambda: autocast(self.device, self.cfg.amp))))
+        if self.method.select_on:
+            selector = record[self.method.select_on]
         p = self.progress
         if selector > p.best_top1:
             p.best_top1, p.best_test_top1, p.best_epoch = selector, test["top1"], epoch + 1
+            if self.method.keeps_best and self.dist.is_main:
+                save_weights(self.folder / "best.pt", {**self._identity(), "model": self.student.state_dict(),
+                                                       "epoch": epoch + 1, "selected_on": self.method.select_on})
         return record
+
+    def _clean_train(self):
+        if getattr(self, "_clean_train_stream", None) is None:
+            self._clean_train_stream = self.data.stream("train", self.cfg.data.eval_batch_size, train=False,
+                                                        workers=self.cfg.data.workers, device=self.device)
+        return self._clean_train_stream
 
     def fit(self) -> dict:
         self._setup_runtime()
@@ -455,10 +488,15 @@ class Trainer:
         self._setup()
         self.meter = EpochMeter(self.device)
         self.logger = RunLogger(self.folder, cfg.tensorboard, enabled=self.dist.is_main, echo=self.echo)
+        self.method.prepare(self._preparation())
         ckpt = latest_checkpoint(self.folder, log=self.logger.info) if self.resume else None
         if ckpt is not None:
             self._restore(ckpt)
             self.logger.info(f"resuming {self.folder} at epoch {self.progress.epoch + 1}, batch {self.progress.batch}")
+        elif cfg.init_checkpoint:
+            state, _ = load_weights(cfg.init_checkpoint)
+            load_into(self.student, state, str(cfg.init_checkpoint))
+            self.logger.info(f"student initialised from {cfg.init_checkpoint}")
         if self.dist.is_main:
             atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions(),
                                                             "world_size": self.dist.world_size})
@@ -487,7 +525,7 @@ class Trainer:
                       desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and sys.stderr.isatty())) as bar:
                 self._train_epoch(epoch, bar)
             record = self.meter.read()
-            record.update(epoch=epoch + 1, lr=self.optimizer.param_groups[0]["lr"],
+            record.update(epoch=epoch + 1, lr=lr_of(self.optimizer),
                           images_per_second=p.train_images / p.train_seconds if p.train_seconds else 0.0)
             self.logger.record("epoch", p.step, record)
             p.epoch, p.batch = epoch + 1, 0
@@ -526,5 +564,31 @@ class Trainer:
 
 
 def train(cfg: TrainConfig, resume: bool = False, echo=None) -> dict:
-    """Train `cfg` to the end (or resume it) and return its summary (also written to summary.json)."""
-    return Trainer(cfg, resume=resume, echo=echo).fit()
+    """Train `cfg` to the end (or resume it) and return its summary (also written to summary.json).
+
+    A method trained in stages (REFILLED) runs each stage as its own resumable run in a sub-folder of the run
+    folder; the run folder's summary.json is the last stage's, with every stage's summary under "stages"."""
+    stages = METHODS.get(cfg.method).pipeline(cfg)
+    if not stages:
+        return Trainer(cfg, resume=resume, echo=echo).fit()
+    folder = cfg.run_dir
+    started = [name for name, sub in stages if (sub.run_dir / "checkpoint.pt").exists()
+               or (sub.run_dir / "checkpoint.prev.pt").exists()]
+    if started and not resume:
+        raise UserError(f"run folder {folder} already holds a run (stage {started[0]}); pass --resume to continue "
+                        "it or choose another out=")
+    wall_start, summaries = time.perf_counter(), {}
+    for name, sub in stages:
+        done = sub.run_dir / "summary.json"
+        if done.exists():
+            summaries[name] = json.loads(done.read_text())
+            continue
+        if echo:
+            echo(f"{cfg.method}: stage {name} -> {sub.run_dir}")
+        summaries[name] = Trainer(sub, resume=resume, echo=echo).fit()
+    summary = {**summaries[stages[-1][0]], "config": to_dict(cfg), "stages": summaries,
+               "wall_seconds": sum(s["wall_seconds"] for s in summaries.values()),
+               "pipeline_wall_seconds": time.perf_counter() - wall_start}
+    if int(os.environ.get("RANK", "0")) == 0:
+        atomic_write_json(folder / "summary.json", summary)
+    return summary

@@ -8,10 +8,15 @@ from kdforge.methods.ce import CE
 from kdforge.methods.ckd import CKD
 from kdforge.methods.crd import CRD
 from kdforge.methods.dkd import DKD
+from kdforge.methods.dml import DML
 from kdforge.methods.fitnet import FitNet
+from kdforge.methods.ickd import ICKD
 from kdforge.methods.kd import KD
 from kdforge.methods.kr import KnowledgeRepresenting, KnowledgeRepresentingKD
+from kdforge.methods.ls import LabelSmoothing
+from kdforge.methods.refilled import Refilled
 from kdforge.methods.rkd import RKD
+from kdforge.methods.tfkd import TfKD
 from kdforge.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -25,6 +30,11 @@ METHODS.add("kr_kd", KnowledgeRepresentingKD)
 METHODS.add("fitnet", FitNet)
 METHODS.add("at", AT)
 METHODS.add("rkd", RKD)
+METHODS.add("refilled", Refilled)
+METHODS.add("ickd", ICKD)
+METHODS.add("dml", DML)
+METHODS.add("tfkd", TfKD)
+METHODS.add("ls", LabelSmoothing)
 
 
 def build_method(name: str, args: dict, ctx: MethodContext) -> Method:

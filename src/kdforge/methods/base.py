@@ -7,7 +7,10 @@ Its hyper-parameters live in a `Config` dataclass next to it, validated at const
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import torch
@@ -15,11 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from kdforge.data.memory import Batch
-
-
-class ModelOutput(NamedTuple):
-    logits: torch.Tensor
-    features: dict  # tap name -> tensor (e.g. "embedding", "stage0".."stageN")
+from kdforge.models.taps import ModelOutput, TappedModel
 
 
 class StepState(NamedTuple):
@@ -42,6 +41,31 @@ class MethodContext:
     device: torch.device = torch.device("cpu")
     input_shape: tuple[int, ...] = (3, 32, 32)  # one sample (C, H, W), for dummy forwards that size adapters
     world_size: int = 1  # processes under torchrun
+    build_student: Callable[[], nn.Module] | None = None  # a fresh, randomly initialised student (peers)
+
+
+@dataclass
+class Preparation:
+    """What a method may use once, before training (and again on resume): the frozen teacher tapped for its
+    embedding, an un-augmented in-order pass over the training set, and where to cache what it derives."""
+
+    teacher: TappedModel | None
+    clean_train: object  # a stream: .epoch(0) yields Batches in index order, no augmentation
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    cache_dir: Path
+    teacher_key: str  # hash of the teacher's weights
+    data_key: str  # hash of the training images and labels
+    is_main: bool = True  # only the main process writes caches
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class EvalContext:
+    student: nn.Module
+    clean_train: object  # un-augmented, in-order pass over the training set
+    val: object | None
+    test: object
+    autocast: Callable[[], contextlib.AbstractContextManager]
 
 
 @dataclass
@@ -67,6 +91,32 @@ class Method(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.label_smoothing = ctx.label_smoothing
+
+    @classmethod
+    def uses_teacher(cls, args: dict) -> bool:
+        """Whether a run with these method_args needs a teacher (a method whose modes differ overrides it)."""
+        return cls.needs_teacher
+
+    def prepare(self, prep: Preparation) -> None:
+        """Called once before training (and on resume) with the teacher and a clean pass over the data."""
+
+    @classmethod
+    def pipeline(cls, cfg) -> list:
+        """For a method trained in stages: [(stage name, TrainConfig), ...] run in sequence, each in its own
+        resumable sub-folder; empty for a one-stage method."""
+        return []
+
+    # Per-epoch evaluation beyond top-1: metrics named here are added to each eval record, and `select_on`
+    # (when set on the instance) names the one that picks the best epoch; `keeps_best` saves its weights.
+    select_on: str | None = None
+    keeps_best: bool = False
+
+    def student_lr_scales(self, student: nn.Module) -> dict[str, float]:
+        """Learning-rate multipliers for the student's parameters by module path ("" = every other one)."""
+        return {}
+
+    def evaluate_extra(self, ctx: EvalContext) -> dict[str, float]:
+        return {}
 
     def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), target, label_smoothing=self.label_smoothing)

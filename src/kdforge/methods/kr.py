@@ -133,7 +133,7 @@ def normalised_quantiles(weights: list[torch.Tensor], count: int) -> torch.Tenso
 @dataclass
 class KRConfig:
     form: str = "filters"  # filters | stats
-    kr_weight: float = 1e-2  # lambda_KR
+    kr_weight: float = 0.1  # lambda_KR, chosen by bench/kr_sweep.py (results/kr_sweep.md)
     rho: float = 0.1  # fraction of entries per tensor that receive the prior's gradient
     quantiles: int = 64  # stats form
     ce_weight: float = 1.0

@@ -5,12 +5,24 @@ and the student's softmax over [-d(a,p), -d(a,n_1), ..., -d(a,n_K)] / tau are ma
 only distances within one model are compared, so the two embeddings may have different widths.
 Stage 2, the teacher's embedding-induced classifier: scores <f_t(x), c_k> against the teacher's centres of
 the student's classes give soft labels over the batch's classes for the student's logits.
+
+The method `refilled` runs both stages in sequence (`stage: both`, the default): stage 1 in `OUT/stage1`,
+its checkpoint chosen by nearest-class-mean accuracy on the held-out split (`best.pt`), then stage 2 in
+`OUT/stage2` from those weights with a fresh optimiser. Each stage is an ordinary resumable run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from kdforge.engine.distributed import all_reduce_
+from kdforge.errors import ConfigError
+from kdforge.methods.base import Method, Preparation
+from kdforge.models import TappedModel
 
 MASKED = -1e4  # a finite stand-in for -inf: exp underflows to 0, and 0 * (finite) stays 0 in the KL
 
@@ -102,3 +114,165 @@ def confidence_weights(teacher_logits: torch.Tensor) -> torch.Tensor:
     entropy = -F.log_softmax(teacher_logits.float(), dim=1).max(dim=1).values
     spread = (entropy.max() - entropy.min()).clamp_min(1e-12)
     return 2 * torch.sigmoid(-(entropy - entropy.min()) / spread)
+
+
+# --- the method -------------------------------------------------------------------------------------------
+
+@dataclass
+class RefilledConfig:
+    stage: str = "both"  # both (stage 1 then stage 2) | 1 | 2
+    stage1_epochs: int = 0  # 0: half of `epochs`; stage 2 runs the rest
+    recipe: bool = True  # per-stage schedules of the official code: stage 1 cosine lr -> lr/10, stage 2 x0.2 steps
+    stage1_weight: float = 1000.0
+    tau1: float = 4.0
+    margin: float = 0.2
+    stage1_form: str = "tuple"  # tuple | triplet (the CVPR binary form)
+    truncate: bool = False  # TPAMI: every tuple keeps the fewest negatives any tuple has
+    stage2_weight: float = 100.0  # lambda
+    tau2: float = 2.0
+    tau_s: float = 2.0  # student temperature: 2 in the REFILLED code, 1 in the GKD code
+    centers: str = "global"  # global (one teacher pass over the training set) | local (per batch)
+    weighting: str = "none"  # none | confidence (the TPAMI teacher-confidence weights)
+    stage2_backbone_lr: float = 0.1  # stage 2: the backbone learns at this fraction of the classifier's rate
+
+    def __post_init__(self):
+        choices = {"stage": ("both", "1", "2"), "stage1_form": ("tuple", "triplet"), "centers": ("global", "local"),
+                   "weighting": ("none", "confidence")}
+        self.stage = str(self.stage)
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"method_args.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if min(self.tau1, self.tau2, self.tau_s) <= 0 or self.margin <= 0 or self.stage1_epochs < 0:
+            raise ConfigError("method_args: tau1, tau2, tau_s and margin must be positive, stage1_epochs >= 0")
+
+
+def class_centres(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """normalize(mean of the embeddings of each class); a class with no sample gets a zero row."""
+    sums = embeddings.new_zeros(num_classes, embeddings.shape[1]).index_add_(0, labels, embeddings.float())
+    return F.normalize(sums, dim=1)
+
+
+@torch.no_grad()
+def embed_stream(view: TappedModel, stream, autocast) -> tuple[torch.Tensor, torch.Tensor]:
+    """(embeddings, labels) of a whole stream, in eval mode."""
+    was_training = view.model.training
+    view.model.eval()
+    chunks, labels = [], []
+    for batch in stream.epoch(0):
+        with autocast():
+            chunks.append(view(batch.input).features["embedding"].float())
+        labels.append(batch.target)
+    view.model.train(was_training)
+    return torch.cat(chunks), torch.cat(labels)
+
+
+class Refilled(Method):
+    Config = RefilledConfig
+    needs_teacher = True
+    teacher_classes_may_differ = True
+    student_taps = ("embedding",)
+    teacher_taps = ("embedding",)
+    description = "REFILLED: embedding comparison matching, then the teacher's embedding-induced classifier"
+
+    @classmethod
+    def pipeline(cls, cfg) -> list:
+        from kdforge.config import from_dict
+
+        args = from_dict(RefilledConfig, cfg.method_args, "method_args")
+        if args.stage != "both":
+            return []
+        first = args.stage1_epochs or max(1, cfg.epochs // 2)
+        second = cfg.epochs - first
+        if second < 1:
+            raise ConfigError(f"method_args.stage1_epochs ({first}) leaves no epoch of the {cfg.epochs} for stage 2")
+        if not cfg.data.val_per_class:
+            raise ConfigError("refilled chooses its stage-1 checkpoint by nearest-class-mean accuracy on a held-out "
+                              "split: set data.val_per_class (e.g. 10 % of the images per class)")
+        root = cfg.run_dir
+        o = cfg.optim
+        opt1 = dataclasses.replace(o, schedule="cosine", min_lr=o.lr / 10) if args.recipe else o
+        steps = sorted({max(1, round(second * f)) for f in (0.5, 0.7, 0.9)})
+        opt2 = dataclasses.replace(o, schedule="step", milestones=steps, gamma=0.2) if args.recipe else o
+        stage1 = dataclasses.replace(cfg, epochs=first, optim=opt1, out=str(root / "stage1"),
+                                     method_args={**cfg.method_args, "stage": "1"})
+        stage2 = dataclasses.replace(cfg, epochs=second, optim=opt2, out=str(root / "stage2"),
+                                     method_args={**cfg.method_args, "stage": "2"},
+                                     init_checkpoint=str(root / "stage1" / "best.pt"))
+        return [("stage1", stage1), ("stage2", stage2)]
+
+    def __init__(self, cfg: RefilledConfig, ctx):
+        super().__init__(cfg, ctx)
+        if cfg.stage == "both":
+            raise ConfigError("refilled with stage: both runs through kdforge.engine.trainer.train (or `kdforge "
+                              "train`), which runs the two stages; a single Trainer takes stage 1 or 2")
+        self.num_classes = ctx.num_classes
+        self.register_buffer("centres", torch.zeros(ctx.num_classes, 1), persistent=False)
+        if cfg.stage == "1":
+            self.select_on, self.keeps_best = "val_ncm_top1", True
+
+    def prepare(self, prep: Preparation) -> None:
+        if self.cfg.stage != "2" or self.cfg.centers != "global":
+            return
+        from kdforge.fileio import atomic_write_bytes
+        from kdforge.memory.incontext import fingerprint, load_cached
+
+        key = fingerprint("refilled-centres-v1", prep.teacher_key, prep.data_key, self.num_classes)
+        path = prep.cache_dir / "refilled" / f"{key}.pt"
+        blob = load_cached(path, key)
+        if blob is None:
+            emb, labels = embed_stream(prep.teacher, prep.clean_train, prep.autocast)
+            blob = {"key": key, "centres": class_centres(emb, labels, self.num_classes).cpu()}
+            if prep.is_main:
+                import io
+
+                buffer = io.BytesIO()
+                torch.save(blob, buffer)
+                atomic_write_bytes(path, buffer.getvalue())
+        self.centres = blob["centres"].to(self.centres.device)
+
+    def forward(self, batch, student, teacher, state):
+        c = self.cfg
+        t_emb = teacher.features["embedding"]
+        if c.stage == "1":
+            loss = refilled_stage1_loss(student.features["embedding"], t_emb, batch.target, c.tau1, c.margin,
+                                        c.stage1_form, c.truncate)
+            return {"stage1": c.stage1_weight * loss}
+        centres = self.centres if c.centers == "global" else class_centres(t_emb.detach(), batch.target,
+                                                                          self.num_classes)
+        weights = confidence_weights(teacher.logits) if c.weighting == "confidence" else None
+        loss = refilled_stage2_loss(student.logits, t_emb, centres, batch.target, c.tau2, c.tau_s, weights)
+        return {"ce": self.cross_entropy(student.logits, batch.target), "stage2": c.stage2_weight * loss}
+
+    def student_lr_scales(self, student) -> dict:
+        if self.cfg.stage != "2":
+            return {}
+        from kdforge.models import model_info
+
+        # the official code fine-tunes the stage-1 backbone at a tenth of the classifier's rate
+        return {"": self.cfg.stage2_backbone_lr, model_info(student).classifier: 1.0}
+
+    @torch.no_grad()
+    def evaluate_extra(self, ctx) -> dict:
+        """Stage 1 trains no classifier: nearest-class-mean accuracy of the embedding (class means from the
+        un-augmented training set) on the held-out split (which selects the checkpoint) and on the test split."""
+        if self.cfg.stage != "1":
+            return {}
+        view = TappedModel(ctx.student, ("embedding",))
+        try:
+            emb, labels = embed_stream(view, ctx.clean_train, ctx.autocast)
+            centres = class_centres(emb, labels, self.num_classes)
+            out = {"test_ncm_top1": ncm_accuracy(view, ctx.test, centres, ctx.autocast)}
+            if ctx.val is not None:
+                out["val_ncm_top1"] = ncm_accuracy(view, ctx.val, centres, ctx.autocast)
+        finally:
+            view.taps.remove()
+        return out
+
+
+def ncm_accuracy(view: TappedModel, stream, centres: torch.Tensor, autocast) -> float:
+    """Top-1 (%) of the nearest normalised class mean, by cosine, summed over processes."""
+    emb, labels = embed_stream(view, stream, autocast)
+    hits = ((F.normalize(emb, dim=1) @ centres.T).argmax(1) == labels).sum().double()
+    counts = all_reduce_(torch.stack([hits, torch.tensor(float(labels.numel()), dtype=torch.float64,
+                                                          device=hits.device)]))
+    return 100.0 * counts[0].item() / max(counts[1].item(), 1.0)

@@ -14,7 +14,7 @@ from kdforge.models.mobilenetv2 import mobilenetv2
 from kdforge.models.resnet_cifar import cifar_resnet, resnet50_cifar
 from kdforge.models.shufflenet import shufflenet_v1, shufflenet_v2
 from kdforge.models.small import mlp, small_cnn
-from kdforge.models.taps import FeatureTaps, flat_embedding, standard_taps
+from kdforge.models.taps import FeatureTaps, ModelOutput, TappedModel, flat_embedding, standard_taps
 from kdforge.models.torchvision_models import KNOWN as _TORCHVISION_ARCHS
 from kdforge.models.torchvision_models import torchvision_model
 from kdforge.models.vgg import vgg
@@ -65,6 +65,8 @@ __all__ = [
     "MODELS",
     "ModelInfo",
     "FeatureTaps",
+    "TappedModel",
+    "ModelOutput",
     "create_model",
     "count_parameters",
     "embedding_dim",

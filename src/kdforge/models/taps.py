@@ -6,7 +6,7 @@ its output (e.g. `fc:input` is the embedding of a torchvision ResNet). Models ar
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -77,3 +77,29 @@ def standard_taps(model: nn.Module, wanted: tuple[str, ...]) -> dict[str, str]:
 def flat_embedding(x: torch.Tensor) -> torch.Tensor:
     """Embeddings tapped before a flatten (B x C x 1 x 1) become B x C."""
     return x.flatten(1) if x.dim() > 2 else x
+
+
+class ModelOutput(NamedTuple):
+    logits: torch.Tensor
+    features: dict  # tap name -> tensor (e.g. "embedding", "stage0".."stageN")
+
+
+class TappedModel:
+    """A model plus the feature taps a method asked for; calling it returns a `ModelOutput`.
+
+    `runner` is what the forward pass goes through (the DistributedDataParallel wrapper under torchrun);
+    the hooks sit on the model itself, so they fire either way."""
+
+    def __init__(self, model: nn.Module, wanted: tuple[str, ...], runner: nn.Module | None = None):
+        self.model = model
+        self.runner = runner if runner is not None else model
+        self.taps = FeatureTaps(model, standard_taps(model, wanted)) if wanted else None
+
+    def __call__(self, x: torch.Tensor) -> ModelOutput:
+        logits = self.runner(x)
+        if self.taps is None:
+            return ModelOutput(logits, {})
+        features = dict(self.taps.outputs)
+        if "embedding" in features:
+            features["embedding"] = flat_embedding(features["embedding"])
+        return ModelOutput(logits, features)

@@ -1,0 +1,196 @@
+"""`kdforge bench accuracy SUITE`: the suite's teacher once (cached by a hash of its config and data), then
+every (method, seed) student; one CSV row per finished run, appended as it finishes.
+
+Resumable at two levels: a (method, seed) already in results/SUITE.csv is skipped, and a run killed half-way
+continues from its last checkpoint. A suite can be completed over several sittings and machines (rows from
+elsewhere can be appended to the CSV).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+from kdforge.bench.suites import SUITES, Suite, Variant
+from kdforge.config import TrainConfig, load_config, to_dict
+from kdforge.errors import ConfigError, UserError
+from kdforge.fileio import append_line
+
+COLUMNS = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds", "images_per_second", "teacher_top1")
+# run-folder settings that do not change what is trained
+NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name")
+
+
+def results_stem(suite: str, budget: str) -> str:
+    return suite if budget == "small" else f"{suite}-{budget}"
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        if set(COLUMNS) - set(row):
+            raise UserError(f"{path} is not a kdforge results file (columns {list(row)}); move it away")
+    return rows
+
+
+def append_row(path: Path, row: dict) -> None:
+    if not path.exists():
+        append_line(path, ",".join(COLUMNS))
+    append_line(path, ",".join(_cell(row[c]) for c in COLUMNS))
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def config_key(cfg: TrainConfig, data_key: str) -> str:
+    from kdforge.memory.incontext import fingerprint
+
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS}
+    return fingerprint(json.dumps(settings, sort_keys=True), data_key)[:12]
+
+
+def data_fingerprint(cfg: TrainConfig) -> str:
+    """Hash of the training images and labels the config reads (in-memory datasets), else of its data config."""
+    from kdforge.data import load_data
+    from kdforge.memory.incontext import fingerprint
+
+    bundle = load_data(cfg.data, "cpu")
+    train = bundle.train
+    if hasattr(train, "images"):
+        return fingerprint(train.images, train.labels)
+    return fingerprint(json.dumps(to_dict(cfg.data), sort_keys=True))
+
+
+class AccuracyBench:
+    def __init__(self, suite: Suite, budget: str = "small", root: Path = Path("runs/bench"),
+                 results: Path = Path("results"), threads: int | None = None, echo=print):
+        if suite.kind != "train":
+            raise ConfigError(f"suite {suite.name!r} is a smoke grid here ({suite.needs}); "
+                              f"run it with `kdforge bench smoke {suite.name}`")
+        if budget not in suite.budgets:
+            raise ConfigError(f"suite {suite.name!r} has budgets {', '.join(suite.budgets)}, not {budget!r}")
+        self.suite, self.budget = suite, budget
+        self.stem = results_stem(suite.name, budget)
+        self.root = Path(root)
+        self.results = Path(results)
+        self.csv = self.results / f"{self.stem}.csv"
+        self.threads = threads
+        self.echo = echo
+
+    # ---------------------------------------------------------------- configs
+    def _common(self) -> list[str]:
+        common = ["progress=false", "tensorboard=false"]
+        return common + ([f"threads={self.threads}"] if self.threads else [])
+
+    def teacher_config(self) -> tuple[TrainConfig, Path]:
+        preset, *overrides = self.suite.teacher
+        extra = list(self.suite.budgets[self.budget][0])
+        cfg = load_config(preset, overrides + extra + self._common())
+        key = config_key(cfg, data_fingerprint(cfg))
+        folder = self.root / "teachers" / f"{self.suite.name}-{key}"
+        return load_config(preset, overrides + extra + self._common() + [f"out={folder}"]), folder
+
+    def student_config(self, variant: Variant, seed: int, teacher: Path) -> tuple[TrainConfig, Path]:
+        preset, *overrides = self.suite.student
+        if variant.preset:
+            preset = variant.preset
+        folder = self.root / self.stem / f"{variant.name}-s{seed}"
+        args = overrides + list(self.suite.budgets[self.budget][1]) + [f"method={variant.method}", *variant.overrides,
+                                                                        f"seed={seed}", f"out={folder}"]
+        cfg = load_config(preset, args + self._common())
+        from kdforge.methods import METHODS
+
+        if METHODS.get(cfg.method).uses_teacher(cfg.method_args):
+            cfg = load_config(preset, args + self._common() + [f"teacher_checkpoint={teacher}"])
+        return cfg, folder
+
+    def variants(self, names: list[str] | None) -> list[Variant]:
+        from kdforge.methods import METHODS
+
+        every = self.suite.variants(METHODS.names())
+        if not names:
+            return every
+        known = {v.name: v for v in every}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(f"suite {self.suite.name!r} has no method {unknown[0]!r}; it has: {', '.join(known)}")
+        return [known[n] for n in names]
+
+    # ---------------------------------------------------------------- running
+    def run(self, seeds: int = 3, methods: list[str] | None = None) -> Path:
+        from kdforge.bench.report import write_report
+
+        variants = self.variants(methods)
+        try:
+            self.results.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create {self.results}: {exc.strerror}; pass a writable --results") from None
+        done = {(r["method"], int(r["seed"])) for r in read_rows(self.csv)}
+        todo = [(v, s) for s in range(seeds) for v in variants if (v.name, s) not in done]
+        self.echo(f"bench {self.stem}: {len(variants)} methods x {seeds} seeds, {len(todo)} runs to do "
+                  f"({len(variants) * seeds - len(todo)} already in {self.csv})")
+        if todo:
+            teacher = self._teacher()
+            for i, (variant, seed) in enumerate(todo, 1):
+                start = time.perf_counter()
+                summary = self._student(variant, seed, teacher)
+                append_row(self.csv, {
+                    "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
+                    "top1_best": summary["top1_best"], "epochs": summary["epochs"],
+                    "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
+                    "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"]})
+                self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
+                          f"({time.perf_counter() - start:.0f} s)")
+                write_report(self.suite, self.stem, self.results, self.root / self.stem)
+        return write_report(self.suite, self.stem, self.results, self.root / self.stem)
+
+    def _teacher(self) -> dict:
+        cfg, folder = self.teacher_config()
+        return self._train(cfg, folder, "teacher")
+
+    def _student(self, variant: Variant, seed: int, teacher: dict) -> dict:
+        cfg, folder = self.student_config(variant, seed, Path(teacher["folder"]))
+        return self._train(cfg, folder, f"{variant.name} seed {seed}")
+
+    def _train(self, cfg: TrainConfig, folder: Path, what: str) -> dict:
+        from kdforge.engine.trainer import train
+
+        summary_path = folder / "summary.json"
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            if _settings(summary["config"]) != _settings(to_dict(cfg)):
+                raise UserError(f"{folder} holds a finished run with other settings than {what} needs; "
+                                "move it away or choose another --root")
+        else:
+            resume = (folder / "checkpoint.pt").exists() or (folder / "checkpoint.prev.pt").exists()
+            if resume:
+                self.echo(f"  resuming {what} in {folder}")
+            summary = train(cfg, resume=resume, echo=lambda m: None)
+        summary["folder"] = str(folder)
+        return summary
+
+
+def _settings(config: dict) -> dict:
+    """What a run trains, from its recorded config: neutral keys dropped, keys added to kdforge after the run was
+    made filled with their defaults (so an older run of the same recipe still matches)."""
+    from kdforge.config import from_dict
+
+    try:
+        config = to_dict(from_dict(TrainConfig, config))
+    except ConfigError:
+        pass
+    return {k: v for k, v in config.items() if k not in NEUTRAL_KEYS}
+
+
+def run_accuracy(suite: str, seeds: int = 3, methods: list[str] | None = None, budget: str = "small",
+                 root: str = "runs/bench", results: str = "results", threads: int | None = None, echo=print) -> Path:
+    bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), threads, echo)
+    return bench.run(seeds, methods)

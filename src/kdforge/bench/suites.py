@@ -1,0 +1,93 @@
+"""Accuracy-benchmark suites: which teacher, which student recipe, which methods, and how each method is
+configured in that suite (a per-suite preset or a few overrides, never hidden per-pair settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kdforge.registry import Registry
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a suite's table: a registered method with the arguments it runs with in this suite."""
+
+    name: str
+    method: str
+    overrides: tuple[str, ...] = ()
+    preset: str | None = None  # replaces the suite's student preset for this row
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    teacher: tuple[str, ...] = ()  # preset name, then overrides
+    student: tuple[str, ...] = ()
+    budgets: dict = field(default_factory=dict)  # budget -> (teacher overrides, student overrides)
+    special: dict = field(default_factory=dict)  # variant name -> Variant (suite-specific settings)
+    kind: str = "train"  # train | smoke
+    needs: str = ""  # what the suite needs that a CPU machine may lack (docs only)
+
+    def variants(self, registered: list[str]) -> list[Variant]:
+        """Every registered method (plus the suite's extra rows such as ickd-online), in a stable order."""
+        rows = [self.special.get(m, Variant(m, m)) for m in registered if m != "refilled" or "refilled" in self.special]
+        rows += [v for name, v in self.special.items() if name not in registered]
+        return rows
+
+
+def _paradigm_rows(preset_prefix: str | None) -> dict[str, Variant]:
+    """The IC-KD online / teacher-free rows and DML, as presets where the suite has them."""
+    if preset_prefix:
+        return {"ickd-online": Variant("ickd-online", "ickd", preset=f"{preset_prefix}-ickd-online"),
+                "ickd-tf": Variant("ickd-tf", "ickd", preset=f"{preset_prefix}-ickd-tf"),
+                "dml": Variant("dml", "dml", preset=f"{preset_prefix}-dml")}
+    return {"ickd-online": Variant("ickd-online", "ickd", ("method_args.paradigm=online",)),
+            "ickd-tf": Variant("ickd-tf", "ickd", ("method_args.paradigm=teacher-free",))}
+
+
+def _refilled(val_per_class: int) -> Variant:
+    """REFILLED picks its stage-1 checkpoint on a held-out split carved from the training set (never the test
+    set); the split is drawn from the images outside the suite's training subset where there are any."""
+    return Variant("refilled", "refilled", (f"data.val_per_class={val_per_class}",))
+
+
+def _dkd_short(epochs: int) -> Variant:
+    """DKD on a short 10-class budget: the grid's 20-epoch warm-up is 1/12 of its 240 epochs, so the same
+    fraction; beta 2, the grid's setting for its closest pairs (resnet56->resnet20), as in cifar10-cpu-dkd."""
+    return Variant("dkd", "dkd", (f"method_args.warmup_epochs={epochs / 12:g}", "method_args.beta=2.0"))
+
+
+SUITES: Registry[Suite] = Registry("suite")
+SUITES.add("digits", Suite(
+    "digits", "8x8 digits (scikit-learn), teacher cnn8, student mlp8 (30 epochs); seconds per run",
+    teacher=("digits-teacher",), student=("digits-student",),
+    budgets={"small": ((), ()), "full": (("epochs=40",), ("epochs=60",))},
+    special={"dkd": _dkd_short(30), "refilled": _refilled(10), **_paradigm_rows(None)},
+))
+SUITES.add("fmnist-cpu", Suite(
+    "fmnist-cpu", "Fashion-MNIST, 10,000-image subset, teacher cnn28 (10 epochs), student cnn28_small (6 epochs)",
+    teacher=("fmnist-cpu-teacher",), student=("fmnist-cpu-student",),
+    budgets={"small": ((), ()), "full": (("data.train_per_class=null", "epochs=20"), ("data.train_per_class=null",
+                                                                                      "epochs=12"))},
+    special={"dkd": _dkd_short(6), "refilled": _refilled(100), **_paradigm_rows(None)},
+))
+SUITES.add("cifar10-cpu", Suite(
+    "cifar10-cpu", "CIFAR-10 (JPEG), 20,000-image subset, teacher resnet20 (30 epochs), student resnet8 (15 epochs)",
+    teacher=("cifar10-cpu-teacher",), student=("cifar10-cpu-student",),
+    budgets={"small": ((), ()), "full": (("data.train_per_class=null", "epochs=60"),
+                                         ("data.train_per_class=null", "epochs=30"))},
+    special={"ckd": Variant("ckd", "ckd", preset="cifar10-cpu-ckd"),
+             "dkd": Variant("dkd", "dkd", preset="cifar10-cpu-dkd"),
+             "crd": Variant("crd", "crd", preset="cifar10-cpu-crd"),
+             "refilled": _refilled(200),
+             **_paradigm_rows("cifar10-cpu")},
+))
+SUITES.add("cifar100-grid", Suite(
+    "cifar100-grid", "the 11 teacher->student pairs of the CIFAR-100 grid x every method on the published recipes",
+    kind="smoke", needs="a GPU and CIFAR-100 (here: every cell's config validated and a 2-step run on tiny data)",
+))
+SUITES.add("imagenet", Suite(
+    "imagenet", "ImageNet R34->R18 and R50->MobileNetV1 presets",
+    kind="smoke", needs="a GPU and ImageNet (here: a 2-step run per preset on a tiny generated ImageFolder)",
+))

@@ -1,0 +1,128 @@
+"""Accuracy benchmarks: aggregation against hand computation, resume, smoke grids, published numbers, the
+results page."""
+
+import math
+import statistics
+
+import pytest
+
+from kdforge.bench.accuracy import COLUMNS, append_row, read_rows, run_accuracy
+from kdforge.bench.report import compare, method_stats, paired_difference, published, read_csv
+from kdforge.bench.results_page import write_results_page
+from kdforge.bench.smoke import cells, run_smoke, validate
+from kdforge.config import load_config
+
+
+def hand_rows():
+    table = {"ce": [70.0, 71.0, 72.5], "kd": [73.0, 73.5, 75.0], "ckd": [74.0, 73.0, 76.5]}
+    return [{"method": m, "seed": str(s), "top1_last": str(v), "top1_best": str(v + 0.5), "epochs": "15",
+             "wall_seconds": "1", "images_per_second": "1", "teacher_top1": "80"}
+            for m, values in table.items() for s, v in enumerate(values)]
+
+
+def test_aggregation_mean_std_and_paired_interval():
+    rows = hand_rows()
+    stats = {s.method: s for s in method_stats(rows)}
+    assert stats["kd"].n == 3 and stats["kd"].last_mean == pytest.approx((73 + 73.5 + 75) / 3)
+    mean = (73 + 73.5 + 75) / 3
+    sd = math.sqrt(((73 - mean) ** 2 + (73.5 - mean) ** 2 + (75 - mean) ** 2) / 2)
+    assert stats["kd"].last_std == pytest.approx(sd)
+    assert stats["kd"].best_mean == pytest.approx(mean + 0.5)
+    # ckd - kd per seed: +1.0, -0.5, +1.5 -> mean 0.6667, sd 1.0408, t(2) = 4.303
+    d = paired_difference(rows, "ckd", "kd")
+    diffs = [1.0, -0.5, 1.5]
+    half = 4.303 * statistics.stdev(diffs) / math.sqrt(3)
+    assert d.mean == pytest.approx(statistics.fmean(diffs))
+    assert (d.low, d.high) == (pytest.approx(d.mean - half), pytest.approx(d.mean + half))
+    assert paired_difference(rows, "kd", "kd") is None
+    one = [r for r in rows if r["seed"] == "0"]
+    assert paired_difference(one, "ckd", "ce").low is None  # a single seed has no interval
+
+
+def test_results_csv_round_trip_and_foreign_files_refused(tmp_path):
+    path = tmp_path / "s.csv"
+    append_row(path, {"method": "kd", "seed": 0, "top1_last": 71.5, "top1_best": 72.0, "epochs": 3,
+                      "wall_seconds": 2.0, "images_per_second": 100.0, "teacher_top1": None})
+    rows = read_rows(path)
+    assert rows[0]["method"] == "kd" and float(rows[0]["top1_last"]) == 71.5 and rows[0]["teacher_top1"] == ""
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    from kdforge.errors import UserError
+
+    with pytest.raises(UserError):
+        read_rows(tmp_path / "bad.csv")
+
+
+def test_accuracy_suite_runs_then_resume_skips_finished_rows(tmp_path):
+    args = dict(seeds=2, methods=["ce", "kd"], root=str(tmp_path / "runs"), results=str(tmp_path / "res"), threads=1)
+    messages = []
+    run_accuracy("digits", echo=messages.append, **args)
+    rows = read_csv(tmp_path / "res" / "digits.csv")
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("ce", "0"), ("ce", "1"), ("kd", "0"), ("kd", "1")]
+    assert (tmp_path / "res" / "digits.md").exists() and (tmp_path / "res" / "digits.png").exists()
+    assert "last − kd" in (tmp_path / "res" / "digits.md").read_text()
+    # a second call trains nothing; a third with one more seed trains exactly the two new runs
+    messages.clear()
+    run_accuracy("digits", echo=messages.append, **args)
+    assert "0 runs to do" in messages[0]
+    run_accuracy("digits", echo=messages.append, **{**args, "seeds": 3})
+    assert len(read_csv(tmp_path / "res" / "digits.csv")) == 6
+    assert len(list((tmp_path / "runs" / "teachers").iterdir())) == 1  # the teacher was trained once
+
+
+def test_unknown_suite_method_and_budget_are_clear_errors(tmp_path):
+    from kdforge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="has no method"):
+        run_accuracy("digits", methods=["nope"], root=str(tmp_path), results=str(tmp_path))
+    with pytest.raises(ConfigError, match="smoke"):
+        run_accuracy("cifar100-grid", root=str(tmp_path), results=str(tmp_path))
+    with pytest.raises(ConfigError, match="suite"):
+        run_accuracy("cifar1000", root=str(tmp_path), results=str(tmp_path))
+
+
+@pytest.mark.parametrize("suite", ["cifar100-grid", "imagenet"])
+def test_smoke_grids_validate_every_cell(suite):
+    grid = cells(suite)
+    assert validate(suite) == []
+    if suite == "cifar100-grid":
+        pairs = {c[0] for c in grid}
+        assert len(pairs) == 11 and len(grid) == 11 * len({c[1] for c in grid})
+        assert {"ckd", "dkd", "ickd", "ickd-online", "ickd-tf", "kr", "rkd", "at", "fitnet"} <= {c[1] for c in grid}
+    else:
+        assert len(grid) == 6
+
+
+def test_smoke_cell_runs_two_steps_on_tiny_real_format_data(tmp_path):
+    path = run_smoke("cifar100-grid", tmp_path, threads=1, only=["resnet56-resnet20"], echo=lambda m: None)
+    rows = read_csv(tmp_path / "cifar100-grid-smoke.csv")
+    assert rows and all(r["status"] == "ok" for r in rows), [r for r in rows if r["status"] != "ok"]
+    assert "cells ran" in path.read_text()
+
+
+def test_switching_method_drops_the_presets_method_args():
+    assert load_config("cifar100-resnet56-resnet20", ["method=dkd"]).method_args == {}
+    kept = load_config("cifar100-resnet56-resnet20", ["method_args.temperature=2", "method=kd"]).method_args
+    assert kept["temperature"] == 2 and kept["kd_weight"] == 0.9
+    assert "kd_weight" not in load_config("cifar100-dkd-resnet56-resnet20").method_args
+
+
+def test_published_numbers_and_compare_label_protocols(tmp_path):
+    refs = published()
+    row = next(r for r in refs if r["cell"] == "resnet32x4->resnet8x4" and r["method"] == "dkd")
+    assert float(row["top1"]) == 76.32 and row["protocol"].startswith("best epoch")
+    assert len([r for r in refs if r["suite"] == "cifar100-grid"]) == 55
+    text = compare("cifar100-grid", tmp_path)
+    assert "last epoch" in text and "best epoch" in text
+    assert "no published numbers" in compare("digits", tmp_path)
+
+
+def test_results_page_is_generated_from_files(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    for row in hand_rows():
+        append_row(res / "fmnist-cpu.csv", row)
+    page = write_results_page(res, tmp_path / "docs" / "RESULTS.md").read_text()
+    assert "## fmnist-cpu" in page and "| kd | 3 | 73.83 ± 1.04" in page
+    assert "Not measured here" in page and "JPEG" in page
+    assert "Not measured yet: `kdforge bench accuracy cifar10-cpu`" in page

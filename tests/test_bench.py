@@ -126,3 +126,16 @@ def test_results_page_is_generated_from_files(tmp_path):
     assert "## fmnist-cpu" in page and "| kd | 3 | 73.83 ± 1.04" in page
     assert "Not measured here" in page and "JPEG" in page
     assert "Not measured yet: `kdforge bench accuracy cifar10-cpu`" in page
+
+
+def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():
+    from kdforge.bench.suites import SUITES
+
+    rows = {v.name: v for v in SUITES.get("cifar10-gkd-cpu").variants([])}
+    assert {"same/kd", "overlap/refilled", "disjoint/refilled", "incremental/refilled", "fewshot/ce"} <= set(rows)
+    assert not any(name.endswith("/kd") and name != "same/kd" for name in rows)  # KD needs the same classes
+    overlap = rows["overlap/refilled"]
+    assert overlap.teacher == ("data.classes=[0,1,2,3,4,5]",)
+    assert "data.classes=[4,5,6,7,8,9]" in overlap.overrides and "data.val_per_class=200" in overlap.overrides
+    assert rows["incremental/rkd"].teacher == ("data.classes=[0,1,2,3,4]",)
+    assert not any(o.startswith("data.classes") for o in rows["incremental/rkd"].overrides)

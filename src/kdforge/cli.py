@@ -29,6 +29,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding the dataset")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--device", default="auto")
+    p.add_argument("--classes", help="restrict the data to these labels (re-indexed), e.g. 4,5,6,7,8,9")
+    p.add_argument("--groups", help="also report top-1 per class group, e.g. old=0-4,new=5-9 (incremental learning)")
+
+    p = sub.add_parser("fewshot", help="N-way K-shot nearest-centroid episodes on a model's embedding (95 %% CI)")
+    p.add_argument("checkpoint", help="a run folder, a kdforge checkpoint, or a state-dict file")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--classes", required=True, help="the novel classes the episodes draw from, e.g. 5,6,7,8,9")
+    p.add_argument("--model", help="architecture name (read from kdforge checkpoints when omitted)")
+    p.add_argument("--data-root")
+    p.add_argument("--way", type=int, default=5)
+    p.add_argument("--shot", type=int, nargs="+", default=[1, 5])
+    p.add_argument("--queries", type=int, default=15)
+    p.add_argument("--episodes", type=int, default=600)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
 
     p = sub.add_parser("list", help="list the registered names, one per line")
     p.add_argument("kind", choices=LIST_KINDS)
@@ -78,22 +93,57 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def _load_for_eval(args, classes: list[int] | None):
     from kdforge.data import DataConfig, load_data
     from kdforge.engine.checkpoint import load_into, load_weights
-    from kdforge.engine.trainer import build_model, evaluate, resolve_device
+    from kdforge.engine.trainer import _classifier_width, build_model, resolve_device
 
     device = resolve_device(args.device)
     state, meta = load_weights(args.checkpoint)
     arch = args.model or meta.get("arch")
     if not arch:
         raise UserError(f"{args.checkpoint} does not name its architecture: pass --model NAME")
-    data = load_data(DataConfig(dataset=args.dataset, root=args.data_root, eval_batch_size=args.batch_size), device)
-    model = build_model(arch, data.num_classes, data.in_channels).to(device)
+    data = load_data(DataConfig(dataset=args.dataset, root=args.data_root, classes=classes,
+                                eval_batch_size=getattr(args, "batch_size", 512)), device)
+    model = build_model(arch, _classifier_width(state) or data.num_classes, data.in_channels).to(device)
     load_into(model, state, str(args.checkpoint))
+    return model, data, arch, device
+
+
+def _labels(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise UserError(f"--classes must be comma-separated labels, got {text!r}") from None
+
+
+def cmd_eval(args) -> int:
+    from kdforge.engine.trainer import evaluate
+
+    model, data, arch, device = _load_for_eval(args, _labels(args.classes))
     stream = data.stream("test", args.batch_size, train=False, device=device)
     result = evaluate(model, stream, device)
+    if args.groups:
+        from kdforge.protocols import group_accuracy, outputs, parse_groups
+
+        logits, _, labels = outputs(model, stream)
+        result.update({f"top1_{k}": v for k, v in group_accuracy(logits, labels, parse_groups(args.groups)).items()})
     print(json.dumps({"model": arch, "dataset": args.dataset, **{k: round(v, 4) for k, v in result.items()}}))
+    return 0
+
+
+def cmd_fewshot(args) -> int:
+    from kdforge.protocols import fewshot_episodes, outputs
+
+    args.batch_size = 512
+    model, data, arch, device = _load_for_eval(args, _labels(args.classes))
+    _, features, labels = outputs(model, data.stream("test", 512, train=False, device=device))
+    for shot in args.shot:
+        result = fewshot_episodes(features, labels, args.way, shot, args.queries, args.episodes, args.seed)
+        print(json.dumps({"model": arch, "dataset": args.dataset, "classes": args.classes,
+                          **{k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}}))
     return 0
 
 
@@ -153,7 +203,7 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
+COMMANDS = {"bench": cmd_bench, "fewshot": cmd_fewshot, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

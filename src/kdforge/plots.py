@@ -10,15 +10,10 @@ from kdforge.fileio import read_records
 
 
 def metrics_folder(folder: Path) -> Path:
-    """The folder holding a run's metrics.jsonl: the run folder, or for a method trained in stages the last
-    stage's sub-folder."""
-    folder = Path(folder)
-    summary = folder / "summary.json"
-    if not (folder / "metrics.jsonl").exists() and summary.exists():
-        stages = json.loads(summary.read_text()).get("stages")
-        if stages:
-            return folder / list(stages)[-1]
-    return folder
+    """The folder holding a run's metrics.jsonl (a staged method's last stage)."""
+    from kdforge.engine.checkpoint import final_folder
+
+    return final_folder(folder)
 
 
 def run_curves(folder: Path) -> dict:

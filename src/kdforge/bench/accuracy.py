@@ -90,12 +90,12 @@ class AccuracyBench:
         common = ["progress=false", "tensorboard=false"]
         return common + ([f"threads={self.threads}"] if self.threads else [])
 
-    def teacher_config(self) -> tuple[TrainConfig, Path]:
+    def teacher_config(self, variant: Variant | None = None) -> tuple[TrainConfig, Path]:
         preset, *overrides = self.suite.teacher
-        extra = list(self.suite.budgets[self.budget][0])
+        extra = list(self.suite.budgets[self.budget][0]) + list(variant.teacher if variant else ())
         cfg = load_config(preset, overrides + extra + self._common())
         key = config_key(cfg, data_fingerprint(cfg))
-        folder = self.root / "teachers" / f"{self.suite.name}-{key}"
+        folder = self.root / "teachers" / f"{self.suite.teacher_home or self.suite.name}-{key}"
         return load_config(preset, overrides + extra + self._common() + [f"out={folder}"]), folder
 
     def student_config(self, variant: Variant, seed: int, teacher: Path) -> tuple[TrainConfig, Path]:
@@ -137,10 +137,13 @@ class AccuracyBench:
         todo = [(v, s) for s in range(seeds) for v in variants if (v.name, s) not in done]
         self.echo(f"bench {self.stem}: {len(variants)} methods x {seeds} seeds, {len(todo)} runs to do "
                   f"({len(variants) * seeds - len(todo)} already in {self.csv})")
+        teachers: dict[tuple, dict] = {}
         if todo:
-            teacher = self._teacher()
             for i, (variant, seed) in enumerate(todo, 1):
                 start = time.perf_counter()
+                if variant.teacher not in teachers:
+                    teachers[variant.teacher] = self._teacher(variant)
+                teacher = teachers[variant.teacher]
                 summary = self._student(variant, seed, teacher)
                 append_row(self.csv, {
                     "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
@@ -152,8 +155,8 @@ class AccuracyBench:
                 write_report(self.suite, self.stem, self.results, self.root / self.stem)
         return write_report(self.suite, self.stem, self.results, self.root / self.stem)
 
-    def _teacher(self) -> dict:
-        cfg, folder = self.teacher_config()
+    def _teacher(self, variant: Variant | None = None) -> dict:
+        cfg, folder = self.teacher_config(variant)
         return self._train(cfg, folder, "teacher")
 
     def _student(self, variant: Variant, seed: int, teacher: dict) -> dict:

@@ -16,6 +16,7 @@ class Variant:
     method: str
     overrides: tuple[str, ...] = ()
     preset: str | None = None  # replaces the suite's student preset for this row
+    teacher: tuple[str, ...] = ()  # overrides of the suite's teacher for this row (e.g. other classes)
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,13 @@ class Suite:
     special: dict = field(default_factory=dict)  # variant name -> Variant (suite-specific settings)
     kind: str = "train"  # train | smoke
     needs: str = ""  # what the suite needs that a CPU machine may lack (docs only)
+    teacher_home: str = ""  # teachers are cached as <teacher_home or name>-<hash>: suites can share them
+    rows: tuple[Variant, ...] = ()  # a fixed row set instead of "every registered method"
 
     def variants(self, registered: list[str]) -> list[Variant]:
         """Every registered method (plus the suite's extra rows such as ickd-online), in a stable order."""
+        if self.rows:
+            return list(self.rows)
         rows = [self.special.get(m, Variant(m, m)) for m in registered if m != "refilled" or "refilled" in self.special]
         rows += [v for name, v in self.special.items() if name not in registered]
         return rows
@@ -82,6 +87,34 @@ SUITES.add("cifar10-cpu", Suite(
              "crd": Variant("crd", "crd", preset="cifar10-cpu-crd"),
              "refilled": _refilled(200),
              **_paradigm_rows("cifar10-cpu")},
+))
+OLD, NEW, OVERLAP_T, OVERLAP_S = "[0,1,2,3,4]", "[5,6,7,8,9]", "[0,1,2,3,4,5]", "[4,5,6,7,8,9]"
+
+
+def _gkd_rows() -> tuple[Variant, ...]:
+    """REFILLED's settings on the CPU preset: the teacher's classes the same as, overlapping with (0-5 / 4-9),
+    or disjoint from (0-4 / 5-9) the student's; one-step incremental learning (old-class teacher, student on
+    all classes; `same/ce` is its CE reference); few-shot learning (teacher and student on the base classes
+    0-4, episodes on the novel classes 5-9 by `bench/refilled_protocols.py`). KD needs the teacher's classes
+    to be the student's: it runs in `same` only."""
+    rows = [Variant(f"same/{m}", m, _refilled(200).overrides if m == "refilled" else ())
+            for m in ("ce", "kd", "rkd", "refilled")]
+    for cell, teacher, student, methods in (("overlap", OVERLAP_T, OVERLAP_S, ("ce", "rkd", "refilled")),
+                                            ("disjoint", OLD, NEW, ("ce", "rkd", "refilled")),
+                                            ("incremental", OLD, None, ("rkd", "refilled")),
+                                            ("fewshot", OLD, OLD, ("ce", "refilled"))):
+        for m in methods:
+            extra = (f"data.classes={student}",) if student else ()
+            if m == "refilled":
+                extra += _refilled(200).overrides
+            rows.append(Variant(f"{cell}/{m}", m, extra, teacher=(f"data.classes={teacher}",)))
+    return tuple(rows)
+
+
+SUITES.add("cifar10-gkd-cpu", Suite(
+    "cifar10-gkd-cpu", "REFILLED's generalized-KD settings on the CIFAR-10 CPU preset (resnet20 -> resnet8, 15 epochs)",
+    teacher=("cifar10-cpu-teacher",), student=("cifar10-cpu-student",), budgets={"small": ((), ())},
+    teacher_home="cifar10-cpu", rows=_gkd_rows(),
 ))
 SUITES.add("cifar100-grid", Suite(
     "cifar100-grid", "the 11 teacher->student pairs of the CIFAR-100 grid x every method on the published recipes",

@@ -97,12 +97,26 @@ def latest_checkpoint(folder: Path, log=print) -> dict | None:
     return None
 
 
+def final_folder(folder: str | os.PathLike) -> Path:
+    """The folder holding a run's final state: the run folder, or for a method trained in stages (whose
+    summary.json lists them) the last stage's sub-folder."""
+    folder = Path(folder)
+    summary = folder / "summary.json"
+    if not (folder / LATEST).exists() and not (folder / "metrics.jsonl").exists() and summary.exists():
+        import json
+
+        stages = json.loads(summary.read_text()).get("stages")
+        if stages:
+            return folder / list(stages)[-1]
+    return folder
+
+
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
     """(state_dict, metadata) from a kdforge run folder or checkpoint, a safetensors file, or a torch file
     holding a state dict directly or under "model"/"state_dict" (the layout of common KD teachers)."""
     path = Path(path)
     if path.is_dir():
-        path = path / LATEST
+        path = final_folder(path) / LATEST
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist; train a teacher first or fix teacher_checkpoint")
     if path.suffix == ".safetensors":

@@ -49,6 +49,8 @@ class TrainConfig:
     teacher: str | None = None
     teacher_checkpoint: str | None = None
     init_checkpoint: str | None = None  # start the student from these weights (a fresh run only)
+    teacher_cache: bool = False  # record / replay the teacher's outputs per (seed, epoch, index)
+    teacher_cache_dtype: str = "float16"  # float16 | float32 (float32: bit-identical to no cache)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 1
@@ -77,6 +79,8 @@ class TrainConfig:
             raise ConfigError("eval_every and log_every must be >= 1, checkpoint_every >= 0")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.teacher_cache_dtype not in ("float16", "float32"):
+            raise ConfigError(f"teacher_cache_dtype must be float16 or float32, got {self.teacher_cache_dtype!r}")
 
     @property
     def run_name(self) -> str:

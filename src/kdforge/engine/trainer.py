@@ -251,14 +251,44 @@ class Trainer:
         self.progress = Progress()
         self.teacher_top1 = None
 
-    def _preparation(self) -> Preparation:
+    def _teacher_cache(self):
+        """The teacher-output cache when asked for and the method reads only the teacher's logits/embedding."""
+        cfg = self.cfg
+        if not cfg.teacher_cache or self.teacher is None:
+            return None
+        if not set(self.method_cls.teacher_taps) <= {"embedding"}:
+            self.logger.info(f"teacher cache off: {cfg.method} reads the teacher's feature maps")
+            return None
+        if not hasattr(self.data.train, "images"):
+            self.logger.info("teacher cache off: it needs an in-memory dataset (augmentation by index)")
+            return None
         from kdforge.data.sources import cache_dir
+        from kdforge.engine.teacher_cache import TeacherCache
         from kdforge.memory.incontext import fingerprint
 
-        train = self.data.train
-        data_key = fingerprint(train.images, train.labels) if hasattr(train, "images") else \
-            fingerprint(repr(getattr(train, "samples", None)), self.cfg.data.dataset)
-        teacher_key = fingerprint(self.teacher.state_dict()) if self.teacher is not None else ""
+        taps = sorted(self.method_cls.teacher_taps)
+        key = fingerprint("teacher-outputs-v1", self._keys()[0], self._keys()[1], repr(self.data.augment),
+                          cfg.seed, cfg.data.batch_size, taps, cfg.teacher_cache_dtype, cfg.amp)
+        expected = len(self.train_stream) * cfg.data.batch_size
+        return TeacherCache(cache_dir(), key, len(self.data.train), expected, cfg.teacher_cache_dtype, self.device,
+                            self.dist.is_main, self.logger.info)
+
+    def _keys(self) -> tuple[str, str]:
+        """(teacher weights hash, training data hash), computed once."""
+        if getattr(self, "_key_cache", None) is None:
+            from kdforge.memory.incontext import fingerprint
+
+            train = self.data.train
+            data_key = fingerprint(train.images, train.labels) if hasattr(train, "images") else \
+                fingerprint(repr(getattr(train, "samples", None)), self.cfg.data.dataset)
+            teacher_key = fingerprint(self.teacher.state_dict()) if self.teacher is not None else ""
+            self._key_cache = (teacher_key, data_key)
+        return self._key_cache
+
+    def _preparation(self) -> Preparation:
+        from kdforge.data.sources import cache_dir
+
+        teacher_key, data_key = self._keys()
         teacher = TappedModel(self.teacher, ("embedding",)) if self.teacher is not None else None
         return Preparation(teacher, self._clean_train(), lambda: autocast(self.device, self.cfg.amp), cache_dir(), teacher_key,
                            data_key, self.dist.is_main, self.logger.info)
@@ -332,9 +362,13 @@ class Trainer:
         state = StepState(epoch, p.step, epoch + p.batch / len(self.train_stream))
         with autocast(self.device, cfg.amp):
             teacher_out = None
-            if self.teacher_view is not None:
+            if self.replaying:
+                teacher_out = self.teacher_cache.lookup(batch.index)
+            elif self.teacher_view is not None:
                 with torch.no_grad():
                     teacher_out = self.teacher_view(x)
+                if self.teacher_cache is not None:
+                    teacher_out = self.teacher_cache.record(batch.index, teacher_out)
             student_out = self.student_view(x)
             terms = self.method(batch, student_out, teacher_out, state)
         total = sum(terms.values())
@@ -361,6 +395,7 @@ class Trainer:
         self.student.train()
         self.method.train()
         step_t = torch.tensor(p.step, dtype=torch.long, device=self.device)
+        self.replaying = self.teacher_cache is not None and self.teacher_cache.begin_epoch(epoch, p.batch)
         start, images = time.perf_counter(), 0
         for batch in self.train_stream.epoch(epoch, start_batch=p.batch):
             self._step(batch, epoch, step_t)
@@ -387,6 +422,8 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         self._account(start, images)
+        if self.teacher_cache is not None and not self.replaying:
+            self.teacher_cache.end_epoch(epoch)
 
     def _stop_agreed(self, step: int) -> bool:
         """A single process stops after the step in which a stop signal arrived; under torchrun the ranks
@@ -489,6 +526,7 @@ class Trainer:
         self.meter = EpochMeter(self.device)
         self.logger = RunLogger(self.folder, cfg.tensorboard, enabled=self.dist.is_main, echo=self.echo)
         self.method.prepare(self._preparation())
+        self.teacher_cache = self._teacher_cache()
         ckpt = latest_checkpoint(self.folder, log=self.logger.info) if self.resume else None
         if ckpt is not None:
             self._restore(ckpt)
@@ -557,6 +595,7 @@ class Trainer:
             "wall_seconds": wall, "train_seconds": p.train_seconds,
             "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,
             "world_size": self.dist.world_size,
+            "teacher_cache": self.teacher_cache.stats() if self.teacher_cache is not None else None,
             "student_parameters": count_parameters(self.student),
             "device": str(self.device), "threads": torch.get_num_threads(),
             "config": to_dict(cfg), "versions": versions(),

@@ -1,0 +1,76 @@
+"""The teacher-output cache: replayed epochs train exactly as computed ones, a foreign cache is ignored,
+feature-map methods are left alone."""
+
+import json
+
+import pytest
+import torch
+
+from kdforge.config import load_config
+from kdforge.engine.checkpoint import read_checkpoint
+from kdforge.engine.trainer import train
+
+FAST = ["epochs=2", "threads=1", "tensorboard=false", "progress=false", "method=kd"]
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cache") / "teacher"
+    train(load_config("digits-teacher", [f"out={folder}", "epochs=2", "threads=1", "progress=false"]),
+          echo=lambda m: None)
+    return folder
+
+
+def run(tmp_path, name, teacher, *extra, logs=None):
+    summary = train(load_config("digits-student", [f"out={tmp_path / name}", f"teacher_checkpoint={teacher}",
+                                                   *FAST, *extra]), echo=(logs.append if logs is not None else
+                                                                          (lambda m: None)))
+    return summary, read_checkpoint(tmp_path / name / "checkpoint.pt")["model"]
+
+
+def same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_float32_cache_trains_bit_identically_and_the_second_run_replays(tmp_path, teacher):
+    _, plain = run(tmp_path, "plain", teacher)
+    cold_summary, cold = run(tmp_path, "cold", teacher, "teacher_cache=true", "teacher_cache_dtype=float32")
+    warm_summary, warm = run(tmp_path, "warm", teacher, "teacher_cache=true", "teacher_cache_dtype=float32")
+    assert same(plain, cold) and same(cold, warm)
+    assert cold_summary["teacher_cache"]["epochs_computed"] == 2
+    assert warm_summary["teacher_cache"] | {"folder": None, "bytes": None} == {
+        "epochs_replayed": 2, "epochs_computed": 0, "hit_rate": 1.0, "folder": None, "bytes": None}
+    assert warm_summary["teacher_cache"]["bytes"] > 0
+
+
+def test_float16_cache_cold_and_warm_runs_agree(tmp_path, teacher):
+    _, cold = run(tmp_path, "cold", teacher, "teacher_cache=true", "seed=3")
+    summary, warm = run(tmp_path, "warm", teacher, "teacher_cache=true", "seed=3")
+    assert same(cold, warm) and summary["teacher_cache"]["hit_rate"] == 1.0
+    # another seed sees other views: nothing to replay
+    other, _ = run(tmp_path, "other", teacher, "teacher_cache=true", "seed=4")
+    assert other["teacher_cache"]["epochs_replayed"] == 0
+
+
+def test_a_cache_recorded_under_another_key_is_ignored(tmp_path, teacher):
+    first, _ = run(tmp_path, "a", teacher, "teacher_cache=true", "seed=5")
+    folder = first["teacher_cache"]["folder"]
+    from pathlib import Path
+
+    for marker in Path(folder).glob("*.done"):
+        meta = json.loads(marker.read_text())
+        marker.write_text(json.dumps({**meta, "key": "somebody-else"}))
+    logs = []
+    again, _ = run(tmp_path, "b", teacher, "teacher_cache=true", "seed=5", logs=logs)
+    assert again["teacher_cache"]["epochs_replayed"] == 0
+    assert any("another key" in line for line in logs)
+
+
+def test_feature_map_methods_do_not_use_the_cache(tmp_path):
+    folder = tmp_path / "t"
+    fast = ["threads=1", "progress=false", "tensorboard=false", "epochs=1"]
+    train(load_config("digits-teacher", [f"out={folder}", *fast]), echo=lambda m: None)
+    logs = []
+    summary = train(load_config("digits-teacher", [f"out={tmp_path / 's'}", "method=at", f"teacher_checkpoint={folder}",
+                                                   "teacher_cache=true", *fast]), echo=logs.append)
+    assert summary["teacher_cache"] is None and any("feature maps" in line for line in logs)

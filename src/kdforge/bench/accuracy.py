@@ -50,10 +50,16 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+# Settings added to TrainConfig after suites were first run: left out of the cache key while they hold their
+# defaults, so that adding a setting never orphans a cached teacher.
+LATER_DEFAULTS = {"teacher_cache": False, "teacher_cache_dtype": "float16"}
+
+
 def config_key(cfg: TrainConfig, data_key: str) -> str:
     from kdforge.memory.incontext import fingerprint
 
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS
+                and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
     return fingerprint(json.dumps(settings, sort_keys=True), data_key)[:12]
 
 

@@ -78,29 +78,51 @@ def neighbour_table(embeddings: torch.Tensor, labels: torch.Tensor, k_pos: int, 
                     block_elements: int = BLOCK_ELEMENTS, progress=None) -> Neighbours:
     """Every entry's neighbours among all the others (itself excluded): the table a frozen teacher needs.
 
-    Entries are processed class by class: same-class search only touches that class's block of keys, so the
-    all-pairs cost is paid once, by the different-class search.
+    Keys are sorted by class once, so each class's entries are one contiguous block: same-class search touches
+    only that block, and different-class search blanks the block with a slice instead of building masks.
     """
     n = embeddings.shape[0]
-    out = Neighbours(torch.zeros(n, k_pos, dtype=torch.long), torch.full((n, k_pos), float("-inf")),
-                     torch.zeros(n, k_neg, dtype=torch.long), torch.full((n, k_neg), float("-inf")))
-    out = Neighbours(*(t.to(embeddings.device) for t in out))
-    keys = embeddings.float()
-    for c in labels.unique().tolist():
-        members = (labels == c).nonzero().flatten()
-        q = keys[members]
-        own = torch.arange(members.numel(), device=keys.device)
-        # same class: search the class block only, with each query's own position excluded
-        block = retrieve(q, labels[members], q, labels[members], k_pos, 0, exclude=own, block_elements=block_elements)
-        out.pos_index[members] = members[block.pos_index]
-        out.pos_sim[members] = block.pos_sim
-        if k_neg:
-            others = retrieve(q, labels[members], keys, labels, 0, k_neg, block_elements=block_elements)
-            out.neg_index[members] = others.neg_index
-            out.neg_sim[members] = others.neg_sim
+    device = embeddings.device
+    out = Neighbours(torch.zeros(n, k_pos, dtype=torch.long, device=device),
+                     torch.full((n, k_pos), float("-inf"), device=device),
+                     torch.zeros(n, k_neg, dtype=torch.long, device=device),
+                     torch.full((n, k_neg), float("-inf"), device=device))
+    order = torch.argsort(labels, stable=True)
+    keys = embeddings.float()[order]
+    sorted_labels = labels[order]
+    classes, counts = torch.unique_consecutive(sorted_labels, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    chunk = max(1, block_elements // max(n, 1))
+    for lo, size in zip(starts.tolist(), counts.tolist()):
+        block = keys[lo:lo + size]
+        for q0 in range(0, size, chunk):
+            q = block[q0:q0 + chunk]
+            rows = order[lo + q0:lo + q0 + q.shape[0]]
+            if k_pos:
+                sims = q @ block.T
+                own = torch.arange(q.shape[0], device=device)
+                sims[own, own + q0] = float("-inf")  # the query itself
+                sim, index = _top_plain(sims, k_pos)
+                out.pos_index[rows] = order[lo + index]
+                out.pos_sim[rows] = sim
+            if k_neg:
+                sims = q @ keys.T
+                sims[:, lo:lo + size] = float("-inf")  # the query's own class
+                sim, index = _top_plain(sims, k_neg)
+                out.neg_index[rows] = order[index]
+                out.neg_sim[rows] = sim
         if progress is not None:
-            progress(members.numel())
+            progress(size)
     return out
+
+
+def _top_plain(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of rows whose banned entries are already -inf; fewer than k columns pad with -inf slots."""
+    sim, index = sims.topk(min(k, sims.shape[1]), dim=1)
+    if sim.shape[1] < k:
+        sim = F.pad(sim, (0, k - sim.shape[1]), value=float("-inf"))
+        index = F.pad(index, (0, k - index.shape[1]), value=0)
+    return sim, index
 
 
 class InContextBank(nn.Module):

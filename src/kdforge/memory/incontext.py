@@ -38,13 +38,8 @@ class Neighbours(NamedTuple):
 def _top(sims: torch.Tensor, banned: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     if k == 0:
         empty = sims.new_zeros(sims.shape[0], 0)
-        return empty.long(), empty
-    sim, index = sims.masked_fill(banned, float("-inf")).topk(min(k, sims.shape[1]), dim=1)
-    if sim.shape[1] < k:  # fewer entries than k: pad with inadmissible slots
-        pad = k - sim.shape[1]
-        sim = F.pad(sim, (0, pad), value=float("-inf"))
-        index = F.pad(index, (0, pad), value=0)
-    return sim, index
+        return empty, empty.long()
+    return _top_plain(sims.masked_fill(banned, float("-inf")), k)
 
 
 def retrieve(queries: torch.Tensor, query_labels: torch.Tensor, keys: torch.Tensor, key_labels: torch.Tensor,

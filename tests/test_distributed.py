@@ -53,6 +53,24 @@ def test_contrastive_and_bank_methods_run_under_two_processes(tmp_path):
         assert summary["world_size"] == 2 and summary["top1_last"] > 10
 
 
+@pytest.mark.slow
+def test_in_context_banks_and_the_two_stage_pipeline_run_under_two_processes(tmp_path):
+    teacher = single("digits-teacher", "epochs=1", "threads=1", "tensorboard=false", f"out={tmp_path / 't'}")
+    assert teacher.returncode == 0, teacher.stderr[-2000:]
+    runs = {"ickd-online": ["method=ickd", "method_args.paradigm=online", "method_args.warmup_epochs=1", "epochs=2"],
+            "ickd": ["method=ickd", "epochs=1"],
+            "refilled": ["method=refilled", "data.val_per_class=10", "epochs=2"]}
+    for name, args in runs.items():
+        run = torchrun("digits-student", *args, "data.batch_size=64", "threads=1", "tensorboard=false",
+                       f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / name}")
+        assert run.returncode == 0, run.stderr[-3000:]
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["world_size"] == 2 and summary["top1_last"] > 10, name
+    # every process wrote the whole global batch into its banks: rank 0's banks saw every visited index
+    state = read_checkpoint(tmp_path / "ickd-online" / "checkpoint.pt")["method"]
+    assert state["banks.0.filled"].float().mean() > 0.9 and state["banks.1.filled"].float().mean() > 0.9
+
+
 def test_global_batch_must_divide_over_the_processes():
     from kdforge.engine.distributed import DistInfo, per_rank_batch
     from kdforge.errors import ConfigError

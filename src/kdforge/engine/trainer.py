@@ -178,10 +178,11 @@ class Progress:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False, echo=None):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, echo=None, keep_process_group: bool = False):
         self.cfg = cfg
         self.resume = resume
         self.echo = echo
+        self.keep_process_group = keep_process_group  # a staged method's next stage reuses it
         self.dist, device = init_from_env(cfg.device)
         self.device = device if device is not None else resolve_device(cfg.device)
         self.folder = cfg.run_dir
@@ -489,9 +490,12 @@ class Trainer:
                 if self.dist.is_main:
                     for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
                         stale.unlink(missing_ok=True)
-                return self._fit_locked()
-        finally:
+                result = self._fit_locked()
             if self.dist.enabled:
+                torch.distributed.barrier()  # rank 0's files are written before any process moves on
+            return result
+        finally:
+            if self.dist.enabled and not self.keep_process_group:
                 shutdown()
 
     @contextlib.contextmanager
@@ -624,7 +628,8 @@ def train(cfg: TrainConfig, resume: bool = False, echo=None) -> dict:
             continue
         if echo:
             echo(f"{cfg.method}: stage {name} -> {sub.run_dir}")
-        summaries[name] = Trainer(sub, resume=resume, echo=echo).fit()
+        last = name == stages[-1][0]
+        summaries[name] = Trainer(sub, resume=resume, echo=echo, keep_process_group=not last).fit()
     summary = {**summaries[stages[-1][0]], "config": to_dict(cfg), "stages": summaries,
                "wall_seconds": sum(s["wall_seconds"] for s in summaries.values()),
                "pipeline_wall_seconds": time.perf_counter() - wall_start}

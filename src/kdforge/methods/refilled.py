@@ -207,7 +207,7 @@ class Refilled(Method):
                               "train`), which runs the two stages; a single Trainer takes stage 1 or 2")
         self.num_classes = ctx.num_classes
         self.register_buffer("centres", torch.zeros(ctx.num_classes, 1), persistent=False)
-        if cfg.stage == "1":
+        if cfg.stage == "1":  # the classifier is not trained in stage 1
             self.select_on, self.keeps_best = "val_ncm_top1", True
 
     def prepare(self, prep: Preparation) -> None:
@@ -236,7 +236,9 @@ class Refilled(Method):
         if c.stage == "1":
             loss = refilled_stage1_loss(student.features["embedding"], t_emb, batch.target, c.tau1, c.margin,
                                         c.stage1_form, c.truncate)
-            return {"stage1": c.stage1_weight * loss}
+            # the classifier is not trained in stage 1; its zero-weighted logits keep every parameter in the graph,
+            # which DistributedDataParallel requires of each step
+            return {"stage1": c.stage1_weight * loss + 0.0 * student.logits.float().sum()}
         centres = self.centres if c.centers == "global" else class_centres(t_emb.detach(), batch.target,
                                                                           self.num_classes)
         weights = confidence_weights(teacher.logits) if c.weighting == "confidence" else None

@@ -97,8 +97,9 @@ def markdown_table(rows: list[dict]) -> list[str]:
     lines = ["| method | n | top-1 last (mean ± std) | top-1 best (mean ± std) | last − kd [95 % CI] | "
              "last − ce [95 % CI] |", "|---|---|---|---|---|---|"]
     for s in sorted(method_stats(rows), key=lambda s: -s.last_mean):
-        lines.append(f"| {s.method} | {s.n} | {s.last_mean:.2f} ± {s.last_std:.2f} | {s.best_mean:.2f} ± "
-                     f"{s.best_std:.2f} | {format_difference(paired_difference(rows, s.method, 'kd'))} | "
+        spread = (lambda sd: f" ± {sd:.2f}") if s.n > 1 else (lambda sd: "")  # one run has no spread
+        lines.append(f"| {s.method} | {s.n} | {s.last_mean:.2f}{spread(s.last_std)} | {s.best_mean:.2f}"
+                     f"{spread(s.best_std)} | {format_difference(paired_difference(rows, s.method, 'kd'))} | "
                      f"{format_difference(paired_difference(rows, s.method, 'ce'))} |")
     return lines
 

@@ -117,7 +117,7 @@ SUITES.add("cifar10-gkd-cpu", Suite(
     teacher_home="cifar10-cpu", rows=_gkd_rows(),
 ))
 SUITES.add("cifar100-grid", Suite(
-    "cifar100-grid", "the 11 teacher->student pairs of the CIFAR-100 grid x every method on the published recipes",
+    "cifar100-grid", "The 11 teacher->student pairs of the CIFAR-100 grid x every method on the published recipes",
     kind="smoke", needs="a GPU and CIFAR-100 (here: every cell's config validated and a 2-step run on tiny data)",
 ))
 SUITES.add("imagenet", Suite(

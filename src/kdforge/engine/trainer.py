@@ -238,6 +238,9 @@ class Trainer:
         runner = None
         if self.dist.enabled:
             if cfg.sync_batchnorm:
+                if self.device.type != "cuda":
+                    raise ConfigError("sync_batchnorm=true needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); "
+                                      "leave it off on CPU")
                 self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
             runner = nn.parallel.DistributedDataParallel(
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)

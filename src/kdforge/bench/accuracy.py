@@ -147,6 +147,7 @@ class AccuracyBench:
         if todo:
             for i, (variant, seed) in enumerate(todo, 1):
                 start = time.perf_counter()
+                self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: training ...")
                 if variant.teacher not in teachers:
                     teachers[variant.teacher] = self._teacher(variant)
                 teacher = teachers[variant.teacher]
@@ -163,6 +164,8 @@ class AccuracyBench:
 
     def _teacher(self, variant: Variant | None = None) -> dict:
         cfg, folder = self.teacher_config(variant)
+        if not (folder / "summary.json").exists():
+            self.echo(f"  teacher -> {folder}")
         return self._train(cfg, folder, "teacher")
 
     def _student(self, variant: Variant, seed: int, teacher: dict) -> dict:

@@ -31,7 +31,7 @@ from kdforge.engine.schedule import learning_rate
 from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, UserError
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
-from kdforge.methods.base import EvalContext, Preparation
+from kdforge.methods.base import EvalContext, Method, Preparation
 from kdforge.models import MODELS, TappedModel, count_parameters, create_model
 
 
@@ -532,7 +532,8 @@ class Trainer:
         self._setup()
         self.meter = EpochMeter(self.device)
         self.logger = RunLogger(self.folder, cfg.tensorboard, enabled=self.dist.is_main, echo=self.echo)
-        self.method.prepare(self._preparation())
+        if type(self.method).prepare is not Method.prepare:  # hashing teacher and data costs a little: only on use
+            self.method.prepare(self._preparation())
         self.teacher_cache = self._teacher_cache()
         ckpt = latest_checkpoint(self.folder, log=self.logger.info) if self.resume else None
         if ckpt is not None:

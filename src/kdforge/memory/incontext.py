@@ -198,3 +198,23 @@ def load_cached(path: Path, key: str) -> dict | None:
         log.warning("ignoring cache file %s: it belongs to another teacher or dataset", path)
         return None
     return blob
+
+
+def load_or_build(path: Path, key: str, build, write: bool = True, log=None) -> dict:
+    """The blob cached at `path` under `key`, or `build()`'s (a dict), saved atomically when `write`
+    (only one process of a run writes)."""
+    blob = load_cached(path, key)
+    if blob is not None:
+        if log is not None:
+            log(f"read from the cache {path}")
+        return blob
+    blob = {**build(), "key": key}
+    if write:
+        import io
+
+        from kdforge.fileio import atomic_write_bytes
+
+        buffer = io.BytesIO()
+        torch.save(blob, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+    return blob

@@ -19,7 +19,6 @@ outputs of different-class ones; offline, online and teacher-free KD. kdforge co
 from __future__ import annotations
 
 import copy
-import io
 import time
 from dataclasses import dataclass
 
@@ -27,8 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from kdforge.errors import ConfigError
-from kdforge.fileio import atomic_write_bytes
-from kdforge.memory.incontext import (InContextBank, Neighbours, fill_from_model, fingerprint, load_cached,
+from kdforge.memory.incontext import (InContextBank, Neighbours, fill_from_model, fingerprint, load_or_build,
                                       neighbour_table)
 from kdforge.methods.base import Method, Preparation
 from kdforge.methods.kd import kd_loss
@@ -175,16 +173,9 @@ class ICKD(Method):
         use_table = c.query == "clean" and c.refresh == "none"
         key = fingerprint("ickd-bank-v1", prep.teacher_key, prep.data_key, c.k_pos if use_table else 0,
                           c.k_neg if use_table else 0)
-        path = prep.cache_dir / "incontext" / f"{key}.pt"
-        blob = load_cached(path, key)
-        if blob is None:
-            blob = self._build_bank(prep, use_table, key)
-            if prep.is_main:
-                buffer = io.BytesIO()
-                torch.save(blob, buffer)
-                atomic_write_bytes(path, buffer.getvalue())
-        else:
-            prep.log(f"ickd: teacher bank and neighbour table read from the cache {path}")
+        blob = load_or_build(prep.cache_dir / "incontext" / f"{key}.pt", key,
+                             lambda: self._build_bank(prep, use_table), prep.is_main,
+                             lambda message: prep.log(f"ickd: teacher bank and neighbour table {message}"))
         device = self.bank.embeddings.device
         for name in ("embeddings", "logits", "labels"):
             getattr(self.bank, name).copy_(blob[name].to(device))
@@ -194,11 +185,11 @@ class ICKD(Method):
                                       (("pos_index", c.k_pos), ("pos_sim", c.k_pos),
                                        ("neg_index", c.k_neg), ("neg_sim", c.k_neg))))
 
-    def _build_bank(self, prep: Preparation, use_table: bool, key: str) -> dict:
+    def _build_bank(self, prep: Preparation, use_table: bool) -> dict:
         start = time.perf_counter()
         self.bank.to(self.bank.embeddings.device)
         fill_from_model(self.bank, prep.teacher, prep.clean_train, prep.autocast)
-        blob = {"key": key, **{name: getattr(self.bank, name).cpu() for name in ("embeddings", "logits", "labels")}}
+        blob = {name: getattr(self.bank, name).cpu() for name in ("embeddings", "logits", "labels")}
         if use_table:
             table = neighbour_table(self.bank.embeddings, self.bank.labels, self.cfg.k_pos, self.cfg.k_neg)
             blob.update({f: t.cpu() for f, t in zip(Neighbours._fields, table)})

@@ -213,21 +213,14 @@ class Refilled(Method):
     def prepare(self, prep: Preparation) -> None:
         if self.cfg.stage != "2" or self.cfg.centers != "global":
             return
-        from kdforge.fileio import atomic_write_bytes
-        from kdforge.memory.incontext import fingerprint, load_cached
+        from kdforge.memory.incontext import fingerprint, load_or_build
+
+        def build() -> dict:
+            emb, labels = embed_stream(prep.teacher, prep.clean_train, prep.autocast)
+            return {"centres": class_centres(emb, labels, self.num_classes).cpu()}
 
         key = fingerprint("refilled-centres-v1", prep.teacher_key, prep.data_key, self.num_classes)
-        path = prep.cache_dir / "refilled" / f"{key}.pt"
-        blob = load_cached(path, key)
-        if blob is None:
-            emb, labels = embed_stream(prep.teacher, prep.clean_train, prep.autocast)
-            blob = {"key": key, "centres": class_centres(emb, labels, self.num_classes).cpu()}
-            if prep.is_main:
-                import io
-
-                buffer = io.BytesIO()
-                torch.save(blob, buffer)
-                atomic_write_bytes(path, buffer.getvalue())
+        blob = load_or_build(prep.cache_dir / "refilled" / f"{key}.pt", key, build, prep.is_main)
         self.centres = blob["centres"].to(self.centres.device)
 
     def forward(self, batch, student, teacher, state):

@@ -8,6 +8,10 @@ Setting: batch 64, 32x32 inputs, 10 classes, teacher resnet56 -> student resnet2
 IC-KD offline step gathers from a precomputed neighbour table over 50,000 entries (build time reported). The methods are
 timed round-robin, one step each per round, so that load changes on a shared machine hit them all
 alike; the figure is the median of --steps steps after --warmup rounds. Writes results/step_overhead.json.
+
+With --warm-cache the teacher's outputs are replayed from a recorded teacher-output cache epoch (the real
+`TeacherCache`, float16 files in a temporary folder, read by the batch's dataset indices) instead of a teacher
+forward, and the baseline is the student cross-entropy step alone.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,11 +29,28 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.data.memory import Batch  # noqa: E402
+from kdforge.engine.teacher_cache import TeacherCache  # noqa: E402
 from kdforge.engine.trainer import TappedModel  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402
 from kdforge.memory.incontext import neighbour_table  # noqa: E402
 from kdforge.methods import METHODS, MethodContext, StepState, build_method  # noqa: E402
-from kdforge.models import create_model  # noqa: E402
+from kdforge.models import ModelOutput, create_model  # noqa: E402
+
+
+def recorded_cache(folder: Path, teacher, batch: Batch, size: int, classes: int) -> TeacherCache:
+    """A teacher-output cache holding one finished epoch of `size` samples (values random: replay cost does
+    not depend on them), opened for replay as a training run opens it."""
+    width = TappedModel(teacher, ("embedding",))(batch.input).features["embedding"].shape[1]
+    cache = TeacherCache(folder, "step-bench", size, size, "float16", torch.device("cpu"), log=lambda *_: None)
+    cache.begin_epoch(0, 0)
+    gen = torch.Generator().manual_seed(2)
+    for chunk in torch.arange(size).split(4096):
+        cache.record(chunk, ModelOutput(torch.randn(len(chunk), classes, generator=gen),
+                                        {"embedding": torch.randn(len(chunk), width, generator=gen)}))
+    cache.end_epoch(0)
+    if not cache.begin_epoch(0, 0):
+        raise RuntimeError("the recorded cache epoch did not replay")
+    return cache
 
 
 def fill_bank_and_table(method, classes: int, size: int) -> float:
@@ -47,9 +69,11 @@ def fill_bank_and_table(method, classes: int, size: int) -> float:
 class Runner:
     """One method's training step on fixed random data (the step the trainer runs, without I/O)."""
 
-    def __init__(self, name: str, teacher, student_name: str, batch: Batch, dataset_size: int, classes: int):
+    def __init__(self, name: str, teacher, student_name: str, batch: Batch, dataset_size: int, classes: int,
+                 cache: TeacherCache | None = None):
         torch.manual_seed(0)
         self.name = name
+        self.cache = cache
         self.student = create_model(student_name, classes)
         self.teacher = teacher
         self.batch = batch
@@ -72,8 +96,11 @@ class Runner:
     def step(self) -> float:
         start = time.perf_counter()
         x, y = self.batch.input, self.batch.target
-        with torch.no_grad():
-            t_out = self.teacher_view(x)
+        if self.cache is not None:
+            t_out = None if self.method is None else self.cache.lookup(self.batch.index)
+        else:
+            with torch.no_grad():
+                t_out = self.teacher_view(x)
         s_out = self.student_view(x)
         if self.method is None:
             loss = F.cross_entropy(s_out.logits, y)
@@ -97,6 +124,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warm-cache", action="store_true",
+                        help="replay teacher outputs from a recorded cache; baseline = student CE step alone")
     parser.add_argument("--out", default="results/step_overhead.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,7 +134,9 @@ def main() -> int:
     batch = Batch(torch.randperm(args.dataset_size)[: args.batch_size], torch.randn(args.batch_size, 3, 32, 32),
                   torch.randint(0, args.classes, (args.batch_size,)))
     names = ["baseline"] + [m for m in args.methods.split(",") if m]
-    runners = [Runner(n, teacher, args.student, batch, args.dataset_size, args.classes) for n in names]
+    tmp = tempfile.TemporaryDirectory(prefix="kdforge-step-cache-")
+    cache = recorded_cache(Path(tmp.name), teacher, batch, args.dataset_size, args.classes) if args.warm_cache else None
+    runners = [Runner(n, teacher, args.student, batch, args.dataset_size, args.classes, cache) for n in names]
     times = {n: [] for n in names}
     for round_index in range(args.warmup + args.steps):
         for runner in runners:
@@ -119,13 +150,15 @@ def main() -> int:
               "ickd_table_build_seconds": {r.name: r.table_seconds for r in runners if hasattr(r, "table_seconds")}}
     atomic_write_json(args.out, result)
     print(f"{args.teacher} -> {args.student}, batch {args.batch_size}, {args.threads} threads, "
-          f"median of {args.steps} steps; baseline = student CE step + teacher forward")
+          f"median of {args.steps} steps; baseline = student CE step"
+          + (" (teacher outputs replayed from the cache)" if args.warm_cache else " + teacher forward"))
     for n in names:
         print(f"  {n:<9} {result['median_step_seconds'][n] * 1000:8.1f} ms   {result['ratio_to_baseline'][n]:5.3f}x")
     for name, seconds in result["ickd_table_build_seconds"].items():
         print(f"  {name} neighbour table for {args.dataset_size} entries "
               f"(d {runners[names.index(name)].method.bank.embeddings.shape[1]}): {seconds:.1f} s")
     print(f"-> {args.out}")
+    tmp.cleanup()
     return 0
 
 

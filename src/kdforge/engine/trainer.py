@@ -235,6 +235,11 @@ class Trainer:
                             input_shape=self._input_shape(), world_size=self.dist.world_size,
                             build_student=lambda: build_model(cfg.student, nc, channels).to(self.device))
         self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
+        if cfg.compile:
+            # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
+            for model in (self.student, self.teacher):
+                if model is not None:
+                    model.compile()
         runner = None
         if self.dist.enabled:
             if cfg.sync_batchnorm:

@@ -12,7 +12,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup demo test data clean
+.PHONY: setup demo test data clean bench-extra
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo: setup
 
 test: setup data
 	$(BIN)/python -m pytest -q
+
+# the optional `bench` extra: torchdistill for bench/vs_torchdistill.py, without its dependencies, so that
+# the pinned torch and torchvision above are never replaced
+bench-extra: setup
+	$(BIN)/pip install --no-deps torchdistill==1.1.5
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

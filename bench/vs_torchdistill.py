@@ -14,7 +14,7 @@ training images. The teacher is randomly initialised: timing needs no trained we
 Wall time is the epoch loop, data loading included, dataset decoding excluded on both sides. Order is
 interleaved (torchdistill, kdforge, ...) and each side repeated `--repeats` times; the median is reported.
 
-    .venv/bin/pip install --no-deps torchdistill==1.1.5   # the optional `bench` extra; torch is not touched
+    make bench-extra    # pip install --no-deps torchdistill==1.1.5: the optional `bench` extra; torch is not touched
     .venv/bin/python bench/vs_torchdistill.py [--threads 2] [--workers 2] [--per-class N] [--repeats 1]
 """
 
@@ -114,7 +114,7 @@ def main() -> int:
     try:
         import torchdistill
     except ImportError:
-        print("torchdistill is not installed: .venv/bin/pip install --no-deps torchdistill==1.1.5", file=sys.stderr)
+        print("torchdistill is not installed: run `make bench-extra` (pip install --no-deps torchdistill==1.1.5)", file=sys.stderr)
         return 2
     import numpy as np
     import torch

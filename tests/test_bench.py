@@ -139,3 +139,19 @@ def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():
     assert "data.classes=[4,5,6,7,8,9]" in overlap.overrides and "data.val_per_class=200" in overlap.overrides
     assert rows["incremental/rkd"].teacher == ("data.classes=[0,1,2,3,4]",)
     assert not any(o.startswith("data.classes") for o in rows["incremental/rkd"].overrides)
+
+
+def test_a_killed_staged_run_is_found_for_resume(tmp_path):
+    from kdforge.bench.accuracy import _has_checkpoint
+
+    run = tmp_path / "refilled-s0"
+    assert not _has_checkpoint(run)  # nothing there yet
+    (run / "stage1").mkdir(parents=True)
+    (run / "stage1" / "metrics.jsonl").write_text("")
+    assert not _has_checkpoint(run)  # a stage folder without a checkpoint is not a run to resume
+    (run / "stage1" / "checkpoint.prev.pt").write_bytes(b"x")
+    assert _has_checkpoint(run)
+    plain = tmp_path / "kd-s0"
+    plain.mkdir()
+    (plain / "checkpoint.pt").write_bytes(b"x")
+    assert _has_checkpoint(plain)

@@ -52,7 +52,7 @@ def _cell(value) -> str:
 
 # Settings added to TrainConfig after suites were first run: left out of the cache key while they hold their
 # defaults, so that adding a setting never orphans a cached teacher.
-LATER_DEFAULTS = {"teacher_cache": False, "teacher_cache_dtype": "float16"}
+LATER_DEFAULTS = {"teacher_cache": False, "teacher_cache_dtype": "float16", "compile": False}
 
 
 def config_key(cfg: TrainConfig, data_key: str) -> str:
@@ -182,12 +182,18 @@ class AccuracyBench:
                 raise UserError(f"{folder} holds a finished run with other settings than {what} needs; "
                                 "move it away or choose another --root")
         else:
-            resume = (folder / "checkpoint.pt").exists() or (folder / "checkpoint.prev.pt").exists()
+            resume = _has_checkpoint(folder)
             if resume:
                 self.echo(f"  resuming {what} in {folder}")
             summary = train(cfg, resume=resume, echo=lambda m: None)
         summary["folder"] = str(folder)
         return summary
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    """A killed run to resume: a checkpoint in the run folder or, for a staged method (REFILLED), in a stage's."""
+    places = [folder, *(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []
+    return any((p / name).exists() for p in places for name in ("checkpoint.pt", "checkpoint.prev.pt"))
 
 
 def _settings(config: dict) -> dict:

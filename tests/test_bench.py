@@ -126,13 +126,37 @@ def test_results_page_is_generated_from_files(tmp_path):
     assert "## fmnist-cpu" in page and "| kd | 3 | 73.83 ± 1.04" in page
     assert "Not measured here" in page and "JPEG" in page
     assert "Not measured yet: `kdforge bench accuracy cifar10-cpu`" in page
+    assert "## Speed and scale" not in page  # no speed files, no section
+
+
+def test_results_page_speed_section_reads_the_bench_files(tmp_path):
+    import json
+
+    res = tmp_path / "results"
+    res.mkdir()
+    (res / "vs_torchdistill.json").write_text(json.dumps({
+        "setting": {"images": 500, "pair": "resnet56 -> resnet20", "batch": 64, "threads": 2, "torchdistill": "1.1.5"},
+        "median_seconds": {"torchdistill": 40.0, "kdforge_cold": 30.0, "kdforge_warm": 10.0},
+        "kdforge_cold_over_torchdistill": 0.75, "kdforge_warm_over_torchdistill": 0.25}))
+    (res / "step_overhead_warm.json").write_text(json.dumps({
+        "setting": {"teacher": "resnet56", "student": "resnet20", "batch_size": 64, "steps": 9, "threads": 1,
+                    "warm_cache": True},
+        "ratio_to_baseline": {"baseline": 1.0, "kd": 1.04}}))
+    page = write_results_page(res, tmp_path / "RESULTS.md").read_text()
+    assert "torchdistill 40.0 s; kdforge 30.0 s cold (0.75×), 10.0 s with a warm teacher cache (0.25×); " \
+           "cold / warm 3.00×" in page
+    assert "| kd 1.040× | `bench/step_overhead.py --warm-cache` |" in page
 
 
 def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():
     from kdforge.bench.suites import SUITES
 
     rows = {v.name: v for v in SUITES.get("cifar10-gkd-cpu").variants([])}
-    assert {"same/kd", "overlap/refilled", "disjoint/refilled", "incremental/refilled", "fewshot/ce"} <= set(rows)
+    assert {"same/kd", "overlap/refilled", "disjoint/refilled", "incremental/refilled", "fewshot/ce",
+            "overlap/refilled-spec", "disjoint/refilled-spec"} <= set(rows)
+    # the CPU suites' validation-chosen stage 2 on `refilled`, the spec's defaults on `refilled-spec`
+    assert "method_args.stage2_weight=1" in rows["overlap/refilled"].overrides
+    assert not any(o.startswith("method_args") for o in rows["overlap/refilled-spec"].overrides)
     assert not any(name.endswith("/kd") and name != "same/kd" for name in rows)  # KD needs the same classes
     overlap = rows["overlap/refilled"]
     assert overlap.teacher == ("data.classes=[0,1,2,3,4,5]",)

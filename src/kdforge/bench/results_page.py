@@ -3,6 +3,7 @@ is typed by hand."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -48,6 +49,7 @@ def write_results_page(results: Path, out: Path) -> Path:
     for suite in sorted({r["suite"] for r in published()} - set(SUITES.names())):
         lines += [f"## {suite} (published only)", "", "Published numbers, for reference; no kdforge suite measures "
                   "these cells on this machine.", ""] + _published_table(suite)
+    lines += _speed_section(results)
     extra = sorted(p.name for p in results.glob("*.md")
                    if not any(p.stem == s or p.stem.startswith(f"{s}-") for s in SUITES.names()))
     if extra:
@@ -87,3 +89,50 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]
     return lines + [""]
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _speed_section(results: Path) -> list[str]:
+    """Speed and scale figures from the JSON files the `bench/` scripts write; a file not there is skipped."""
+    rows = []
+    vs = _load(results / "vs_torchdistill.json")
+    if vs:
+        m, st = vs["median_seconds"], vs["setting"]
+        rows.append(f"| one KD epoch ({st['images']} CIFAR-10 JPEG images, {st['pair']}, batch {st['batch']}, "
+                    f"{st['threads']} threads): torchdistill {st['torchdistill']} vs kdforge | torchdistill "
+                    f"{m['torchdistill']:.1f} s; kdforge {m['kdforge_cold']:.1f} s cold "
+                    f"({vs['kdforge_cold_over_torchdistill']:.2f}×), {m['kdforge_warm']:.1f} s with a warm teacher "
+                    f"cache ({vs['kdforge_warm_over_torchdistill']:.2f}×); cold / warm "
+                    f"{m['kdforge_cold'] / m['kdforge_warm']:.2f}× | `bench/vs_torchdistill.py` |")
+    for name, what in (("step_overhead_floor.json", "per-step ratio to student CE step + teacher forward"),
+                       ("step_overhead_warm.json", "per-step ratio, warm teacher cache, to the student CE step alone")):
+        step = _load(results / name)
+        if step:
+            ratios = ", ".join(f"{k} {v:.3f}×" for k, v in step["ratio_to_baseline"].items() if k != "baseline")
+            st = step["setting"]
+            rows.append(f"| {what} ({st['teacher']} → {st['student']}, batch {st['batch_size']}, median of "
+                        f"{st['steps']} steps, {st['threads']} threads) | {ratios} | `bench/step_overhead.py"
+                        f"{' --warm-cache' if st.get('warm_cache') else ''}` |")
+    comp = _load(results / "compile_speed.json")
+    if comp:
+        med = comp["median_step_seconds"]
+        rows.append(f"| `compile=true` vs eager, kd step | eager {med['eager'] * 1000:.0f} ms, compiled "
+                    f"{med['compiled'] * 1000:.0f} ms ({comp['eager_over_compiled']:.2f}×); first compiled step "
+                    f"{comp['first_step_seconds']['compiled']:.0f} s | `bench/compile_speed.py` |")
+    ddp = _load(results / "ddp_check.json")
+    if ddp:
+        mean = ddp["mean_top1_last"]
+        rows.append(f"| torchrun, 2 CPU processes vs 1 at equal global batch ({ddp['cell']}, "
+                    f"{len(ddp['runs']['single'])} seeds) | {mean['single']:.2f} % vs {mean['torchrun-2']:.2f} % "
+                    f"({ddp['difference']:+.2f}) | `bench/ddp_check.py` |")
+    if not rows:
+        return []
+    return ["## Speed and scale", "", "Timings on the shared 2-core machine, other jobs running beside them; "
+            "ratios are measured within one process run.", "", "| what | figure | command |", "|---|---|---|",
+            *rows, ""]

@@ -66,6 +66,12 @@ def fill_bank_and_table(method, classes: int, size: int) -> float:
     return time.perf_counter() - start
 
 
+def parse_spec(spec: str) -> tuple[str, dict]:
+    """`refilled:stage=2` -> ("refilled", {"stage": "2"}): a method with the arguments it is timed with."""
+    name, _, rest = spec.partition(":")
+    return name, dict(item.split("=", 1) for item in rest.split(";") if item)
+
+
 class Runner:
     """One method's training step on fixed random data (the step the trainer runs, without I/O)."""
 
@@ -82,10 +88,16 @@ class Runner:
             self.student_view, self.teacher_view = TappedModel(self.student, ()), TappedModel(teacher, ())
             params = list(self.student.parameters())
         else:
-            cls = METHODS.get(name)
-            ctx = MethodContext(num_classes=classes, student=self.student, teacher=teacher, dataset_size=dataset_size)
-            self.method = build_method(name, {}, ctx)
-            if name == "ickd":
+            method, args = parse_spec(name)
+            cls = METHODS.get(method)
+            ctx = MethodContext(num_classes=classes, student=self.student, teacher=teacher, dataset_size=dataset_size,
+                                epochs=30, steps_per_epoch=dataset_size // batch.target.shape[0],
+                                build_student=lambda: create_model(student_name, classes))
+            self.method = build_method(method, args, ctx)
+            if method == "refilled" and self.method.cfg.stage == "2":  # centres come from `prepare` in training
+                width = TappedModel(teacher, ("embedding",))(batch.input[:2]).features["embedding"].shape[1]
+                self.method.centres = F.normalize(torch.randn(classes, width), dim=1)
+            if method == "ickd" and self.method.cfg.paradigm == "offline":
                 self.table_seconds = fill_bank_and_table(self.method, classes, dataset_size)
             self.student_view = TappedModel(self.student, cls.student_taps)
             self.teacher_view = TappedModel(teacher, cls.teacher_taps)
@@ -153,7 +165,7 @@ def main() -> int:
           f"median of {args.steps} steps; baseline = student CE step"
           + (" (teacher outputs replayed from the cache)" if args.warm_cache else " + teacher forward"))
     for n in names:
-        print(f"  {n:<9} {result['median_step_seconds'][n] * 1000:8.1f} ms   {result['ratio_to_baseline'][n]:5.3f}x")
+        print(f"  {n:<28} {result['median_step_seconds'][n] * 1000:8.1f} ms   {result['ratio_to_baseline'][n]:5.3f}x")
     for name, seconds in result["ickd_table_build_seconds"].items():
         print(f"  {name} neighbour table for {args.dataset_size} entries "
               f"(d {runners[names.index(name)].method.bank.embeddings.shape[1]}): {seconds:.1f} s")

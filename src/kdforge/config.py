@@ -58,8 +58,9 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: bool = False  # bf16 autocast on CPU and CUDA
     channels_last: bool = False
-    # torch.compile of the student and teacher forward (hooks included). Off by default: on CPU a resnet20
-    # step is about 1.2x faster once compiled, but compiling costs minutes, more than a short run gains
+    # torch.compile of the student and teacher forward (hooks included). Off by default: compiling takes a
+    # minute or more (and again for each new input shape) and needs a C++ toolchain on CPU, which short runs,
+    # the demo and the tests do not recover; long runs gain (bench/compile_speed.py)
     compile: bool = False
     sync_batchnorm: bool = False  # torchrun only: BatchNorm statistics over the global batch
     eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)

@@ -179,3 +179,17 @@ def test_a_killed_staged_run_is_found_for_resume(tmp_path):
     plain.mkdir()
     (plain / "checkpoint.pt").write_bytes(b"x")
     assert _has_checkpoint(plain)
+
+
+def test_table_compares_within_each_cell_and_says_where_kd_has_no_meaning():
+    from kdforge.bench.report import markdown_table
+
+    rows = [{"method": m, "seed": str(s), "top1_last": str(v), "top1_best": str(v)}
+            for m, vals in {"same/ce": (70, 72), "same/kd": (74, 75), "same/x": (73, 73),
+                            "overlap/ce": (80, 81), "overlap/x": (78, 80)}.items() for s, v in enumerate(vals)]
+    table = {line.split(" | ")[0].strip("| "): line for line in markdown_table(rows, {"overlap"})[2:]}
+    # same/x - same/kd per seed: -1, -2 -> mean -1.5; same/x - same/ce: +3, +1 -> +2.0
+    assert "| -1.50 [" in table["same/x"] and "| +2.00 [" in table["same/x"]
+    # overlap/x - overlap/ce: -2, -1 -> -1.5; no kd in a cell whose teacher has other classes
+    assert "no meaning (teacher's classes differ) | -1.50 [" in table["overlap/x"]
+    assert list(table)[:3] == ["same/kd", "same/x", "same/ce"]  # a cell's rows together, best first

@@ -93,14 +93,27 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def markdown_table(rows: list[dict]) -> list[str]:
+def _versus(rows: list[dict], method: str, reference: str, foreign: set[str]) -> str:
+    """The difference to `reference` within the method's cell: rows named `cell/method` (a suite with several
+    settings) compare with `cell/kd` and `cell/ce`. In a cell whose teacher knows other classes, kd has no
+    meaning, and the table says so."""
+    cell, _, _ = method.rpartition("/")
+    if reference == "kd" and cell in foreign:
+        return "no meaning (teacher's classes differ)"
+    return format_difference(paired_difference(rows, method, f"{cell}/{reference}" if cell else reference))
+
+
+def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset()) -> list[str]:
     lines = ["| method | n | top-1 last (mean ± std) | top-1 best (mean ± std) | last − kd [95 % CI] | "
              "last − ce [95 % CI] |", "|---|---|---|---|---|---|"]
-    for s in sorted(method_stats(rows), key=lambda s: -s.last_mean):
+    # rows of one cell together (cell order as first seen), best first within a cell
+    cells = list(dict.fromkeys(m.rpartition("/")[0] for m in (r["method"] for r in rows)))
+    ordered = sorted(method_stats(rows), key=lambda s: (cells.index(s.method.rpartition("/")[0]), -s.last_mean))
+    for s in ordered:
         spread = (lambda sd: f" ± {sd:.2f}") if s.n > 1 else (lambda sd: "")  # one run has no spread
         lines.append(f"| {s.method} | {s.n} | {s.last_mean:.2f}{spread(s.last_std)} | {s.best_mean:.2f}"
-                     f"{spread(s.best_std)} | {format_difference(paired_difference(rows, s.method, 'kd'))} | "
-                     f"{format_difference(paired_difference(rows, s.method, 'ce'))} |")
+                     f"{spread(s.best_std)} | {_versus(rows, s.method, 'kd', foreign_teacher_cells)} | "
+                     f"{_versus(rows, s.method, 'ce', foreign_teacher_cells)} |")
     return lines
 
 
@@ -115,7 +128,7 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "tables that use it; it is an optimistic number). Differences are paired by seed; the interval is "
              "a paired-t 95 % interval (needs 2 or more seeds). `kd` has no meaning where the teacher's classes "
              "differ from the student's.", ""]
-    lines += markdown_table(rows)
+    lines += markdown_table(rows, suite.foreign_teacher_cells())
     plots = _plots(rows, stem, results, runs)
     if plots:
         lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]

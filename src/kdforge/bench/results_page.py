@@ -84,7 +84,7 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
     seeds = sorted({int(r["seed"]) for r in rows})
     lines += [f"`kdforge bench accuracy {suite.name} --seeds {len(seeds)}` — {len(rows)} runs "
               f"([table and plots]({rel}/{suite.name}.md)).", ""]
-    lines += markdown_table(rows)
+    lines += markdown_table(rows, suite.foreign_teacher_cells())
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png"):
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]

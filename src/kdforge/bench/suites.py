@@ -32,6 +32,15 @@ class Suite:
     teacher_home: str = ""  # teachers are cached as <teacher_home or name>-<hash>: suites can share them
     rows: tuple[Variant, ...] = ()  # a fixed row set instead of "every registered method"
 
+    def foreign_teacher_cells(self) -> set[str]:
+        """Cells (the `cell/` prefix of a row name) whose teacher was trained on other classes than the student:
+        there a `kd` row has no meaning."""
+        def classes(overrides) -> str | None:
+            return next((o.split("=", 1)[1] for o in overrides if o.startswith("data.classes=")), None)
+
+        return {v.name.rpartition("/")[0] for v in self.rows
+                if "/" in v.name and classes(v.teacher) != classes(v.overrides)}
+
     def variants(self, registered: list[str]) -> list[Variant]:
         """Every registered method (plus the suite's extra rows such as ickd-online), in a stable order."""
         if self.rows:

@@ -193,3 +193,21 @@ def test_table_compares_within_each_cell_and_says_where_kd_has_no_meaning():
     # overlap/x - overlap/ce: -2, -1 -> -1.5; no kd in a cell whose teacher has other classes
     assert "no meaning (teacher's classes differ) | -1.50 [" in table["overlap/x"]
     assert list(table)[:3] == ["same/kd", "same/x", "same/ce"]  # a cell's rows together, best first
+
+
+def test_a_row_another_process_recorded_meanwhile_is_not_written_twice(tmp_path, monkeypatch):
+    from kdforge.bench import accuracy
+
+    args = dict(seeds=1, methods=["ce"], root=str(tmp_path / "runs"), results=str(tmp_path / "res"), threads=1)
+    real = accuracy.AccuracyBench._student
+
+    def racing(self, variant, seed, teacher):  # a second lane finishes and records the same run meanwhile
+        summary = real(self, variant, seed, teacher)
+        accuracy.append_row(self.csv, {"method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
+                                       "top1_best": summary["top1_best"], "epochs": summary["epochs"],
+                                       "wall_seconds": 0, "images_per_second": 0, "teacher_top1": 0})
+        return summary
+
+    monkeypatch.setattr(accuracy.AccuracyBench, "_student", racing)
+    run_accuracy("digits", echo=lambda m: None, **args)
+    assert [(r["method"], r["seed"]) for r in read_csv(tmp_path / "res" / "digits.csv")] == [("ce", "0")]

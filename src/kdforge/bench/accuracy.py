@@ -147,11 +147,16 @@ class AccuracyBench:
         if todo:
             for i, (variant, seed) in enumerate(todo, 1):
                 start = time.perf_counter()
+                if self._recorded(variant.name, seed):  # another process of the same suite got there first
+                    self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: already in {self.csv}")
+                    continue
                 self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: training ...")
                 if variant.teacher not in teachers:
                     teachers[variant.teacher] = self._teacher(variant)
                 teacher = teachers[variant.teacher]
                 summary = self._student(variant, seed, teacher)
+                if self._recorded(variant.name, seed):
+                    continue
                 append_row(self.csv, {
                     "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
                     "top1_best": summary["top1_best"], "epochs": summary["epochs"],
@@ -161,6 +166,9 @@ class AccuracyBench:
                           f"({time.perf_counter() - start:.0f} s)")
                 write_report(self.suite, self.stem, self.results, self.root / self.stem)
         return write_report(self.suite, self.stem, self.results, self.root / self.stem)
+
+    def _recorded(self, method: str, seed: int) -> bool:
+        return any(r["method"] == method and int(r["seed"]) == seed for r in read_rows(self.csv))
 
     def _teacher(self, variant: Variant | None = None) -> dict:
         cfg, folder = self.teacher_config(variant)

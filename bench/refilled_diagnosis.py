@@ -31,22 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.config import TrainConfig, from_dict  # noqa: E402
 from kdforge.data import load_data  # noqa: E402
-from kdforge.engine.checkpoint import load_into, load_weights  # noqa: E402
-from kdforge.engine.trainer import _classifier_width, build_model, load_teacher  # noqa: E402
+from kdforge.engine.trainer import load_teacher  # noqa: E402
 from kdforge.fileio import atomic_write_text  # noqa: E402
 from kdforge.methods.refilled import class_centres  # noqa: E402
 from kdforge.protocols import outputs  # noqa: E402
+from refilled_protocols import model_of  # noqa: E402  (bench/ sibling: a model from a run folder or checkpoint)
 
 
 def run_config(run: Path) -> TrainConfig:
     return from_dict(TrainConfig, json.loads((run / "config.json").read_text())["config"])
-
-
-def model_of(path: Path, in_channels: int):
-    state, meta = load_weights(path)
-    model = build_model(meta["arch"], _classifier_width(state), in_channels)
-    load_into(model, state, str(path))
-    return model
 
 
 def last_epoch(run: Path) -> dict:

@@ -26,9 +26,10 @@ from kdforge.protocols import fewshot_episodes, group_accuracy, outputs  # noqa:
 OLD, NEW = list(range(5)), list(range(5, 10))
 
 
-def model_of(run: Path):
+def model_of(run: Path, in_channels: int = 3):
+    """The model a run folder or checkpoint file holds, built from its recorded architecture."""
     state, meta = load_weights(run)
-    model = build_model(meta["arch"], _classifier_width(state), 3)
+    model = build_model(meta["arch"], _classifier_width(state), in_channels)
     load_into(model, state, str(run))
     return model
 

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 import torch
@@ -101,10 +102,13 @@ def test_existing_run_folder_needs_resume_and_is_locked(teacher_dir, tmp_path):
 
 
 def test_resume_of_a_finished_run_changes_nothing(teacher_dir):
-    before = read_checkpoint(teacher_dir / "checkpoint.pt")["model"]
+    saved = read_checkpoint(teacher_dir / "checkpoint.pt")
+    before, trained_for = saved["model"], saved["progress"]["wall_seconds"]
     summary = train(digits("digits-teacher", teacher_dir, "epochs=4"), resume=True, echo=lambda m: None)
     after = read_checkpoint(teacher_dir / "checkpoint.pt")["model"]
     assert all(torch.equal(before[k], after[k]) for k in before) and summary["epochs"] == 4
+    # the reported wall time still covers the sitting that did the training, not only this empty one
+    assert trained_for > 0 and summary["wall_seconds"] >= trained_for
 
 
 def test_learning_rate_schedules():
@@ -139,11 +143,16 @@ def test_sigkill_mid_epoch_then_resume_ends_bit_identical_to_an_uninterrupted_ru
     args = ["epochs=3", "data.batch_size=32", "checkpoint_every=7", "deterministic=true", *FAST]
     steps_per_epoch = 1258 // 32  # 39
     kill_at = steps_per_epoch + 17  # inside epoch 2; the last checkpoint before it is at step 49
+    started = time.perf_counter()
     killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(tmp_path / "killed"), str(kill_at), *args],
                             capture_output=True, text=True, timeout=300)
+    killed_process_seconds = time.perf_counter() - started
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     ckpt = read_checkpoint(tmp_path / "killed" / "checkpoint.pt")
     assert ckpt["progress"]["epoch"] == 1 and 0 < ckpt["progress"]["batch"] < steps_per_epoch  # mid-epoch
+    # the first sitting's wall time travels in the checkpoint; it cannot exceed the killed process's lifetime
+    first_sitting = ckpt["progress"]["wall_seconds"]
+    assert 0 < first_sitting < killed_process_seconds
     resumed = run_cli("train", "digits-teacher", *args, f"out={tmp_path / 'killed'}", "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming" in resumed.stderr

@@ -175,6 +175,7 @@ class Progress:
     best_epoch: int = -1
     train_seconds: float = 0.0
     train_images: int = 0
+    wall_seconds: float = 0.0  # wall time of earlier sittings, up to their last checkpoint
 
 
 class Trainer:
@@ -333,10 +334,16 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return {
             **self._identity(), "model": self.student.state_dict(), "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "progress": dict(vars(self.progress)),
+            "optimizer": self.optimizer.state_dict(), "progress": self._progress_to_save(),
             "meter": self.meter.state_dict(), "rng": rng, "teacher_top1": self.teacher_top1,
             "config": json.dumps(to_dict(self.cfg), sort_keys=True),
         }
+
+    def _progress_to_save(self) -> dict:
+        # a resumed run reports the wall time of all its sittings, not only of the last one
+        progress = dict(vars(self.progress))
+        progress["wall_seconds"] += time.perf_counter() - self._sitting_start
+        return progress
 
     def _save(self) -> None:
         if self.dist.is_main:  # every rank holds the same state; one writes it
@@ -533,7 +540,7 @@ class Trainer:
         if existing and not self.resume:
             raise UserError(f"run folder {self.folder} already holds a run; pass --resume to continue it "
                             "or choose another out=")
-        wall_start = time.perf_counter()
+        self._sitting_start = time.perf_counter()
         self._setup()
         self.meter = EpochMeter(self.device)
         self.logger = RunLogger(self.folder, cfg.tensorboard, enabled=self.dist.is_main, echo=self.echo)
@@ -559,7 +566,7 @@ class Trainer:
             last_eval = self._run_epochs()
         finally:
             self.logger.close()
-        summary = self._summary(last_eval, time.perf_counter() - wall_start)
+        summary = self._summary(last_eval, self.progress.wall_seconds + time.perf_counter() - self._sitting_start)
         if self.dist.is_main:
             atomic_write_json(self.folder / "summary.json", summary)
         return summary

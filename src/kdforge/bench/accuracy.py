@@ -139,36 +139,36 @@ class AccuracyBench:
             self.results.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create {self.results}: {exc.strerror}; pass a writable --results") from None
-        done = {(r["method"], int(r["seed"])) for r in read_rows(self.csv)}
+        done = self._recorded_runs()
         todo = [(v, s) for s in range(seeds) for v in variants if (v.name, s) not in done]
         self.echo(f"bench {self.stem}: {len(variants)} methods x {seeds} seeds, {len(todo)} runs to do "
                   f"({len(variants) * seeds - len(todo)} already in {self.csv})")
         teachers: dict[tuple, dict] = {}
-        if todo:
-            for i, (variant, seed) in enumerate(todo, 1):
-                start = time.perf_counter()
-                if self._recorded(variant.name, seed):  # another process of the same suite got there first
-                    self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: already in {self.csv}")
-                    continue
-                self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: training ...")
-                if variant.teacher not in teachers:
-                    teachers[variant.teacher] = self._teacher(variant)
-                teacher = teachers[variant.teacher]
-                summary = self._student(variant, seed, teacher)
-                if self._recorded(variant.name, seed):
-                    continue
-                append_row(self.csv, {
-                    "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
-                    "top1_best": summary["top1_best"], "epochs": summary["epochs"],
-                    "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
-                    "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"]})
-                self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
-                          f"({time.perf_counter() - start:.0f} s)")
-                write_report(self.suite, self.stem, self.results, self.root / self.stem)
+        for i, (variant, seed) in enumerate(todo, 1):
+            if (variant.name, seed) in self._recorded_runs():  # another process of the same suite got there first
+                self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: already in {self.csv}")
+                continue
+            start = time.perf_counter()
+            self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: training ...")
+            if variant.teacher not in teachers:
+                teachers[variant.teacher] = self._teacher(variant)
+            teacher = teachers[variant.teacher]
+            summary = self._student(variant, seed, teacher)
+            if (variant.name, seed) in self._recorded_runs():
+                continue
+            append_row(self.csv, {
+                "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
+                "top1_best": summary["top1_best"], "epochs": summary["epochs"],
+                "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
+                "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"]})
+            self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
+                      f"({time.perf_counter() - start:.0f} s)")
+            write_report(self.suite, self.stem, self.results, self.root / self.stem)
         return write_report(self.suite, self.stem, self.results, self.root / self.stem)
 
-    def _recorded(self, method: str, seed: int) -> bool:
-        return any(r["method"] == method and int(r["seed"]) == seed for r in read_rows(self.csv))
+    def _recorded_runs(self) -> set[tuple[str, int]]:
+        """(method, seed) pairs already in the CSV; re-read each time because parallel lanes append to it."""
+        return {(r["method"], int(r["seed"])) for r in read_rows(self.csv)}
 
     def _teacher(self, variant: Variant | None = None) -> dict:
         cfg, folder = self.teacher_config(variant)

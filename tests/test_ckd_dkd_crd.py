@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from kdforge.losses import ckd_loss, dkd_loss
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
 from kdforge.data.memory import Batch
+from kdforge.errors import ConfigError
 from kdforge.models import create_model
 
 
@@ -126,7 +127,8 @@ def test_dkd_and_ckd_stay_finite_in_bf16_with_confident_logits():
 
 
 def _context(student, teacher, n=50):
-    return MethodContext(num_classes=10, student=student, teacher=teacher, dataset_size=n)
+    labels = torch.arange(n) % 10
+    return MethodContext(num_classes=10, student=student, teacher=teacher, dataset_size=n, train_labels=labels)
 
 
 def _outputs(model, taps_needed, x):
@@ -191,3 +193,69 @@ def test_nce_loss_matches_the_probability_form():
     noise = 8 / n
     expected = -(np.log(p[:, 0] / (p[:, 0] + noise)).sum() + np.log(noise / (p[:, 1:] + noise)).sum()) / 4
     assert nce_loss(logits, log_z, n).item() == pytest.approx(expected, rel=1e-5)
+
+
+def _check_other_class(labels, index, negatives):
+    assert negatives.shape == (len(index), negatives.shape[1])
+    assert (labels[negatives] != labels[index][:, None]).all()  # never a classmate, never the anchor itself
+    assert ((negatives >= 0) & (negatives < len(labels))).all()
+
+
+def test_other_class_sampler_draws_distinct_other_class_indices_uniformly():
+    from kdforge.memory import OtherClassSampler
+
+    torch.manual_seed(0)
+    labels = torch.randperm(60) % 4  # balanced: 15 per class, a pool of 45 other-class indices each
+    sampler = OtherClassSampler(labels)
+    index = torch.arange(60)
+    hits = torch.zeros(60, 60)
+    for _ in range(300):
+        negatives = sampler(index, 40)
+        _check_other_class(labels, index, negatives)
+        assert all(len(set(row.tolist())) == 40 for row in negatives)  # without replacement, as K <= pool
+        hits.scatter_add_(1, negatives, torch.ones_like(negatives, dtype=hits.dtype))
+    # every other-class index of an anchor is chosen with probability 40/45 per step
+    allowed = labels[None, :] != labels[:, None]
+    rate = hits[allowed] / 300
+    assert rate.mean().item() == pytest.approx(40 / 45, abs=1e-6)
+    assert rate.min().item() > 0.8 and rate.max().item() < 0.97
+
+
+def test_other_class_sampler_on_unbalanced_classes_and_more_negatives_than_the_pool():
+    from kdforge.memory import OtherClassSampler
+
+    torch.manual_seed(1)
+    labels = torch.tensor([0] * 20 + [1] * 5 + [2] * 3)
+    sampler = OtherClassSampler(labels)
+    index = torch.arange(28)
+    for k in (4, 30):  # 30 > every pool: indices repeat, as the official code's replace=True
+        negatives = sampler(index, k)
+        _check_other_class(labels, index, negatives)
+    counts = torch.bincount(labels[sampler(torch.zeros(2000, dtype=torch.long), 1).flatten()], minlength=3)
+    assert counts[0] == 0 and counts[1].item() == pytest.approx(2000 * 5 / 8, rel=0.1)  # uniform over the pool
+
+
+def test_crd_default_negatives_are_never_classmates():
+    torch.manual_seed(0)
+    student, teacher = create_model("resnet8", 10), create_model("resnet14", 10).eval()
+    ctx = _context(student, teacher, n=200)
+    method = build_method("crd", {"negatives": 64}, ctx)
+    seen = []
+    scores = method.bank_t.scores
+    method.bank_t.scores = lambda q, idx: seen.append(idx) or scores(q, idx)
+    index = torch.arange(16)
+    x = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        t_out = _outputs(teacher, ("embedding",), x)
+    method(Batch(index, x, ctx.train_labels[index]), _outputs(student, ("embedding",), x), t_out, StepState(0, 0, 0.0))
+    sampled = seen[0]
+    assert torch.equal(sampled[:, 0], index)  # column 0: the positive
+    _check_other_class(ctx.train_labels, index, sampled[:, 1:])
+
+
+def test_crd_uniform_sampling_stays_available_and_other_class_needs_labels():
+    student, teacher = create_model("resnet8", 10), create_model("resnet14", 10).eval()
+    ctx = MethodContext(num_classes=10, student=student, teacher=teacher, dataset_size=50)
+    assert build_method("crd", {"negatives": 8, "sampling": "uniform"}, ctx).sampler is None
+    with pytest.raises(ConfigError, match="sampling=uniform"):
+        build_method("crd", {"negatives": 8}, ctx)

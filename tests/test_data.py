@@ -216,6 +216,43 @@ def test_balanced_subset_validation_split_and_class_selection():
         load_data(DataConfig(dataset="digits", classes=[3, 42]))
 
 
+def test_validation_split_never_moves_the_training_subset():
+    plain = load_data(DataConfig(dataset="digits", train_per_class=20))
+    with_val = load_data(DataConfig(dataset="digits", train_per_class=20, val_per_class=5))
+    # the same images in the same order: a teacher without a validation split trains on the student's subset
+    assert torch.equal(plain.train.images, with_val.train.images)
+    assert torch.equal(plain.train.labels, with_val.train.labels)
+    assert with_val.notes == [] and torch.bincount(with_val.val.labels).tolist() == [5] * 10
+
+
+def test_split_indices_draws_validation_outside_the_training_subset():
+    from kdforge.data import split_indices
+
+    labels = np.repeat(np.arange(5), 40)
+    np.random.RandomState(3).shuffle(labels)
+    train, _, _ = split_indices(labels, 10, 0, subset_seed=7)
+    for val_per_class in (1, 10, 30):
+        again, val, note = split_indices(labels, 10, val_per_class, subset_seed=7)
+        assert np.array_equal(train, again) and note is None
+        assert not set(train) & set(val)
+        assert np.bincount(labels[val]).tolist() == [val_per_class] * 5
+    assert not np.array_equal(split_indices(labels, 10, 0, subset_seed=8)[0], train)
+
+
+def test_validation_is_carved_from_training_only_when_nothing_is_left_outside(tmp_path):
+    from kdforge.data import split_indices
+
+    labels = np.repeat(np.arange(4), 10)
+    train, val, note = split_indices(labels, None, 3, subset_seed=0)
+    assert "carved from the training subset" in note and len(train) == 28
+    assert not set(train) & set(val) and sorted(set(train) | set(val)) == list(range(40))
+    assert np.bincount(labels[val]).tolist() == [3] * 4
+    # 8 of 10 per class for training leaves 2 outside: too few for 3, so they are carved too, with the note
+    assert split_indices(labels, 8, 3, subset_seed=0)[2] is not None
+    bundle = load_data(DataConfig(dataset="digits", val_per_class=5))
+    assert bundle.notes and len(bundle.val) == 50
+
+
 def test_cifar10_jpeg_archive_layout_is_decoded_once_and_cached(tmp_path, monkeypatch):
     from PIL import Image
 

@@ -68,6 +68,7 @@ class DatasetBundle:
     in_channels: int
     classes: list[str]
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    notes: list[str] = field(default_factory=list)  # what a run should log about how the data was split
 
     def stream(self, split: str, batch_size: int, *, train: bool, seed: int = 0, rank: int = 0,
                world_size: int = 1, workers: int = 4, device="cpu"):
@@ -139,6 +140,31 @@ def _keep_classes(x: np.ndarray, y: np.ndarray, classes: list[int]) -> tuple[np.
     return x[mask], mapping[y[mask]]
 
 
+def split_indices(labels: np.ndarray, train_per_class: int | None, val_per_class: int, subset_seed: int
+                  ) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """(training indices, validation indices or None, a note or None) into `labels`.
+
+    The training subset depends only on the labels, `train_per_class` and `subset_seed`: asking for a validation
+    split never moves it, so a run with one trains on the same images as the teacher and as the same config
+    without one. The validation split is drawn from the images outside the training subset; only where there are
+    too few (every image is used for training) is it carved from the training subset, and the note says so.
+    """
+    rng = np.random.RandomState(subset_seed)
+    everything = np.arange(len(labels))
+    train = _balanced_subset(labels, train_per_class, rng) if train_per_class else everything
+    if not val_per_class:
+        return train, None, None
+    outside = np.setdiff1d(everything, train)
+    if np.bincount(labels[outside], minlength=int(labels.max()) + 1).min() >= val_per_class:
+        # a second stream, so the draw never depends on how many numbers the training draw consumed
+        val = outside[_balanced_subset(labels[outside], val_per_class, np.random.RandomState([subset_seed, 1]))]
+        return train, val, None
+    val = train[_balanced_subset(labels[train], val_per_class, np.random.RandomState([subset_seed, 1]))]
+    note = (f"data: too few images outside the training subset for {val_per_class} validation images per class; "
+            f"the validation split is carved from the training subset, which shrinks to {len(train) - len(val)}")
+    return np.setdiff1d(train, val), val, note
+
+
 def load_data(cfg: DataConfig, device="cpu") -> DatasetBundle:
     """Read, subset and split the dataset named by `cfg`; in-memory splits are placed on `device`."""
     spec = DATASETS.get(cfg.dataset)
@@ -154,16 +180,9 @@ def load_data(cfg: DataConfig, device="cpu") -> DatasetBundle:
         train_x, train_y = _keep_classes(train_x, train_y, cfg.classes)
         test_x, test_y = _keep_classes(test_x, test_y, cfg.classes)
         classes = [classes[c] for c in sorted(set(int(c) for c in cfg.classes))]
-    rng = np.random.RandomState(cfg.subset_seed)
-    val = None
-    if cfg.val_per_class:
-        val_idx = _balanced_subset(train_y, cfg.val_per_class, rng)
-        rest = np.setdiff1d(np.arange(len(train_y)), val_idx)
-        val = (train_x[val_idx], train_y[val_idx])
-        train_x, train_y = train_x[rest], train_y[rest]
-    if cfg.train_per_class:
-        idx = _balanced_subset(train_y, cfg.train_per_class, rng)
-        train_x, train_y = train_x[idx], train_y[idx]
+    train_idx, val_idx, note = split_indices(train_y, cfg.train_per_class, cfg.val_per_class, cfg.subset_seed)
+    val = (train_x[val_idx], train_y[val_idx]) if val_idx is not None else None
+    train_x, train_y = train_x[train_idx], train_y[train_idx]
 
     def to_dataset(x, y):
         ds = InMemoryDataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y), spec.mean, spec.std, classes)
@@ -178,6 +197,7 @@ def load_data(cfg: DataConfig, device="cpu") -> DatasetBundle:
         in_channels=int(train_x.shape[1]),
         classes=list(classes),
         augment=spec.augment if cfg.augment else AugmentSpec(),
+        notes=[note] if note else [],
     )
 
 
@@ -197,5 +217,5 @@ def _load_folder(cfg: DataConfig) -> DatasetBundle:
 
 __all__ = [
     "AugmentSpec", "Batch", "BatchStream", "DATASETS", "DataConfig", "DatasetBundle", "InMemoryDataset",
-    "crop_flip", "gkd_split", "load_data", "stratified_split", "view_keys",
+    "crop_flip", "gkd_split", "load_data", "split_indices", "stratified_split", "view_keys",
 ]

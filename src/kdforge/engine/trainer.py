@@ -233,6 +233,7 @@ class Trainer:
         ctx = MethodContext(num_classes=nc, student=self.student, teacher=self.teacher,
                             label_smoothing=cfg.label_smoothing, epochs=cfg.epochs,
                             steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device,
+                            train_labels=getattr(self.data.train, "labels", None),
                             input_shape=self._input_shape(), world_size=self.dist.world_size,
                             build_student=lambda: build_model(cfg.student, nc, channels).to(self.device))
         self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
@@ -544,6 +545,8 @@ class Trainer:
         self._setup()
         self.meter = EpochMeter(self.device)
         self.logger = RunLogger(self.folder, cfg.tensorboard, enabled=self.dist.is_main, echo=self.echo)
+        for note in self.data.notes:
+            self.logger.info(note)
         if type(self.method).prepare is not Method.prepare:  # hashing teacher and data costs a little: only on use
             self.method.prepare(self._preparation())
         self.teacher_cache = self._teacher_cache()

@@ -1,4 +1,5 @@
-"""Feature memories shared by methods: a per-index momentum bank (CRD, IC-KD) and a fixed-size queue."""
+"""Feature memories shared by methods: a per-index momentum bank (CRD, IC-KD), a fixed-size queue, and a
+sampler of negative indices from other classes (CRD)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,42 @@ class FeatureQueue(nn.Module):
         slots = (self.head + torch.arange(n, device=new.device)) % size  # stays on the device: no host sync
         self.vectors.index_copy_(0, slots, new.detach().to(self.vectors.dtype))
         self.head.copy_((self.head + n) % size)
+
+
+class OtherClassSampler(nn.Module):
+    """Draws, for each anchor, K dataset indices of classes other than the anchor's (CRD's 'exact' mode, the one
+    RepDistiller's CIFAR-100 table uses): the anchor's own index and its classmates are never negatives.
+
+    The official code draws each anchor's K without replacement when its class's pool (the indices of every
+    other class) holds at least K. Here one random permutation of the pool positions is drawn per step and each
+    anchor takes a cyclic window of K positions at a random offset: a uniformly random K-subset for every anchor,
+    with no per-row sort and no host work. A class whose pool is smaller than the largest one (unbalanced data)
+    redraws the positions past its pool uniformly, so there a few negatives may repeat.
+    """
+
+    def __init__(self, labels: torch.Tensor):
+        super().__init__()
+        labels = labels.detach().long().cpu()
+        count = torch.bincount(labels)
+        # labels are sorted once: a class's members are one block [start, start + count) of `order`
+        self.register_buffer("labels", labels, persistent=False)
+        self.register_buffer("order", torch.argsort(labels, stable=True), persistent=False)
+        self.register_buffer("start", torch.cumsum(count, 0) - count, persistent=False)
+        self.register_buffer("count", count, persistent=False)
+        self.register_buffer("pool", len(labels) - count, persistent=False)
+        self.max_pool = int(self.pool.max())
+        if self.max_pool == 0:
+            raise ValueError("other-class negatives need at least two classes in the training set")
+
+    def forward(self, index: torch.Tensor, k: int) -> torch.Tensor:
+        """index (B,) dataset indices of the anchors -> (B, k) indices of other-class samples."""
+        cls = self.labels[index]
+        pool, start, count = self.pool[cls, None], self.start[cls, None], self.count[cls, None]
+        device = index.device
+        perm = torch.randperm(self.max_pool, device=device)
+        offset = torch.randint(0, self.max_pool, (index.shape[0], 1), device=device)
+        pos = perm[(offset + torch.arange(k, device=device)) % self.max_pool]
+        redraw = (torch.rand(pos.shape, device=device) * pool).long()
+        pos = torch.where(pos < pool, pos, redraw)
+        pos = pos + (pos >= start) * count  # step over the anchor's own class block
+        return self.order[pos]

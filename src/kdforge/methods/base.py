@@ -38,6 +38,7 @@ class MethodContext:
     epochs: int = 1
     steps_per_epoch: int = 1
     dataset_size: int = 0
+    train_labels: torch.Tensor | None = None  # (dataset_size,) labels by dataset index, for class-aware sampling
     device: torch.device = torch.device("cpu")
     input_shape: tuple[int, ...] = (3, 32, 32)  # one sample (C, H, W), for dummy forwards that size adapters
     world_size: int = 1  # processes under torchrun

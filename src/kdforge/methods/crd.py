@@ -4,7 +4,8 @@ Student and teacher embeddings go through linear heads to 128-d unit vectors. Ea
 K negatives drawn from a memory of the *other* model's past vectors: the momentum bank of the paper
 (one entry per dataset index, NCE loss with a fixed normaliser) or, with `bank=queue`, a fixed-size
 FIFO of recent vectors with an InfoNCE loss, so memory does not grow with the dataset. Dataset indices
-come from the data layer (`batch.index`); negatives are sampled with torch on the training device.
+come from the data layer (`batch.index`); bank negatives are drawn from the other classes' indices (the
+official CIFAR-100 setting; `sampling=uniform` draws any index), with torch on the training device.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch.nn.functional as F
 
 from kdforge.engine.distributed import all_reduce_, gather_batch
 from kdforge.errors import ConfigError
-from kdforge.memory import FeatureQueue, MomentumBank
+from kdforge.memory import FeatureQueue, MomentumBank, OtherClassSampler
 from kdforge.methods.base import Method
 from kdforge.methods.kd import kd_loss
 from kdforge.models import embedding_dim
@@ -53,10 +54,15 @@ class CRDConfig:
     nce_temperature: float = 0.07
     momentum: float = 0.5
     bank: str = "memory"  # memory (per-index momentum bank, NCE) | queue (fixed-size FIFO, InfoNCE)
+    # memory bank negatives: "exact" draws them from other classes only (RepDistiller's CIFAR-100 setting,
+    # CIFAR100InstanceSample mode='exact'); "uniform" from any index, classmates included
+    sampling: str = "exact"
 
     def __post_init__(self):
         if self.bank not in ("memory", "queue"):
             raise ConfigError(f"method_args.bank must be memory or queue, got {self.bank!r}")
+        if self.sampling not in ("exact", "uniform"):
+            raise ConfigError(f"method_args.sampling must be exact or uniform, got {self.sampling!r}")
         if self.negatives < 1 or self.feat_dim < 1 or self.nce_temperature <= 0 or not 0 <= self.momentum < 1:
             raise ConfigError("method_args: negatives and feat_dim >= 1, nce_temperature > 0, momentum in [0, 1)")
 
@@ -92,9 +98,21 @@ class CRD(Method):
             self.register_buffer("log_z_s", torch.zeros(()))
             self.register_buffer("log_z_t", torch.zeros(()))
             self.register_buffer("z_set", torch.zeros((), dtype=torch.bool))
+            self.sampler = self._sampler(cfg, ctx)
         else:
             self.queue_s = FeatureQueue(cfg.negatives, cfg.feat_dim, gen)
             self.queue_t = FeatureQueue(cfg.negatives, cfg.feat_dim, gen)
+
+    @staticmethod
+    def _sampler(cfg: CRDConfig, ctx) -> OtherClassSampler | None:
+        if cfg.sampling == "uniform":
+            return None
+        if ctx.train_labels is None:
+            raise ConfigError("crd's other-class negatives need the training labels, which this dataset does not "
+                              "expose; set method_args.sampling=uniform")
+        if len(torch.unique(ctx.train_labels)) < 2:
+            raise ConfigError("crd's other-class negatives need at least two classes; set method_args.sampling=uniform")
+        return OtherClassSampler(ctx.train_labels).to(ctx.device)
 
     def forward(self, batch, student, teacher, state):
         c = self.cfg
@@ -108,8 +126,11 @@ class CRD(Method):
 
     def _memory_loss(self, v_s, v_t, index):
         c = self.cfg
-        sampled = torch.randint(0, self.dataset_size, (index.shape[0], self.negatives + 1), device=index.device)
-        sampled[:, 0] = index  # column 0: the sample's own entry, the positive
+        if self.sampler is not None:
+            negatives = self.sampler(index, self.negatives)
+        else:
+            negatives = torch.randint(0, self.dataset_size, (index.shape[0], self.negatives), device=index.device)
+        sampled = torch.cat([index[:, None], negatives], 1)  # column 0: the sample's own entry, the positive
         # teacher vectors against the student bank, and student vectors against the teacher bank
         logits_t = self.bank_s.scores(v_t, sampled) / c.nce_temperature
         logits_s = self.bank_t.scores(v_s, sampled) / c.nce_temperature

@@ -123,7 +123,7 @@ def test_results_page_is_generated_from_files(tmp_path):
     for row in hand_rows():
         append_row(res / "fmnist-cpu.csv", row)
     page = write_results_page(res, tmp_path / "docs" / "RESULTS.md").read_text()
-    assert "## fmnist-cpu" in page and "| kd | 3 | 73.83 ± 1.04" in page
+    assert "## fmnist-cpu" in page and "| kd | 3 | 15 | 73.83 ± 1.04" in page
     assert "Not measured here" in page and "JPEG" in page
     assert "Not measured yet: `kdforge bench accuracy cifar10-cpu`" in page
     assert "## Speed and scale" not in page  # no speed files, no section
@@ -156,7 +156,9 @@ def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():
             "overlap/refilled-spec", "disjoint/refilled-spec"} <= set(rows)
     # the CPU suites' validation-chosen stage 2 on `refilled`, the spec's defaults on `refilled-spec`
     assert "method_args.stage2_weight=1" in rows["overlap/refilled"].overrides
-    assert not any(o.startswith("method_args") for o in rows["overlap/refilled-spec"].overrides)
+    spec_args = [o for o in rows["overlap/refilled-spec"].overrides if o.startswith("method_args")]
+    assert spec_args == ["method_args.budget=equal"]  # the spec's loss settings; the suite's equal budget
+    assert "method_args.budget=equal" in rows["overlap/refilled"].overrides
     assert not any(name.endswith("/kd") and name != "same/kd" for name in rows)  # KD needs the same classes
     overlap = rows["overlap/refilled"]
     assert overlap.teacher == ("data.classes=[0,1,2,3,4,5]",)

@@ -158,7 +158,7 @@ class AccuracyBench:
                 continue
             append_row(self.csv, {
                 "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
-                "top1_best": summary["top1_best"], "epochs": summary["epochs"],
+                "top1_best": best_on_test(summary), "epochs": summary["epochs"],
                 "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
                 "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"]})
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
@@ -196,6 +196,14 @@ class AccuracyBench:
             summary = train(cfg, resume=resume, echo=lambda m: None)
         summary["folder"] = str(folder)
         return summary
+
+
+def best_on_test(summary: dict) -> float:
+    """The best test top-1 of any epoch (of the last stage, for a staged method): what the suite tables' "best"
+    column states. A run recorded before kdforge kept it separately held it in top1_best when selected on test."""
+    if "top1_best_test" in summary:
+        return summary["top1_best_test"]
+    return summary["top1_best"]
 
 
 def _has_checkpoint(folder: Path) -> bool:

@@ -33,6 +33,7 @@ class MethodStats:
     last_std: float
     best_mean: float
     best_std: float
+    epochs: str = ""  # epochs trained (every stage of a staged method): says which budget a row used
 
 
 @dataclass
@@ -55,7 +56,9 @@ def method_stats(rows: list[dict]) -> list[MethodStats]:
     for method, runs in by_method.items():
         last = [float(r["top1_last"]) for r in runs]
         best = [float(r["top1_best"]) for r in runs]
-        out.append(MethodStats(method, len(runs), statistics.fmean(last), _std(last), statistics.fmean(best), _std(best)))
+        epochs = "/".join(sorted({r.get("epochs") or "?" for r in runs}))
+        out.append(MethodStats(method, len(runs), statistics.fmean(last), _std(last), statistics.fmean(best), _std(best),
+                               epochs))
     return out
 
 
@@ -104,14 +107,14 @@ def _versus(rows: list[dict], method: str, reference: str, foreign: set[str]) ->
 
 
 def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset()) -> list[str]:
-    lines = ["| method | n | top-1 last (mean ± std) | top-1 best (mean ± std) | last − kd [95 % CI] | "
-             "last − ce [95 % CI] |", "|---|---|---|---|---|---|"]
+    lines = ["| method | n | epochs | top-1 last (mean ± std) | top-1 best (mean ± std) | last − kd [95 % CI] | "
+             "last − ce [95 % CI] |", "|---|---|---|---|---|---|---|"]
     # rows of one cell together (cell order as first seen), best first within a cell
     cells = list(dict.fromkeys(m.rpartition("/")[0] for m in (r["method"] for r in rows)))
     ordered = sorted(method_stats(rows), key=lambda s: (cells.index(s.method.rpartition("/")[0]), -s.last_mean))
     for s in ordered:
         spread = (lambda sd: f" ± {sd:.2f}") if s.n > 1 else (lambda sd: "")  # one run has no spread
-        lines.append(f"| {s.method} | {s.n} | {s.last_mean:.2f}{spread(s.last_std)} | {s.best_mean:.2f}"
+        lines.append(f"| {s.method} | {s.n} | {s.epochs} | {s.last_mean:.2f}{spread(s.last_std)} | {s.best_mean:.2f}"
                      f"{spread(s.best_std)} | {_versus(rows, s.method, 'kd', foreign_teacher_cells)} | "
                      f"{_versus(rows, s.method, 'ce', foreign_teacher_cells)} |")
     return lines
@@ -127,7 +130,8 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "Last = the final epoch; best = the best epoch *on the test split* (reported for comparison with "
              "tables that use it; it is an optimistic number). Differences are paired by seed; the interval is "
              "a paired-t 95 % interval (needs 2 or more seeds). `kd` has no meaning where the teacher's classes "
-             "differ from the student's.", ""]
+             "differ from the student's. Epochs count every stage of a staged method (REFILLED: at the equal "
+             "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells())
     plots = _plots(rows, stem, results, runs)
     if plots:

@@ -173,6 +173,7 @@ class Progress:
     best_top1: float = -1.0
     best_test_top1: float = -1.0
     best_epoch: int = -1
+    max_test_top1: float = -1.0  # the best test top-1 of any epoch (what a "best (test)" column shows)
     train_seconds: float = 0.0
     train_images: int = 0
     wall_seconds: float = 0.0  # wall time of earlier sittings, up to their last checkpoint
@@ -481,6 +482,7 @@ class Trainer:
         if self.method.select_on:
             selector = record[self.method.select_on]
         p = self.progress
+        p.max_test_top1 = max(p.max_test_top1, test["top1"])
         if selector > p.best_top1:
             p.best_top1, p.best_test_top1, p.best_epoch = selector, test["top1"], epoch + 1
             if self.method.keeps_best and self.dist.is_main:
@@ -613,7 +615,8 @@ class Trainer:
             "seed": cfg.seed, "epochs": cfg.epochs,
             "top1_last": last_eval["test_top1"], "top5_last": last_eval["test_top5"],
             "top1_best": p.best_test_top1, "best_epoch": p.best_epoch, "val_top1_last": last_eval.get("val_top1"),
-            "best_selected_on": "val" if self.val_stream is not None else "test",
+            "best_selected_on": self.method.select_on or ("val" if self.val_stream is not None else "test"),
+            "top1_best_test": p.max_test_top1,
             "teacher_top1": self.teacher_top1,
             "wall_seconds": wall, "train_seconds": p.train_seconds,
             "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,
@@ -649,7 +652,9 @@ def train(cfg: TrainConfig, resume: bool = False, echo=None) -> dict:
             echo(f"{cfg.method}: stage {name} -> {sub.run_dir}")
         last = name == stages[-1][0]
         summaries[name] = Trainer(sub, resume=resume, echo=echo, keep_process_group=not last).fit()
+    # the best epoch is the last stage's (an earlier stage may train no classifier); epochs count every stage
     summary = {**summaries[stages[-1][0]], "config": to_dict(cfg), "stages": summaries,
+               "epochs": sum(s["epochs"] for s in summaries.values()),
                "wall_seconds": sum(s["wall_seconds"] for s in summaries.values()),
                "pipeline_wall_seconds": time.perf_counter() - wall_start}
     if int(os.environ.get("RANK", "0")) == 0:

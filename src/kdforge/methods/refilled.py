@@ -8,7 +8,9 @@ the student's classes give soft labels over the batch's classes for the student'
 
 The method `refilled` runs both stages in sequence (`stage: both`, the default): stage 1 in `OUT/stage1`,
 its checkpoint chosen by nearest-class-mean accuracy on the held-out split (`best.pt`), then stage 2 in
-`OUT/stage2` from those weights with a fresh optimiser. Each stage is an ordinary resumable run.
+`OUT/stage2` from those weights with a fresh optimiser. Each stage is an ordinary resumable run. As in the
+official code, each stage runs the whole schedule (`budget: paper`, 200 + 200 epochs there against CE's 200);
+`budget: equal` splits one schedule between the two stages, for comparisons at the same training cost.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def refilled_stage1_loss(student_emb: torch.Tensor, teacher_emb: torch.Tensor, l
         # KL of Bernoulli(p_t) from Bernoulli(p_s), with log-sigmoids for stability
         kl = p_t * (F.logsigmoid(gap_t) - F.logsigmoid(gap_s)) + (1 - p_t) * (F.logsigmoid(-gap_t) - F.logsigmoid(-gap_s))
         count = valid.sum()
-        return attached_zero + (kl * valid).sum() / count.clamp_min(1)
+        # the official code stacks [p, 1 - p] as 2N rows under KLDivLoss(reduction="batchmean"): half the mean KL
+        return attached_zero + 0.5 * (kl * valid).sum() / count.clamp_min(1)
     if form != "tuple":
         raise ValueError(f"form must be tuple or triplet, got {form!r}")
     counts = valid.sum(2)  # negatives per (a, p)
@@ -121,8 +124,11 @@ def confidence_weights(teacher_logits: torch.Tensor) -> torch.Tensor:
 @dataclass
 class RefilledConfig:
     stage: str = "both"  # both (stage 1 then stage 2) | 1 | 2
-    stage1_epochs: int = 0  # 0: half of `epochs`; stage 2 runs the rest
-    recipe: bool = True  # per-stage schedules of the official code: stage 1 cosine lr -> lr/10, stage 2 x0.2 steps
+    # paper: each stage runs `epochs` (the official 200 + 200); equal: the two stages share `epochs`
+    budget: str = "paper"
+    stage1_epochs: int = 0  # 0: `epochs` (paper budget) or half of it (equal budget; stage 2 runs the rest)
+    # the official code's optimiser per stage: Nesterov SGD, stage 1 cosine lr -> lr/10, stage 2 steps x0.2
+    recipe: bool = True
     stage1_weight: float = 1000.0
     tau1: float = 4.0
     margin: float = 0.2
@@ -133,17 +139,30 @@ class RefilledConfig:
     tau_s: float = 2.0  # student temperature: 2 in the REFILLED code, 1 in the GKD code
     centers: str = "global"  # global (one teacher pass over the training set) | local (per batch)
     weighting: str = "none"  # none | confidence (the TPAMI teacher-confidence weights)
-    stage2_backbone_lr: float = 0.1  # stage 2: the backbone learns at this fraction of the classifier's rate
+    # stage 2: the backbone's rate as a fraction of the classifier's. The official code's current revision trains
+    # both at the stage-2 rate (Train.py, two SGD groups at lr2); 0.1 was a superseded revision's setting
+    stage2_backbone_lr: float = 1.0
 
     def __post_init__(self):
         choices = {"stage": ("both", "1", "2"), "stage1_form": ("tuple", "triplet"), "centers": ("global", "local"),
-                   "weighting": ("none", "confidence")}
+                   "weighting": ("none", "confidence"), "budget": ("paper", "equal")}
         self.stage = str(self.stage)
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"method_args.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if min(self.tau1, self.tau2, self.tau_s) <= 0 or self.margin <= 0 or self.stage1_epochs < 0:
             raise ConfigError("method_args: tau1, tau2, tau_s and margin must be positive, stage1_epochs >= 0")
+
+
+def stage_epochs(args: RefilledConfig, epochs: int) -> tuple[int, int]:
+    """(stage-1, stage-2) epochs for a run of `epochs`: each stage the whole schedule (paper budget) or one
+    schedule split between them (equal budget)."""
+    if args.budget == "paper":
+        return args.stage1_epochs or epochs, epochs
+    first = args.stage1_epochs or max(1, epochs // 2)
+    if epochs - first < 1:
+        raise ConfigError(f"method_args.stage1_epochs ({first}) leaves no epoch of the {epochs} for stage 2")
+    return first, epochs - first
 
 
 def class_centres(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -181,18 +200,15 @@ class Refilled(Method):
         args = from_dict(RefilledConfig, cfg.method_args, "method_args")
         if args.stage != "both":
             return []
-        first = args.stage1_epochs or max(1, cfg.epochs // 2)
-        second = cfg.epochs - first
-        if second < 1:
-            raise ConfigError(f"method_args.stage1_epochs ({first}) leaves no epoch of the {cfg.epochs} for stage 2")
+        first, second = stage_epochs(args, cfg.epochs)
         if not cfg.data.val_per_class:
             raise ConfigError("refilled chooses its stage-1 checkpoint by nearest-class-mean accuracy on a held-out "
                               "split: set data.val_per_class (e.g. 10 % of the images per class)")
         root = cfg.run_dir
         o = cfg.optim
-        opt1 = dataclasses.replace(o, schedule="cosine", min_lr=o.lr / 10) if args.recipe else o
+        opt1 = dataclasses.replace(o, schedule="cosine", min_lr=o.lr / 10, nesterov=True) if args.recipe else o
         steps = sorted({max(1, round(second * f)) for f in (0.5, 0.7, 0.9)})
-        opt2 = dataclasses.replace(o, schedule="step", milestones=steps, gamma=0.2) if args.recipe else o
+        opt2 = dataclasses.replace(o, schedule="step", milestones=steps, gamma=0.2, nesterov=True) if args.recipe else o
         stage1 = dataclasses.replace(cfg, epochs=first, optim=opt1, out=str(root / "stage1"),
                                      method_args={**cfg.method_args, "stage": "1"})
         stage2 = dataclasses.replace(cfg, epochs=second, optim=opt2, out=str(root / "stage2"),
@@ -243,7 +259,7 @@ class Refilled(Method):
             return {}
         from kdforge.models import model_info
 
-        # the official code fine-tunes the stage-1 backbone at a tenth of the classifier's rate
+        # 1.0 by default: the official code's current revision trains the whole stage-1 student at the stage-2 rate
         return {"": self.cfg.stage2_backbone_lr, model_info(student).classifier: 1.0}
 
     @torch.no_grad()

@@ -11,7 +11,7 @@ import torch.nn as nn
 from kdforge.models.base import ModelInfo, declare, model_info
 from kdforge.models.mobilenetv1 import mobilenet_v1
 from kdforge.models.mobilenetv2 import mobilenetv2
-from kdforge.models.resnet_cifar import cifar_resnet, resnet50_cifar
+from kdforge.models.resnet_cifar import cifar_resnet, resnet18_cifar, resnet50_cifar
 from kdforge.models.shufflenet import shufflenet_v1, shufflenet_v2
 from kdforge.models.small import mlp, small_cnn
 from kdforge.models.taps import FeatureTaps, ModelOutput, TappedModel, flat_embedding, standard_taps
@@ -35,6 +35,7 @@ MODELS.add("MobileNetV2", mobilenetv2(0.5))
 MODELS.add("MobileNetV2_1x", mobilenetv2(1.0))
 MODELS.add("ShuffleV1", shufflenet_v1)
 MODELS.add("ShuffleV2", shufflenet_v2)
+MODELS.add("ResNet18", resnet18_cifar)
 MODELS.add("ResNet50", resnet50_cifar)
 MODELS.add("MobileNetV1", mobilenet_v1)  # ImageNet (224x224)
 # 8x8 grayscale (digits) and 28x28 grayscale (Fashion-MNIST)

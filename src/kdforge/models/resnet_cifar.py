@@ -1,4 +1,4 @@
-"""CIFAR ResNets of the KD grid (resnet8..110, resnet8x4, resnet32x4) and the CIFAR ResNet50.
+"""CIFAR ResNets of the KD grid (resnet8..110, resnet8x4, resnet32x4) and the CIFAR ResNet18 / ResNet50.
 
 Module and parameter names follow the layout of the released CIFAR-100 teachers of the
 common KD benchmarks, so their state dicts load without renaming.
@@ -66,6 +66,28 @@ class CifarResNet(nn.Module):
         return self.fc(self.flatten(self.avgpool(x)))
 
 
+class ShortcutBlock(nn.Module):
+    """The basic block of the CIFAR ResNet18: as `BasicBlock`, its projection branch named `shortcut`."""
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
 class Bottleneck(nn.Module):
     expansion = 4
 
@@ -92,11 +114,13 @@ class Bottleneck(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class CifarResNet50(nn.Module):
-    """ImageNet-style bottleneck ResNet50 with a 3x3 stride-1 stem for 32x32 inputs."""
+class CifarResNetV2(nn.Module):
+    """ImageNet-style four-stage ResNet (ResNet18: basic blocks 2-2-2-2; ResNet50: bottlenecks 3-4-6-3) with a
+    3x3 stride-1 stem for 32x32 inputs."""
 
-    def __init__(self, num_classes: int, blocks=(3, 4, 6, 3)):
+    def __init__(self, num_classes: int, block=Bottleneck, blocks=(3, 4, 6, 3)):
         super().__init__()
+        self.block = block
         self.in_planes = 64
         self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -107,14 +131,14 @@ class CifarResNet50(nn.Module):
         self.layer4 = self._make_layer(512, blocks[3], 2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
-        self.linear = nn.Linear(512 * Bottleneck.expansion, num_classes)
+        self.linear = nn.Linear(512 * block.expansion, num_classes)
         init_weights(self)
 
     def _make_layer(self, planes: int, count: int, stride: int) -> nn.Sequential:
         layers = []
         for s in [stride] + [1] * (count - 1):
-            layers.append(Bottleneck(self.in_planes, planes, s))
-            self.in_planes = planes * Bottleneck.expansion
+            layers.append(self.block(self.in_planes, planes, s))
+            self.in_planes = planes * self.block.expansion
         return nn.Sequential(*layers)
 
     def forward(self, x):
@@ -133,4 +157,9 @@ def cifar_resnet(depth: int, wide: bool = False):
 
 
 def resnet50_cifar(num_classes: int) -> nn.Module:
-    return declare(CifarResNet50(num_classes), ("layer1", "layer2", "layer3", "layer4"), classifier="linear")
+    return declare(CifarResNetV2(num_classes), ("layer1", "layer2", "layer3", "layer4"), classifier="linear")
+
+
+def resnet18_cifar(num_classes: int) -> nn.Module:
+    return declare(CifarResNetV2(num_classes, ShortcutBlock, (2, 2, 2, 2)), ("layer1", "layer2", "layer3", "layer4"),
+                   classifier="linear")

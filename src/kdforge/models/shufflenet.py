@@ -135,7 +135,8 @@ class V2DownBlock(nn.Module):
 class ShuffleNetV2(nn.Module):
     def __init__(self, num_classes: int, out_channels=(116, 232, 464, 1024), blocks=(3, 7, 3)):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 24, 3, 1, 1, bias=False)
+        # a 1x1 stem with 24 channels, as the common CIFAR codebases' ShuffleV2 (their checkpoints load)
+        self.conv1 = nn.Conv2d(3, 24, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(24)
         self.in_channels = 24
         self.layer1 = self._make_layer(out_channels[0], blocks[0])

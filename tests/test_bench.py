@@ -213,3 +213,21 @@ def test_a_row_another_process_recorded_meanwhile_is_not_written_twice(tmp_path,
     monkeypatch.setattr(accuracy.AccuracyBench, "_student", racing)
     run_accuracy("digits", echo=lambda m: None, **args)
     assert [(r["method"], r["seed"]) for r in read_csv(tmp_path / "res" / "digits.csv")] == [("ce", "0")]
+
+
+def test_adopt_copies_only_the_rows_that_train_exactly_the_same(tmp_path):
+    from kdforge.bench.adopt import adopt_rows
+
+    for method, seed in (("ce", 0), ("ce", 1), ("refilled", 0), ("fitnet", 0)):
+        append_row(tmp_path / "cifar10-cpu.csv", {"method": method, "seed": seed, "top1_last": 70.0 + seed,
+                                                  "top1_best": 71.0, "epochs": 15, "wall_seconds": 1.0,
+                                                  "images_per_second": 1.0, "teacher_top1": 80.0})
+    append_row(tmp_path / "cifar10-gkd-cpu.csv", {"method": "same/ce", "seed": 0, "top1_last": 69.0, "top1_best": 69.0,
+                                                  "epochs": 15, "wall_seconds": 1.0, "images_per_second": 1.0,
+                                                  "teacher_top1": 80.0})
+    adopted = adopt_rows("cifar10-cpu", "cifar10-gkd-cpu", tmp_path, echo=lambda m: None)
+    assert adopted == ["same/ce", "same/refilled"]  # overlap/ce, disjoint/ce: other classes, never matched
+    rows = read_rows(tmp_path / "cifar10-gkd-cpu.csv")
+    assert [(r["method"], r["seed"], r["top1_last"]) for r in rows] == [
+        ("same/ce", "0", "69.0000"), ("same/ce", "1", "71.0000"), ("same/refilled", "0", "70.0000")]
+    assert adopt_rows("cifar10-cpu", "cifar10-gkd-cpu", tmp_path, echo=lambda m: None) == []  # nothing twice

@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     b = bench.add_parser("compare", help="measured results beside the published numbers for the same cells")
     b.add_argument("suite")
     b.add_argument("--results", default="results")
+    b = bench.add_parser("adopt", help="copy a suite's runs into another suite's rows that train exactly the same")
+    b.add_argument("source")
+    b.add_argument("target")
+    b.add_argument("--results", default="results")
     b = bench.add_parser("results", help="write docs/RESULTS.md from the results files")
     b.add_argument("--results", default="results")
     b.add_argument("--out", default="docs/RESULTS.md")
@@ -192,6 +196,11 @@ def cmd_bench(args) -> int:
 
         only = [m for m in (args.only or "").split(",") if m] or None
         print(run_smoke(args.suite, Path(args.results), args.threads, only))
+    elif args.bench_command == "adopt":
+        from kdforge.bench.adopt import adopt_rows
+
+        adopted = adopt_rows(args.source, args.target, args.results)
+        print(f"adopted {len(adopted)} row(s): {', '.join(adopted) or 'none'}")
     elif args.bench_command == "compare":
         from kdforge.bench.report import compare
 

@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from kdforge.bench.accuracy import COLUMNS, append_row, read_rows, run_accuracy
-from kdforge.bench.report import compare, method_stats, paired_difference, published, read_csv
+from kdforge.bench.report import T975, compare, method_stats, paired_difference, published, read_csv
 from kdforge.bench.results_page import write_results_page
 from kdforge.bench.smoke import cells, run_smoke, validate
 from kdforge.config import load_config
@@ -231,3 +231,20 @@ def test_adopt_copies_only_the_rows_that_train_exactly_the_same(tmp_path):
     assert [(r["method"], r["seed"], r["top1_last"]) for r in rows] == [
         ("same/ce", "0", "69.0000"), ("same/ce", "1", "71.0000"), ("same/refilled", "0", "70.0000")]
     assert adopt_rows("cifar10-cpu", "cifar10-gkd-cpu", tmp_path, echo=lambda m: None) == []  # nothing twice
+
+
+def test_before_after_pairs_each_file_with_its_own_ce(tmp_path):
+    from kdforge.bench.report import before_after
+
+    before, after = tmp_path / "before", tmp_path / "after"
+    for folder, gain in ((before, 1.0), (after, 2.0)):
+        folder.mkdir()
+        for seed, ce in enumerate((70.0, 71.0, 72.5)):
+            for method, value in (("ce", ce), ("crd", ce + gain + 0.1 * seed)):
+                append_row(folder / "cifar10-cpu.csv", {"method": method, "seed": seed, "top1_last": value,
+                                                        "top1_best": value, "epochs": 15, "wall_seconds": 1.0,
+                                                        "images_per_second": 1.0, "teacher_top1": 80.0})
+    (line,) = [x for x in before_after(["cifar10-cpu"], before, after, ["crd"]).splitlines() if "| crd |" in x]
+    half = T975[2] * statistics.stdev([0.0, 0.1, 0.2]) / math.sqrt(3)
+    assert f"+1.10 [{1.1 - half:+.2f}, {1.1 + half:+.2f}]" in line and f"+2.10 [{2.1 - half:+.2f}" in line
+    assert "(3, 15)" in line

@@ -237,3 +237,30 @@ def compare(suite: str, results: Path) -> str:
         lines.append(f"{r['cell']:<28} {r['method']:<9} {float(r['top1']):>9.2f} {r['protocol']:<24} {last:>12} {best:>12}")
     lines.append("published: " + "; ".join(sorted({f"{r['protocol']} = {r['source']}" for r in refs})))
     return "\n".join(lines)
+
+
+# --- before / after -----------------------------------------------------------------------------------
+
+def before_after(suites: list[str], before: Path, after: Path, rows: list[str]) -> str:
+    """A markdown table of the rows named in `rows` (a row matches when its method part, after any `cell/`,
+    is one of them) as recorded in `before/SUITE.csv` and in `after/SUITE.csv`: mean ± std, seeds, epochs
+    and the paired difference to `ce` of the same cell and file."""
+    from kdforge.bench.suites import SUITES
+
+    lines = ["| suite | row | before: top-1 (n, epochs) | before − ce [95 % CI] | after: top-1 (n, epochs) | "
+             "after − ce [95 % CI] |", "|---|---|---|---|---|---|"]
+    for suite in suites:
+        foreign = SUITES.get(suite).foreign_teacher_cells()
+        old, new = read_csv(before / f"{suite}.csv"), read_csv(after / f"{suite}.csv")
+        names = dict.fromkeys(r["method"] for r in old + new if r["method"].rpartition("/")[2] in rows)
+        for name in names:
+            cells = []
+            for data in (old, new):
+                stats = next((s for s in method_stats(data) if s.method == name), None)
+                if stats is None:
+                    cells += ["not run", "–"]
+                    continue
+                spread = f" ± {stats.last_std:.2f}" if stats.n > 1 else ""
+                cells += [f"{stats.last_mean:.2f}{spread} ({stats.n}, {stats.epochs})", _versus(data, name, "ce", foreign)]
+            lines.append(f"| {suite} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

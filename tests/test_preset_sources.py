@@ -76,3 +76,40 @@ def test_imagenet_presets_hold_mdistillers_values(pair):
     assert (ckd.data.batch_size, ckd.optim.lr, ckd.epochs, ckd.optim.schedule, ckd.optim.weight_decay) == \
         (512, 0.2, 200, "cosine", 1e-4)
     assert ckd.method_args == {"ce_weight": 1.0, "ckd_weight": 10.0, "temperature": 1.0}
+
+
+# logit-standardization-KD README log names (KD_TYPE,TEACHER,STUDENT,BASE_TEMPERATURE,KD_WEIGHT[,BETA]); pairs
+# without a log take its command's defaults --base-temp 2 --kd-weight 9
+KD_LOGIT_STD = {"vgg13-vgg8": (3.0, 9.0), "vgg13-MobileNetV2": (3.0, 9.0), "ResNet50-MobileNetV2": (3.0, 1.0)}
+DKD_LOGIT_STD = {"vgg13-vgg8": (2.0, 15.0, 2.0), "wrn_40_2-wrn_40_1": (2.0, 12.0, 2.0), "wrn_40_2-wrn_16_2": (2.0, 12.0, 2.0),
+                 "resnet56-resnet20": (3.0, 18.0, 2.0), "resnet110-resnet32": (2.0, 15.0, 2.0),
+                 "vgg13-MobileNetV2": (3.0, 9.0, 2.0), "ResNet50-MobileNetV2": (2.0, 15.0, 2.0)}
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_logit_std_and_dist_presets_hold_their_official_values(pair):
+    temperature, weight = KD_LOGIT_STD.get(pair, (2.0, 9.0))
+    kd = load_config(f"cifar100-kd-logitstd-{pair}")
+    _grid_recipe(kd, pair)
+    assert kd.method_args == {"temperature": temperature, "ce_weight": 0.1, "kd_weight": weight, "logit_std": True}
+    temperature, weight, beta = DKD_LOGIT_STD.get(pair, (2.0, 9.0, DKD_BETA.get(pair, 8.0)))
+    dkd = load_config(f"cifar100-dkd-logitstd-{pair}")
+    _grid_recipe(dkd, pair)
+    assert dkd.method_args == {"ce_weight": 1.0, "alpha": weight, "beta": beta * weight, "temperature": temperature,
+                               "warmup_epochs": 20.0, "logit_std": True}
+    # DIST (image_classification_sota dist_cifar.yaml): DIST(1, 1, tau 4) x kd_loss_weight 2, CE 1
+    dist = load_config(f"cifar100-dist-{pair}")
+    _grid_recipe(dist, pair)
+    assert dist.method_args == {"ce_weight": 1.0, "beta": 2.0, "gamma": 2.0, "tau": 4.0}
+
+
+@pytest.mark.parametrize("pair", ["r34-r18", "r50-mv1"])
+def test_imagenet_dist_preset_holds_the_official_values(pair):
+    # resnet_dist.yaml: DIST(1, 1, tau 1) x 2, CE 1; 8 GPUs x batch 32, lr 0.1, decay 0.1 every 30 of 100 epochs
+    cfg = load_config(f"imagenet-dist-{pair}")
+    assert cfg.method_args == {"ce_weight": 1.0, "beta": 2.0, "gamma": 2.0, "tau": 1.0}
+    assert (cfg.data.batch_size, cfg.optim.lr, cfg.epochs, cfg.optim.milestones, cfg.optim.weight_decay) == \
+        (256, 0.1, 100, [30, 60, 90], 1e-4)
+    if pair == "r34-r18":  # README: --logit-stand --base-temp 2 --kd-weight 9 on configs/imagenet/r34_r18/kd.yaml
+        assert load_config("imagenet-kd-logitstd-r34-r18").method_args == {
+            "temperature": 2.0, "ce_weight": 0.5, "kd_weight": 9.0, "logit_std": True}

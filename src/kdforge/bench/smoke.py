@@ -26,6 +26,8 @@ IMAGENET_PAIRS = ("r34-r18", "r50-mv1")
 SMOKE_BATCH = 8  # two steps of 8 images: the recipe's batch size is a number, not code that can break
 ICKD_ROWS = {"ickd-online": ["method_args.paradigm=online"], "ickd-tf": ["method_args.paradigm=teacher-free"]}
 ROW_ARGS = {**ICKD_ROWS, "refilled": ["data.val_per_class=50"]}  # REFILLED selects stage 1 on a held-out split
+# a logit method with logit standardisation: a preset of its own per cell, cifar100-METHOD-logitstd-PAIR
+LOGIT_STD_ROWS = ("kd+logitstd", "dkd+logitstd")
 
 
 def cells(suite: str) -> list[tuple[str, str, str, list[str]]]:
@@ -37,6 +39,8 @@ def cells(suite: str) -> list[tuple[str, str, str, list[str]]]:
     if suite == "cifar100-grid":
         rows = list(METHODS.names()) + list(ICKD_ROWS)
         for pair in CIFAR100_PAIRS:
+            for row in LOGIT_STD_ROWS:
+                out.append((pair, row, f"cifar100-{row.replace('+', '-')}-{pair}", []))
             for row in rows:
                 method = "ickd" if row in ICKD_ROWS else row
                 own = f"cifar100-{method}-{pair}"
@@ -49,8 +53,10 @@ def cells(suite: str) -> list[tuple[str, str, str, list[str]]]:
                                                                  *ROW_ARGS.get(row, [])]))
     elif suite == "imagenet":
         for pair in IMAGENET_PAIRS:
-            for method in ("kd", "ckd", "dkd"):
-                out.append((pair, method, f"imagenet-{method}-{pair}", []))
+            for row in ("kd", "ckd", "dkd", "dist", "kd+logitstd"):
+                preset = f"imagenet-{row.replace('+', '-')}-{pair}"
+                if preset in presets:
+                    out.append((pair, row, preset, []))
     else:
         raise UserError(f"suite {suite!r} has no smoke grid; smoke grids: cifar100-grid, imagenet")
     return out

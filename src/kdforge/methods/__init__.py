@@ -7,6 +7,7 @@ from kdforge.methods.at import AT
 from kdforge.methods.ce import CE
 from kdforge.methods.ckd import CKD
 from kdforge.methods.crd import CRD
+from kdforge.methods.dist import DIST
 from kdforge.methods.dkd import DKD
 from kdforge.methods.dml import DML
 from kdforge.methods.fitnet import FitNet
@@ -24,6 +25,7 @@ METHODS.add("ce", CE)
 METHODS.add("kd", KD)
 METHODS.add("ckd", CKD)
 METHODS.add("dkd", DKD)
+METHODS.add("dist", DIST)
 METHODS.add("crd", CRD)
 METHODS.add("kr", KnowledgeRepresenting)
 METHODS.add("kr_kd", KnowledgeRepresentingKD)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from kdforge.engine.distributed import gather_batch, rank_offset
 from kdforge.errors import ConfigError
 from kdforge.methods.base import Method
+from kdforge.methods.logit_std import maybe_standardize
 
 NEGATIVES = ("teacher-student", "student-student")
 
@@ -61,6 +62,7 @@ class CKDConfig:
     negatives: str = "teacher-student"
     symmetric: bool = False
     gather: bool = True  # under torchrun: negatives from the global batch (False: each process's own batch)
+    logit_std: bool = False  # z-score both models' logits first (LogitStd)
 
     def __post_init__(self):
         if self.temperature <= 0 or self.ckd_weight < 0 or self.ce_weight < 0:
@@ -82,10 +84,10 @@ class CKD(Method):
 
     def forward(self, batch, student, teacher, state):
         c = self.cfg
-        s, t = student.logits, teacher.logits
+        s, t = maybe_standardize(c.logit_std, student.logits, teacher.logits)
         if self.global_negatives:
             contrast = ckd_rows(s, t, gather_batch(s), gather_batch(t), rank_offset(s.shape[0]), c.temperature,
                                 c.negatives, c.symmetric)
         else:
             contrast = ckd_loss(s, t, c.temperature, c.negatives, c.symmetric)
-        return {"ce": c.ce_weight * self.cross_entropy(s, batch.target), "ckd": c.ckd_weight * contrast}
+        return {"ce": c.ce_weight * self.cross_entropy(student.logits, batch.target), "ckd": c.ckd_weight * contrast}

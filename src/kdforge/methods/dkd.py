@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from kdforge.errors import ConfigError
 from kdforge.methods.base import Method
+from kdforge.methods.logit_std import maybe_standardize
 
 
 def _non_target_columns(target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -54,6 +55,7 @@ class DKDConfig:
     beta: float = 8.0  # 2 for resnet56->resnet20 / resnet110->resnet32, 6 for vgg13->vgg8 and wrn pairs (presets)
     temperature: float = 4.0
     warmup_epochs: float = 20.0  # linear ramp of the DKD term: min((epoch + 1) / warmup, 1)
+    logit_std: bool = False  # z-score both models' logits before the temperature (LogitStd)
 
     def __post_init__(self):
         if self.temperature <= 0 or self.alpha < 0 or self.beta < 0 or self.warmup_epochs < 0:
@@ -68,7 +70,8 @@ class DKD(Method):
     def forward(self, batch, student, teacher, state):
         c = self.cfg
         ramp = min((state.epoch + 1) / c.warmup_epochs, 1.0) if c.warmup_epochs > 0 else 1.0
+        s, t = maybe_standardize(c.logit_std, student.logits, teacher.logits)
         return {
             "ce": c.ce_weight * self.cross_entropy(student.logits, batch.target),
-            "dkd": ramp * dkd_loss(student.logits, teacher.logits, batch.target, c.alpha, c.beta, c.temperature),
+            "dkd": ramp * dkd_loss(s, t, batch.target, c.alpha, c.beta, c.temperature),
         }

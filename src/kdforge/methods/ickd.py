@@ -30,6 +30,7 @@ from kdforge.memory.incontext import (InContextBank, Neighbours, fill_from_model
                                       neighbour_table)
 from kdforge.methods.base import Method, Preparation
 from kdforge.methods.kd import kd_loss
+from kdforge.methods.logit_std import maybe_standardize
 from kdforge.methods.peers import PeerGroup, mutual_loss
 from kdforge.models import TappedModel, embedding_dim
 
@@ -116,6 +117,7 @@ class ICKDConfig:
     dml_weight: float = 1.0  # online
     dml_temperature: float = 1.0  # online
     ema: float = 0.0  # teacher-free: > 0 writes the bank from an EMA copy of the student
+    logit_std: bool = False  # z-score every logit row before the logit terms (LogitStd)
 
     def __post_init__(self):
         choices = {"paradigm": PARADIGMS, "aggregation": ("weighted", "uniform"), "nicd_form": ("infonce", "margin"),
@@ -200,13 +202,14 @@ class ICKD(Method):
     # ---------------------------------------------------------------- losses
     def _in_context_terms(self, student_logits, bank: InContextBank, nb: Neighbours) -> dict:
         c = self.cfg
-        z_pos = bank.logits[nb.pos_index]
+        z_pos = maybe_standardize(c.logit_std, bank.logits[nb.pos_index])[0]
+        student_logits = maybe_standardize(c.logit_std, student_logits)[0]
         z_bar = aggregate_logits(z_pos, nb.pos_sim, self.kappa)
         has_pos = torch.isfinite(nb.pos_sim[:, 0]).float()  # rows without a same-class neighbour drop out
         denom = has_pos.sum().clamp_min(1.0)
         terms = {"picd": c.picd_weight * (picd_rows(student_logits, z_bar, c.temperature) * has_pos).sum() / denom}
         if c.k_neg:
-            z_neg, neg_ok = bank.logits[nb.neg_index], torch.isfinite(nb.neg_sim)
+            z_neg, neg_ok = maybe_standardize(c.logit_std, bank.logits[nb.neg_index])[0], torch.isfinite(nb.neg_sim)
             if c.nicd_form == "infonce":
                 rows = nicd_rows(student_logits, z_bar, z_neg, c.rho, neg_ok)
             else:
@@ -235,7 +238,8 @@ class ICKD(Method):
             queries = teacher.features["embedding"] if c.query == "augmented" else self.bank.embeddings[batch.index]
             nb = self.bank.retrieve(queries, batch.target, c.k_pos, c.k_neg, exclude=batch.index)
         terms = {"ce": c.ce_weight * self.cross_entropy(student.logits, batch.target),
-                 "kd": c.kd_weight * kd_loss(student.logits, teacher.logits, c.temperature)}
+                 "kd": c.kd_weight * kd_loss(*maybe_standardize(c.logit_std, student.logits, teacher.logits),
+                                             c.temperature)}
         terms.update(self._in_context_terms(student.logits, self.bank, nb))
         if c.refresh == "batch":
             self.bank.write(batch.index, teacher.features["embedding"], teacher.logits, batch.target)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from kdforge.errors import ConfigError
 from kdforge.methods.base import Method
+from kdforge.methods.logit_std import maybe_standardize
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
@@ -31,6 +32,7 @@ class KDConfig:
     temperature: float = 4.0
     ce_weight: float = 0.1
     kd_weight: float = 0.9
+    logit_std: bool = False  # z-score both models' logits before the temperature (LogitStd)
 
     def __post_init__(self):
         if self.temperature <= 0:
@@ -45,7 +47,8 @@ class KD(Method):
     description = "Hinton KD: CE + T^2 KL on softened logits"
 
     def forward(self, batch, student, teacher, state):
+        s, t = maybe_standardize(self.cfg.logit_std, student.logits, teacher.logits)
         return {
             "ce": self.cfg.ce_weight * self.cross_entropy(student.logits, batch.target),
-            "kd": self.cfg.kd_weight * kd_loss(student.logits, teacher.logits, self.cfg.temperature),
+            "kd": self.cfg.kd_weight * kd_loss(s, t, self.cfg.temperature),
         }

@@ -14,6 +14,11 @@ class ConfigError(UserError):
     """An invalid configuration key, value or combination."""
 
 
+class NotApplicableError(ConfigError):
+    """A method cannot work for this teacher / student pair by its construction (e.g. it needs feature maps the
+    student has not, or stages of equal width); smoke grids record such a cell as not applicable."""
+
+
 class DataNotFoundError(UserError):
     """A dataset could not be found where kdforge looked."""
 

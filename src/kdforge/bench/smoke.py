@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from kdforge.config import list_presets, load_config
-from kdforge.errors import UserError
+from kdforge.errors import NotApplicableError, UserError
 from kdforge.fileio import atomic_write_text
 
 CIFAR100_PAIRS = ("resnet56-resnet20", "resnet110-resnet32", "resnet32x4-resnet8x4", "wrn_40_2-wrn_16_2",
@@ -165,6 +165,9 @@ def run_smoke(suite: str, results: Path = Path("results"), threads: int = 2, onl
                                      classes, threads)
                 rows.append({"cell": cell, "method": row, "preset": preset, "status": "ok",
                              "seconds": f"{seconds:.1f}", "detail": " ".join(overrides)})
+            except NotApplicableError as exc:  # the method cannot work for this pair by construction
+                rows.append({"cell": cell, "method": row, "preset": preset, "status": "n/a", "seconds": "",
+                             "detail": str(exc).splitlines()[0][:200]})
             except (UserError, RuntimeError, ValueError) as exc:
                 rows.append({"cell": cell, "method": row, "preset": preset, "status": "failed", "seconds": "",
                              "detail": str(exc).splitlines()[0][:200]})
@@ -185,13 +188,16 @@ def write_smoke_results(suite: str, rows: list[dict], results: Path) -> Path:
              f"{suite}` builds every cell's config from its preset, validates it, and trains it for two steps "
              f"(batch {SMOKE_BATCH}) on tiny random data written in the dataset's real format against a randomly "
              "initialised teacher of the cell's architecture.", "",
-             f"{sum(r['status'] == 'ok' for r in rows)} of {len(rows)} cells ran.", "",
+             f"{sum(r['status'] == 'ok' for r in rows)} of {len(rows)} cells ran; "
+             f"{sum(r['status'] == 'n/a' for r in rows)} are not applicable (n/a: the method cannot work for the pair "
+             "by construction, listed below); the rest failed.", "",
              "| cell | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for cell in dict.fromkeys(r["cell"] for r in rows):
         lines.append(f"| {cell} | " + " | ".join(grid.get((cell, m), "") for m in methods) + " |")
-    failed = [r for r in rows if r["status"] != "ok"]
-    if failed:
-        lines += ["", "Failures:", *[f"- {r['cell']} / {r['method']}: {r['detail']}" for r in failed]]
+    for status, title in (("n/a", "Not applicable:"), ("failed", "Failures:")):
+        listed = [r for r in rows if r["status"] == status]
+        if listed:
+            lines += ["", title, *[f"- {r['cell']} / {r['method']}: {r['detail']}" for r in listed]]
     path = results / f"{suite}-smoke.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path

@@ -13,11 +13,16 @@ from kdforge.methods.dml import DML
 from kdforge.methods.fitnet import FitNet
 from kdforge.methods.ickd import ICKD
 from kdforge.methods.kd import KD
+from kdforge.methods.kdsvd import KDSVD
 from kdforge.methods.kr import KnowledgeRepresenting, KnowledgeRepresentingKD
 from kdforge.methods.ls import LabelSmoothing
+from kdforge.methods.nst import NST
+from kdforge.methods.pkt import PKT
 from kdforge.methods.refilled import Refilled
 from kdforge.methods.rkd import RKD
+from kdforge.methods.sp import SP
 from kdforge.methods.tfkd import TfKD
+from kdforge.methods.vid import VID
 from kdforge.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -37,6 +42,11 @@ METHODS.add("ickd", ICKD)
 METHODS.add("dml", DML)
 METHODS.add("tfkd", TfKD)
 METHODS.add("ls", LabelSmoothing)
+METHODS.add("nst", NST)
+METHODS.add("pkt", PKT)
+METHODS.add("sp", SP)
+METHODS.add("vid", VID)
+METHODS.add("kdsvd", KDSVD)
 
 
 def build_method(name: str, args: dict, ctx: MethodContext) -> Method:

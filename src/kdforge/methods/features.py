@@ -31,10 +31,10 @@ def stage_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[i
 
 
 def require_feature_maps(shapes: list[tuple[int, ...]], who: str, method: str) -> None:
-    from kdforge.errors import ConfigError
+    from kdforge.errors import NotApplicableError
 
     if not shapes or any(len(shape) != 3 for shape in shapes):
-        raise ConfigError(f"{method} needs convolutional stage features (C x H x W); the {who} has "
+        raise NotApplicableError(f"{method} needs convolutional stage features (C x H x W); the {who} has "
                           f"{[tuple(s) for s in shapes]}: pick a convolutional {who}")
 
 

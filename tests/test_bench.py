@@ -112,7 +112,7 @@ def test_published_numbers_and_compare_label_protocols(tmp_path):
     refs = published()
     row = next(r for r in refs if r["cell"] == "resnet32x4->resnet8x4" and r["method"] == "dkd")
     assert float(row["top1"]) == 76.32 and row["protocol"].startswith("best epoch")
-    assert len([r for r in refs if r["suite"] == "cifar100-grid"]) == 55
+    assert len([r for r in refs if r["suite"] == "cifar100-grid"]) == 55 + 24  # + LogitStd (KD, DKD) and DIST
     text = compare("cifar100-grid", tmp_path)
     assert "last epoch" in text and "best epoch" in text
     assert "no published numbers" in compare("digits", tmp_path)

@@ -36,11 +36,13 @@ def test_bad_values_are_one_line_config_errors(override, needle):
 def test_every_preset_loads_and_validates():
     names = list_presets()
     assert {"cifar10-cpu-teacher", "cifar10-cpu-student", "cifar100-grid", "digits-teacher"} <= set(names)
-    pairs = [n for n in names if n.startswith("cifar100-") and load_config(n).method == "kd"]
+    pairs = [n for n in names if n.startswith("cifar100-") and load_config(n).method == "kd" and "logitstd" not in n]
     assert len(pairs) == 11
     assert len([n for n in names if n.startswith("cifar100-ckd-")]) == 11
     assert len([n for n in names if n.startswith("cifar100-ckd240-")]) == 11
-    assert len([n for n in names if n.startswith("cifar100-dkd-")]) == 11
+    assert len([n for n in names if n.startswith("cifar100-dkd-") and "logitstd" not in n]) == 11
+    for prefix in ("cifar100-dist-", "cifar100-kd-logitstd-", "cifar100-dkd-logitstd-"):
+        assert len([n for n in names if n.startswith(prefix)]) == 11
     for name in names:
         cfg = load_config(name)
         assert isinstance(cfg, TrainConfig)

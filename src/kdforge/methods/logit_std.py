@@ -10,7 +10,7 @@ import torch
 
 def standardize_logits(logits: torch.Tensor) -> torch.Tensor:
     """Per row (z - mean) / (std + 1e-7), std with Bessel's correction as the official code's `Tensor.std`."""
-    z = logits.float()
+    z = logits.to(torch.promote_types(logits.dtype, torch.float32))  # at least float32 (bf16 under autocast)
     return (z - z.mean(dim=-1, keepdim=True)) / (z.std(dim=-1, keepdim=True) + 1e-7)
 
 

@@ -249,3 +249,11 @@ def test_before_after_pairs_each_file_with_its_own_ce(tmp_path):
     half = T975[2] * statistics.stdev([0.0, 0.1, 0.2]) / math.sqrt(3)
     assert f"+1.10 [{1.1 - half:+.2f}, {1.1 + half:+.2f}]" in line and f"+2.10 [{2.1 - half:+.2f}" in line
     assert "(3, 15)" in line
+
+
+def test_only_seeds_restricts_a_sitting_to_its_share_of_the_seeds(tmp_path):
+    lines = []
+    run_accuracy("digits", seeds=3, methods=["ce"], root=str(tmp_path / "runs"), results=str(tmp_path / "res"),
+                 threads=1, echo=lines.append, only_seeds=[1])
+    assert [int(r["seed"]) for r in read_rows(tmp_path / "res" / "digits.csv")] == [1]
+    assert "1 runs to do" in lines[0]

@@ -80,6 +80,12 @@ def _refilled(val_per_class: int, spec: bool = False) -> Variant:
     return Variant("refilled", "refilled", held_out + CPU_REFILLED_STAGE2)
 
 
+def _crd_uniform(preset: str | None = None) -> Variant:
+    """CRD with negatives drawn from every index (classmates included), beside `crd`'s other-class negatives: what
+    the sampling alone changes."""
+    return Variant("crd-uniform", "crd", ("method_args.sampling=uniform",), preset=preset)
+
+
 def _dkd_short(epochs: int) -> Variant:
     """DKD on a short 10-class budget: the grid's 20-epoch warm-up is 1/12 of its 240 epochs, so the same
     fraction; beta 2, the grid's setting for its closest pairs (resnet56->resnet20), as in cifar10-cpu-dkd."""
@@ -98,7 +104,8 @@ SUITES.add("fmnist-cpu", Suite(
     teacher=("fmnist-cpu-teacher",), student=("fmnist-cpu-student",),
     budgets={"small": ((), ()), "full": (("data.train_per_class=null", "epochs=20"), ("data.train_per_class=null",
                                                                                       "epochs=12"))},
-    special={"dkd": _dkd_short(6), "refilled": _refilled(100), **_paradigm_rows(None)},
+    special={"dkd": _dkd_short(6), "refilled": _refilled(100), "crd-uniform": _crd_uniform(),
+             **_paradigm_rows(None)},
 ))
 SUITES.add("cifar10-cpu", Suite(
     "cifar10-cpu", "CIFAR-10 (JPEG), 20,000-image subset, teacher resnet20 (30 epochs), student resnet8 (15 epochs)",
@@ -107,7 +114,7 @@ SUITES.add("cifar10-cpu", Suite(
                                          ("data.train_per_class=null", "epochs=30"))},
     special={"ckd": Variant("ckd", "ckd", preset="cifar10-cpu-ckd"),
              "dkd": Variant("dkd", "dkd", preset="cifar10-cpu-dkd"),
-             "crd": Variant("crd", "crd", preset="cifar10-cpu-crd"),
+             "crd": Variant("crd", "crd", preset="cifar10-cpu-crd"), "crd-uniform": _crd_uniform("cifar10-cpu-crd"),
              "refilled": _refilled(200), "refilled-spec": _refilled(200, spec=True),
              **_paradigm_rows("cifar10-cpu")},
 ))

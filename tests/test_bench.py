@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from kdforge.bench.accuracy import COLUMNS, append_row, read_rows, run_accuracy
-from kdforge.bench.report import T975, compare, method_stats, paired_difference, published, read_csv
+from kdforge.bench.report import T975, compare, markdown_table, method_stats, paired_difference, published, read_csv
 from kdforge.bench.results_page import write_results_page
 from kdforge.bench.smoke import cells, run_smoke, validate
 from kdforge.config import load_config
@@ -249,3 +249,17 @@ def test_before_after_pairs_each_file_with_its_own_ce(tmp_path):
     half = T975[2] * statistics.stdev([0.0, 0.1, 0.2]) / math.sqrt(3)
     assert f"+1.10 [{1.1 - half:+.2f}, {1.1 + half:+.2f}]" in line and f"+2.10 [{2.1 - half:+.2f}" in line
     assert "(3, 15)" in line
+
+
+def test_a_results_file_from_before_a_new_column_gains_it_without_losing_rows(tmp_path):
+    from kdforge.bench.accuracy import REQUIRED
+
+    path = tmp_path / "old.csv"
+    path.write_text(",".join(REQUIRED) + "\nce,0,70.0000,70.5000,15,1.0,2.0,80.0000\n")
+    append_row(path, {"method": "kd", "seed": 0, "top1_last": 71.0, "top1_best": 71.5, "epochs": 15,
+                      "wall_seconds": 1.0, "images_per_second": 2.0, "teacher_top1": 80.0, "train_top1": 88.25})
+    rows = read_rows(path)
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert [(r["method"], r["top1_last"], r["train_top1"]) for r in rows] == [("ce", "70.0000", ""),
+                                                                            ("kd", "71.0000", "88.2500")]
+    assert "| 88.25 |" in "\n".join(markdown_table(rows))

@@ -18,7 +18,9 @@ from kdforge.config import TrainConfig, load_config, to_dict
 from kdforge.errors import ConfigError, UserError
 from kdforge.fileio import append_line
 
-COLUMNS = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds", "images_per_second", "teacher_top1")
+REQUIRED = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds", "images_per_second", "teacher_top1")
+# train_top1: the final student's top-1 on its un-augmented training images (absent in rows recorded before it)
+COLUMNS = REQUIRED + ("train_top1",)
 # run-folder settings that do not change what is trained
 NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name")
 
@@ -33,7 +35,7 @@ def read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        if set(COLUMNS) - set(row):
+        if set(REQUIRED) - set(row):
             raise UserError(f"{path} is not a kdforge results file (columns {list(row)}); move it away")
     return rows
 
@@ -41,7 +43,22 @@ def read_rows(path: Path) -> list[dict]:
 def append_row(path: Path, row: dict) -> None:
     if not path.exists():
         append_line(path, ",".join(COLUMNS))
-    append_line(path, ",".join(_cell(row[c]) for c in COLUMNS))
+    else:
+        _add_missing_columns(path)
+    append_line(path, ",".join(_cell(row.get(c)) for c in COLUMNS))
+
+
+def _add_missing_columns(path: Path) -> None:
+    """A results file written before a column existed gets it (empty for its rows), rewritten atomically."""
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if list(header) == list(COLUMNS):
+        return
+    from kdforge.fileio import atomic_write_text
+
+    rows = read_rows(path)
+    lines = [",".join(COLUMNS)] + [",".join(r.get(c) or "" for c in COLUMNS) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _cell(value) -> str:
@@ -160,7 +177,8 @@ class AccuracyBench:
                 "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
                 "top1_best": best_on_test(summary), "epochs": summary["epochs"],
                 "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
-                "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"]})
+                "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"],
+                "train_top1": summary.get("train_top1")})
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
             write_report(self.suite, self.stem, self.results, self.root / self.stem)

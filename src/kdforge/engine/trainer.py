@@ -569,6 +569,9 @@ class Trainer:
                              f"{cfg.data.dataset} test split")
         try:
             last_eval = self._run_epochs()
+            # how well the student fits its training images, un-augmented: tells underfitting from overfitting
+            fit = evaluate(self.student, self._clean_train(), self.device, cfg.amp)
+            last_eval = {**last_eval, "train_top1": fit["top1"], "train_loss": fit["loss"]}
         finally:
             self.logger.close()
         summary = self._summary(last_eval, self.progress.wall_seconds + time.perf_counter() - self._sitting_start)
@@ -617,6 +620,7 @@ class Trainer:
             "top1_best": p.best_test_top1, "best_epoch": p.best_epoch, "val_top1_last": last_eval.get("val_top1"),
             "best_selected_on": self.method.select_on or ("val" if self.val_stream is not None else "test"),
             "top1_best_test": p.max_test_top1,
+            "train_top1": last_eval.get("train_top1"), "train_loss": last_eval.get("train_loss"),
             "teacher_top1": self.teacher_top1,
             "wall_seconds": wall, "train_seconds": p.train_seconds,
             "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,

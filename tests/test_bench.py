@@ -263,3 +263,24 @@ def test_a_results_file_from_before_a_new_column_gains_it_without_losing_rows(tm
     assert [(r["method"], r["top1_last"], r["train_top1"]) for r in rows] == [("ce", "70.0000", ""),
                                                                             ("kd", "71.0000", "88.2500")]
     assert "| 88.25 |" in "\n".join(markdown_table(rows))
+
+
+def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_helps(tmp_path):
+    from kdforge.bench.regime import assess, write_regime
+
+    def runs(budget, ce, kd, wall=600.0):
+        for seed, (c, k) in enumerate(zip(ce, kd)):
+            for method, value in (("ce", c), ("kd", k)):
+                append_row(tmp_path / f"cifar10-paper-cpu-{budget}.csv", {
+                    "method": method, "seed": seed, "top1_last": value, "top1_best": value, "epochs": 1,
+                    "wall_seconds": wall, "images_per_second": 1.0, "teacher_top1": 80.0, "train_top1": 90.0})
+
+    runs("e30", [60.0, 61.0, 60.5], [62.0, 63.0, 62.4])  # not converged: e60's ce is 4 points higher
+    runs("e60", [64.0, 65.0, 64.6], [66.0, 67.2, 66.5])  # converged (e120 within 0.5), kd helps
+    runs("e120", [64.3, 65.2, 64.8], [64.2, 65.5, 64.6], wall=1500.0)  # too slow anyway
+    records, chosen = assess("cifar10-paper-cpu", tmp_path)
+    by = {r["budget"]: r for r in records}
+    assert by["e30"]["converged"] is False and by["e60"]["converged"] is True and by["e60"]["kd_helps"] is True
+    assert by["e120"]["converged"] is None and by["e120"]["affordable"] is False  # no e240 runs: not measured
+    assert chosen == "e60"
+    assert "Chosen: **e60**" in write_regime("cifar10-paper-cpu", tmp_path).read_text()

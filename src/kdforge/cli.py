@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("suite")
     b.add_argument("--seeds", type=int, default=3)
     b.add_argument("--methods", help="comma-separated rows of the suite (default: every method)")
-    b.add_argument("--budget", default="small", choices=("small", "full"))
+    b.add_argument("--budget", default="small", help="one of the suite's budgets (small, full; e60... for "
+                                                     "cifar10-paper-cpu)")
     b.add_argument("--root", default="runs/bench", help="where run folders go")
     b.add_argument("--results", default="results", help="where SUITE.csv / SUITE.md / PNGs go")
     b.add_argument("--threads", type=int, default=None)
@@ -71,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     b = bench.add_parser("compare", help="measured results beside the published numbers for the same cells")
     b.add_argument("suite")
     b.add_argument("--results", default="results")
+    b = bench.add_parser("regime", help="choose a suite's student schedule from its ce and kd runs (paper regime)")
+    b.add_argument("suite")
+    b.add_argument("--results", default="results")
+    b.add_argument("--tolerance", type=float, default=0.5, help="points: ce at N vs ce at 2N")
+    b.add_argument("--max-minutes", type=float, default=20.0, help="slowest ce / kd run at the chosen schedule")
     b = bench.add_parser("adopt", help="copy a suite's runs into another suite's rows that train exactly the same")
     b.add_argument("source")
     b.add_argument("target")
@@ -202,6 +208,10 @@ def cmd_bench(args) -> int:
 
         only = [m for m in (args.only or "").split(",") if m] or None
         print(run_smoke(args.suite, Path(args.results), args.threads, only))
+    elif args.bench_command == "regime":
+        from kdforge.bench.regime import write_regime
+
+        print(Path(write_regime(args.suite, Path(args.results), args.tolerance, args.max_minutes)).read_text())
     elif args.bench_command == "adopt":
         from kdforge.bench.adopt import adopt_rows
 

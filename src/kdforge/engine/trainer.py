@@ -395,6 +395,7 @@ class Trainer:
         if self.dist.enabled:
             average_gradients(self.method_params)  # DDP already averaged the student's
         self.optimizer.step()
+        self.method.after_step()
         self.meter.add(terms, total, student_out.logits, batch.target, step_t)
         step_t += 1
 

@@ -112,6 +112,10 @@ class Method(nn.Module):
     select_on: str | None = None
     keeps_best: bool = False
 
+    def after_step(self) -> None:
+        """Called once the optimiser has stepped: where a method updates memories its loss read this step, so that
+        the backward pass never needs a copy of them."""
+
     def student_lr_scales(self, student: nn.Module) -> dict[str, float]:
         """Learning-rate multipliers for the student's parameters by module path ("" = every other one)."""
         return {}

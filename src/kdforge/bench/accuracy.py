@@ -69,7 +69,7 @@ def _cell(value) -> str:
 
 # Settings added to TrainConfig after suites were first run: left out of the cache key while they hold their
 # defaults, so that adding a setting never orphans a cached teacher.
-LATER_DEFAULTS = {"teacher_cache": False, "teacher_cache_dtype": "float16", "compile": False}
+LATER_DEFAULTS = {"teacher_cache": False, "teacher_cache_dtype": "float16", "compile": False, "teacher_fold_bn": True}
 
 
 def config_key(cfg: TrainConfig, data_key: str) -> str:

@@ -31,6 +31,7 @@ from kdforge.engine.schedule import learning_rate
 from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, UserError
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
+from kdforge.models.fold import fold_batchnorm
 from kdforge.methods.base import EvalContext, Method, Preparation
 from kdforge.models import MODELS, TappedModel, count_parameters, create_model
 
@@ -221,6 +222,12 @@ class Trainer:
             for m in (self.student, self.teacher):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
+        # the frozen teacher runs as a copy with BatchNorm folded into its convolutions; methods that read the
+        # teacher's parameters (KR) see the original through the method context
+        self.teacher_forward, self.teacher_folded = self.teacher, 0
+        if self.teacher is not None and cfg.teacher_fold_bn:
+            probe = torch.randn(2, *self._input_shape(), device=self.device)
+            self.teacher_forward, self.teacher_folded = fold_batchnorm(self.teacher, probe)
         shard = {"rank": self.dist.rank, "world_size": self.dist.world_size}
         self.train_stream = self.data.stream("train", per_rank_batch(cfg.data.batch_size, self.dist), train=True,
                                              seed=cfg.seed, workers=cfg.data.workers, device=self.device, **shard)
@@ -240,7 +247,7 @@ class Trainer:
         self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
         if cfg.compile:
             # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
-            for model in (self.student, self.teacher):
+            for model in (self.student, self.teacher_forward):
                 if model is not None:
                     model.compile()
         runner = None
@@ -253,7 +260,8 @@ class Trainer:
             runner = nn.parallel.DistributedDataParallel(
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.student_view = TappedModel(self.student, self.method_cls.student_taps, runner)
-        self.teacher_view = TappedModel(self.teacher, self.method_cls.teacher_taps) if self.teacher is not None else None
+        self.teacher_view = TappedModel(self.teacher_forward, self.method_cls.teacher_taps) \
+            if self.teacher is not None else None
         o = cfg.optim
         groups = self._param_groups()
         self._lr_scales = [g["lr_scale"] for g in groups]
@@ -301,7 +309,7 @@ class Trainer:
         from kdforge.data.sources import cache_dir
 
         teacher_key, data_key = self._keys()
-        teacher = TappedModel(self.teacher, ("embedding",)) if self.teacher is not None else None
+        teacher = TappedModel(self.teacher_forward, ("embedding",)) if self.teacher is not None else None
         return Preparation(teacher, self._clean_train(), lambda: autocast(self.device, self.cfg.amp), cache_dir(), teacher_key,
                            data_key, self.dist.is_main, self.logger.info)
 
@@ -565,7 +573,7 @@ class Trainer:
             atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions(),
                                                             "world_size": self.dist.world_size})
         if self.teacher_same_classes and self.teacher_top1 is None:
-            self.teacher_top1 = evaluate(self.teacher, self.test_stream, self.device, cfg.amp)["top1"]
+            self.teacher_top1 = evaluate(self.teacher_forward, self.test_stream, self.device, cfg.amp)["top1"]
             self.logger.info(f"teacher {self.teacher_arch}: top-1 {self.teacher_top1:.2f}% on the "
                              f"{cfg.data.dataset} test split")
         try:
@@ -622,6 +630,7 @@ class Trainer:
             "best_selected_on": self.method.select_on or ("val" if self.val_stream is not None else "test"),
             "top1_best_test": p.max_test_top1,
             "train_top1": last_eval.get("train_top1"), "train_loss": last_eval.get("train_loss"),
+            "teacher_folded_batchnorms": self.teacher_folded,
             "teacher_top1": self.teacher_top1,
             "wall_seconds": wall, "train_seconds": p.train_seconds,
             "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,

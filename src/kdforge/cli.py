@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
 
+    p = sub.add_parser("export", help="the distilled student alone, as safetensors, ONNX or TorchScript, with a JSON card")
+    p.add_argument("run", help="run folder (or kdforge checkpoint)")
+    p.add_argument("--format", required=True, choices=("safetensors", "onnx", "torchscript"))
+    p.add_argument("--out", required=True, help="file to write; FILE.json is written beside it")
+    p.add_argument("--check", type=int, default=0, help="compare with PyTorch on this many test images")
+    p.add_argument("--data-root")
+
     p = sub.add_parser("list", help="list the registered names, one per line")
     p.add_argument("kind", choices=LIST_KINDS)
 
@@ -239,7 +246,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "fewshot": cmd_fewshot, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
+def cmd_export(args) -> int:
+    from kdforge.export import export
+
+    card = export(args.run, args.format, args.out, args.check, args.data_root)
+    check = card.get("check")
+    extra = (f"; {check['images']} test images: largest logit difference {check['max_abs_logit_difference']:.2e}, "
+             f"same top-1 on {100 * check['same_top1']:.1f} %") if check else ""
+    print(f"{args.out}: {card['architecture']} ({card['bytes']} bytes){extra}; card {args.out}.json")
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "export": cmd_export, "fewshot": cmd_fewshot, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -284,3 +284,11 @@ def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_help
     assert by["e120"]["converged"] is None and by["e120"]["affordable"] is False  # no e240 runs: not measured
     assert chosen == "e60"
     assert "Chosen: **e60**" in write_regime("cifar10-paper-cpu", tmp_path).read_text()
+
+
+def test_only_seeds_restricts_a_sitting_to_its_share_of_the_seeds(tmp_path):
+    lines = []
+    run_accuracy("digits", seeds=3, methods=["ce"], root=str(tmp_path / "runs"), results=str(tmp_path / "res"),
+                 threads=1, echo=lines.append, only_seeds=[1])
+    assert [int(r["seed"]) for r in read_rows(tmp_path / "res" / "digits.csv")] == [1]
+    assert "1 runs to do" in lines[0]

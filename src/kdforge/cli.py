@@ -71,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default="runs/bench", help="where run folders go")
     b.add_argument("--results", default="results", help="where SUITE.csv / SUITE.md / PNGs go")
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--only-seeds", help="comma-separated seeds this sitting runs (to share a suite between processes)")
     b = bench.add_parser("smoke", help="validate every cell of a GPU suite and run each for two steps on tiny data")
     b.add_argument("suite", choices=("cifar100-grid", "imagenet"))
     b.add_argument("--only", help="comma-separated cells or methods")
@@ -209,7 +210,11 @@ def cmd_bench(args) -> int:
         if args.seeds < 1:
             raise UserError(f"--seeds must be at least 1, got {args.seeds}")
         methods = [m for m in (args.methods or "").split(",") if m] or None
-        print(run_accuracy(args.suite, args.seeds, methods, args.budget, args.root, args.results, args.threads))
+        only = [int(s) for s in args.only_seeds.split(",")] if args.only_seeds else None
+        if only and any(s < 0 or s >= args.seeds for s in only):
+            raise UserError(f"--only-seeds must be among 0..{args.seeds - 1}, got {args.only_seeds}")
+        print(run_accuracy(args.suite, args.seeds, methods, args.budget, args.root, args.results, args.threads,
+                           only_seeds=only))
     elif args.bench_command == "smoke":
         from kdforge.bench.smoke import run_smoke
 

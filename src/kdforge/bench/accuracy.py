@@ -148,7 +148,9 @@ class AccuracyBench:
         return [known[n] for n in names]
 
     # ---------------------------------------------------------------- running
-    def run(self, seeds: int = 3, methods: list[str] | None = None) -> Path:
+    def run(self, seeds: int = 3, methods: list[str] | None = None, only_seeds: list[int] | None = None) -> Path:
+        """Every (method, seed) of seeds 0..seeds-1 not yet recorded; `only_seeds` restricts this sitting to some
+        of them (so that several processes or machines can share a suite without running the same seed)."""
         from kdforge.bench.report import write_report
 
         variants = self.variants(methods)
@@ -157,7 +159,8 @@ class AccuracyBench:
         except OSError as exc:
             raise UserError(f"cannot create {self.results}: {exc.strerror}; pass a writable --results") from None
         done = self._recorded_runs()
-        todo = [(v, s) for s in range(seeds) for v in variants if (v.name, s) not in done]
+        todo = [(v, s) for s in range(seeds) for v in variants
+                if (v.name, s) not in done and (only_seeds is None or s in only_seeds)]
         self.echo(f"bench {self.stem}: {len(variants)} methods x {seeds} seeds, {len(todo)} runs to do "
                   f"({len(variants) * seeds - len(todo)} already in {self.csv})")
         teachers: dict[tuple, dict] = {}
@@ -243,6 +246,7 @@ def _settings(config: dict) -> dict:
 
 
 def run_accuracy(suite: str, seeds: int = 3, methods: list[str] | None = None, budget: str = "small",
-                 root: str = "runs/bench", results: str = "results", threads: int | None = None, echo=print) -> Path:
+                 root: str = "runs/bench", results: str = "results", threads: int | None = None, echo=print,
+                 only_seeds: list[int] | None = None) -> Path:
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), threads, echo)
-    return bench.run(seeds, methods)
+    return bench.run(seeds, methods, only_seeds)

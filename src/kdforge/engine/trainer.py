@@ -259,8 +259,8 @@ class Trainer:
                 self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
             runner = nn.parallel.DistributedDataParallel(
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.student_view = TappedModel(self.student, self.method_cls.student_taps, runner)
-        self.teacher_view = TappedModel(self.teacher_forward, self.method_cls.teacher_taps) \
+        self.student_view = TappedModel(self.student, self.method.student_taps, runner)
+        self.teacher_view = TappedModel(self.teacher_forward, self.method.teacher_taps) \
             if self.teacher is not None else None
         o = cfg.optim
         groups = self._param_groups()
@@ -276,7 +276,7 @@ class Trainer:
         cfg = self.cfg
         if not cfg.teacher_cache or self.teacher is None:
             return None
-        if not set(self.method_cls.teacher_taps) <= {"embedding"}:
+        if not set(self.method.teacher_taps) <= {"embedding"}:
             self.logger.info(f"teacher cache off: {cfg.method} reads the teacher's feature maps")
             return None
         if not hasattr(self.data.train, "images"):
@@ -286,7 +286,7 @@ class Trainer:
         from kdforge.engine.teacher_cache import TeacherCache
         from kdforge.memory.incontext import fingerprint
 
-        taps = sorted(self.method_cls.teacher_taps)
+        taps = sorted(self.method.teacher_taps)
         key = fingerprint("teacher-outputs-v1", self._keys()[0], self._keys()[1], repr(self.data.augment),
                           cfg.seed, cfg.data.batch_size, taps, cfg.teacher_cache_dtype, cfg.amp)
         expected = len(self.train_stream) * cfg.data.batch_size

@@ -17,6 +17,7 @@ from kdforge.methods.kdsvd import KDSVD
 from kdforge.methods.kr import KnowledgeRepresenting, KnowledgeRepresentingKD
 from kdforge.methods.ls import LabelSmoothing
 from kdforge.methods.nst import NST
+from kdforge.methods.ofd import OFD
 from kdforge.methods.pkt import PKT
 from kdforge.methods.refilled import Refilled
 from kdforge.methods.reviewkd import ReviewKD
@@ -49,6 +50,7 @@ METHODS.add("sp", SP)
 METHODS.add("vid", VID)
 METHODS.add("kdsvd", KDSVD)
 METHODS.add("reviewkd", ReviewKD)
+METHODS.add("ofd", OFD)
 
 
 def build_method(name: str, args: dict, ctx: MethodContext) -> Method:

@@ -84,8 +84,9 @@ class Method(nn.Module):
     Config: ClassVar[type] = NoConfig
     needs_teacher: ClassVar[bool] = False
     teacher_classes_may_differ: ClassVar[bool] = False  # relation-based methods work across class sets
-    student_taps: ClassVar[tuple[str, ...]] = ()  # symbolic taps: "embedding", "stages"
-    teacher_taps: ClassVar[tuple[str, ...]] = ()
+    # symbolic taps ("embedding", "stages", "preact_stages") or NAME=PATH; an instance may set its own
+    student_taps: tuple[str, ...] = ()
+    teacher_taps: tuple[str, ...] = ()
     description: ClassVar[str] = ""
 
     def __init__(self, cfg, ctx: MethodContext):

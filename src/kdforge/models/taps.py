@@ -94,7 +94,10 @@ def standard_taps(model: nn.Module, wanted: tuple[str, ...]) -> dict[str, str]:
     info = model_info(model)
     taps: dict[str, str] = {}
     for want in wanted:
-        if want == "embedding":
+        if "=" in want:  # NAME=PATH[:input|:output|:preact], a method's own tap on a module path
+            name, _, spec = want.partition("=")
+            taps[name] = spec
+        elif want == "embedding":
             taps["embedding"] = info.embedding
         elif want in ("stages", "preact_stages"):
             if not info.stages:
@@ -104,7 +107,7 @@ def standard_taps(model: nn.Module, wanted: tuple[str, ...]) -> dict[str, str]:
             else:
                 taps.update({f"preact{i}": f"{path}:preact" for i, path in enumerate(info.stages)})
         else:
-            raise ConfigError(f"unknown tap {want!r}: use 'embedding', 'stages' or 'preact_stages'")
+            raise ConfigError(f"unknown tap {want!r}: use 'embedding', 'stages', 'preact_stages' or NAME=PATH")
     return taps
 
 

@@ -161,8 +161,10 @@ class AccuracyBench:
         done = self._recorded_runs()
         todo = [(v, s) for s in range(seeds) for v in variants
                 if (v.name, s) not in done and (only_seeds is None or s in only_seeds)]
-        self.echo(f"bench {self.stem}: {len(variants)} methods x {seeds} seeds, {len(todo)} runs to do "
-                  f"({len(variants) * seeds - len(todo)} already in {self.csv})")
+        chosen = [s for s in range(seeds) if only_seeds is None or s in only_seeds]
+        recorded = sum((v.name, s) in done for s in chosen for v in variants)
+        self.echo(f"bench {self.stem}: {len(variants)} methods x seeds {chosen}, {len(todo)} runs to do "
+                  f"({recorded} already in {self.csv})")
         teachers: dict[tuple, dict] = {}
         for i, (variant, seed) in enumerate(todo, 1):
             if (variant.name, seed) in self._recorded_runs():  # another process of the same suite got there first

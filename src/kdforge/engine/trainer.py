@@ -32,6 +32,7 @@ from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, Use
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
 from kdforge.models.fold import fold_batchnorm
+from kdforge.models.timm_models import is_timm, timm_model
 from kdforge.methods.base import EvalContext, Method, Preparation
 from kdforge.models import MODELS, TappedModel, count_parameters, create_model
 
@@ -80,7 +81,7 @@ def evaluate(model: nn.Module, stream, device: torch.device, amp: bool = False) 
 
 
 def load_teacher(cfg: TrainConfig, classes: list[str], in_channels: int,
-                 classes_may_differ: bool = False) -> tuple[nn.Module, str, bool]:
+                 classes_may_differ: bool = False, image_size: int | None = None) -> tuple[nn.Module, str, bool]:
     """(teacher, architecture, whether it was trained on exactly the student's classes)."""
     if not cfg.teacher_checkpoint:
         raise ConfigError(f"method {cfg.method!r} needs a teacher: set teacher_checkpoint=PATH (a run folder or file)")
@@ -97,7 +98,7 @@ def load_teacher(cfg: TrainConfig, classes: list[str], in_channels: int,
                               f"{len(classes)}; use a teacher trained on the same classes")
         raise ConfigError(f"teacher was trained on classes {list(recorded)[:6]}... but the data has "
                           f"{list(classes)[:6]}...; use a teacher trained on the same classes")
-    teacher = build_model(arch, width, in_channels)
+    teacher = build_model(arch, width, in_channels, image_size)
     load_into(teacher, state, str(cfg.teacher_checkpoint))
     return teacher, arch, same_classes
 
@@ -107,7 +108,9 @@ def _classifier_width(state: dict) -> int | None:
     return int(last_linear[-1].shape[0]) if last_linear else None
 
 
-def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
+def build_model(name: str, num_classes: int, in_channels: int, image_size: int | None = None) -> nn.Module:
+    if is_timm(name):
+        return timm_model(name, num_classes, in_channels, image_size)
     builder = MODELS.get(name)
     takes_channels = "in_channels" in inspect.signature(builder).parameters
     if not takes_channels and in_channels != 3:
@@ -206,11 +209,12 @@ class Trainer:
         self.method_cls = METHODS.get(cfg.method)
         self.data: DatasetBundle = load_data(cfg.data, self.device)
         nc, channels = self.data.num_classes, self.data.in_channels
-        self.student = build_model(cfg.student, nc, channels).to(self.device)
+        size = self._input_shape()[-1]
+        self.student = build_model(cfg.student, nc, channels, size).to(self.device)
         self.teacher, self.teacher_arch, self.teacher_same_classes = None, None, False
         if self.method_cls.uses_teacher(cfg.method_args):
             self.teacher, self.teacher_arch, self.teacher_same_classes = load_teacher(
-                cfg, self.data.classes, channels, self.method_cls.teacher_classes_may_differ)
+                cfg, self.data.classes, channels, self.method_cls.teacher_classes_may_differ, size)
             self.teacher.to(self.device).eval().requires_grad_(False)
         probe = self.data.train.images[:2] if hasattr(self.data.train, "images") else None
         if probe is not None:
@@ -243,7 +247,7 @@ class Trainer:
                             steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device,
                             train_labels=getattr(self.data.train, "labels", None),
                             input_shape=self._input_shape(), world_size=self.dist.world_size,
-                            build_student=lambda: build_model(cfg.student, nc, channels).to(self.device))
+                            build_student=lambda: build_model(cfg.student, nc, channels, size).to(self.device))
         self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
         if cfg.compile:
             # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model

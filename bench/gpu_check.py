@@ -86,7 +86,6 @@ def main() -> int:
         print("gpu_check: no CUDA device here (torch.cuda.is_available() is False); run it on a machine with a GPU",
               file=sys.stderr)
         return 2
-    sys.path.insert(0, str(ROOT / "src"))
     out, result = Path(args.out), {}
     _record(out, result, "device", {"name": torch.cuda.get_device_name(0), "torch": torch.__version__,
                                     "cuda": torch.version.cuda, "bf16": torch.cuda.is_bf16_supported()})

@@ -67,9 +67,12 @@ def fill_bank_and_table(method, classes: int, size: int) -> float:
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
-    """`refilled:stage=2` -> ("refilled", {"stage": "2"}): a method with the arguments it is timed with."""
+    """`refilled:stage=2` -> ("refilled", {"stage": 2}): a method with the arguments it is timed with."""
+    import yaml
+
     name, _, rest = spec.partition(":")
-    return name, dict(item.split("=", 1) for item in rest.split(";") if item)
+    # values read as YAML scalars, as key=value overrides are: true, 2, 0.5, stage names
+    return name, {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in rest.split(";") if item)}
 
 
 class Runner:
@@ -89,7 +92,6 @@ class Runner:
             params = list(self.student.parameters())
         else:
             method, args = parse_spec(name)
-            cls = METHODS.get(method)
             ctx = MethodContext(num_classes=classes, student=self.student, teacher=teacher, dataset_size=dataset_size,
                                 epochs=30, steps_per_epoch=dataset_size // batch.target.shape[0],
                                 build_student=lambda: create_model(student_name, classes))
@@ -99,8 +101,8 @@ class Runner:
                 self.method.centres = F.normalize(torch.randn(classes, width), dim=1)
             if method == "ickd" and self.method.cfg.paradigm == "offline":
                 self.table_seconds = fill_bank_and_table(self.method, classes, dataset_size)
-            self.student_view = TappedModel(self.student, cls.student_taps)
-            self.teacher_view = TappedModel(teacher, cls.teacher_taps)
+            self.student_view = TappedModel(self.student, self.method.student_taps)
+            self.teacher_view = TappedModel(teacher, self.method.teacher_taps)
             params = list(self.student.parameters()) + list(self.method.parameters())
         self.optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
         self.step_index = 0
@@ -121,6 +123,8 @@ class Runner:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.method is not None:
+            self.method.after_step()  # as the trainer: memories are written once the optimiser has stepped
         self.step_index += 1
         return time.perf_counter() - start
 

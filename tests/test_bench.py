@@ -7,7 +7,7 @@ import statistics
 import pytest
 
 from kdforge.bench.accuracy import COLUMNS, append_row, read_rows, run_accuracy
-from kdforge.bench.report import T975, compare, method_stats, paired_difference, published, read_csv
+from kdforge.bench.report import T975, compare, markdown_table, method_stats, paired_difference, published, read_csv
 from kdforge.bench.results_page import write_results_page
 from kdforge.bench.smoke import cells, run_smoke, validate
 from kdforge.config import load_config
@@ -249,6 +249,41 @@ def test_before_after_pairs_each_file_with_its_own_ce(tmp_path):
     half = T975[2] * statistics.stdev([0.0, 0.1, 0.2]) / math.sqrt(3)
     assert f"+1.10 [{1.1 - half:+.2f}, {1.1 + half:+.2f}]" in line and f"+2.10 [{2.1 - half:+.2f}" in line
     assert "(3, 15)" in line
+
+
+def test_a_results_file_from_before_a_new_column_gains_it_without_losing_rows(tmp_path):
+    from kdforge.bench.accuracy import REQUIRED
+
+    path = tmp_path / "old.csv"
+    path.write_text(",".join(REQUIRED) + "\nce,0,70.0000,70.5000,15,1.0,2.0,80.0000\n")
+    append_row(path, {"method": "kd", "seed": 0, "top1_last": 71.0, "top1_best": 71.5, "epochs": 15,
+                      "wall_seconds": 1.0, "images_per_second": 2.0, "teacher_top1": 80.0, "train_top1": 88.25})
+    rows = read_rows(path)
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert [(r["method"], r["top1_last"], r["train_top1"]) for r in rows] == [("ce", "70.0000", ""),
+                                                                            ("kd", "71.0000", "88.2500")]
+    assert "| 88.25 |" in "\n".join(markdown_table(rows))
+
+
+def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_helps(tmp_path):
+    from kdforge.bench.regime import assess, write_regime
+
+    def runs(budget, ce, kd, wall=600.0):
+        for seed, (c, k) in enumerate(zip(ce, kd)):
+            for method, value in (("ce", c), ("kd", k)):
+                append_row(tmp_path / f"cifar10-paper-cpu-{budget}.csv", {
+                    "method": method, "seed": seed, "top1_last": value, "top1_best": value, "epochs": 1,
+                    "wall_seconds": wall, "images_per_second": 1.0, "teacher_top1": 80.0, "train_top1": 90.0})
+
+    runs("e30", [60.0, 61.0, 60.5], [62.0, 63.0, 62.4])  # not converged: e60's ce is 4 points higher
+    runs("e60", [64.0, 65.0, 64.6], [66.0, 67.2, 66.5])  # converged (e120 within 0.5), kd helps
+    runs("e120", [64.3, 65.2, 64.8], [64.2, 65.5, 64.6], wall=1500.0)  # too slow anyway
+    records, chosen = assess("cifar10-paper-cpu", tmp_path)
+    by = {r["budget"]: r for r in records}
+    assert by["e30"]["converged"] is False and by["e60"]["converged"] is True and by["e60"]["kd_helps"] is True
+    assert by["e120"]["converged"] is None and by["e120"]["affordable"] is False  # no e240 runs: not measured
+    assert chosen == "e60"
+    assert "Chosen: **e60**" in write_regime("cifar10-paper-cpu", tmp_path).read_text()
 
 
 def test_only_seeds_restricts_a_sitting_to_its_share_of_the_seeds(tmp_path):

@@ -154,8 +154,9 @@ def test_crd_two_steps_update_its_memory_and_train_the_heads(bank):
         assert set(terms) == {"ce", "crd"} and torch.isfinite(terms["crd"])
         head_before = method.embed_s[0].weight.clone()
         opt.zero_grad()
-        sum(terms.values()).backward()
+        sum(terms.values()).backward()  # the dense path scored against the bank itself: no in-place write yet
         opt.step()
+        method.after_step()  # the trainer's call: the memory takes this step's vectors
         assert not torch.equal(head_before, method.embed_s[0].weight)
     changed = (memory.vectors - before).abs().sum(1) > 0
     if bank == "memory":

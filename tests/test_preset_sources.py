@@ -113,3 +113,9 @@ def test_imagenet_dist_preset_holds_the_official_values(pair):
     if pair == "r34-r18":  # README: --logit-stand --base-temp 2 --kd-weight 9 on configs/imagenet/r34_r18/kd.yaml
         assert load_config("imagenet-kd-logitstd-r34-r18").method_args == {
             "temperature": 2.0, "ce_weight": 0.5, "kd_weight": 9.0, "logit_std": True}
+
+
+def test_reviewkd_preset_holds_mdistillers_values():
+    cfg = load_config("cifar100-reviewkd-resnet32x4-resnet8x4")
+    _grid_recipe(cfg, "resnet32x4-resnet8x4")
+    assert cfg.method_args == {"ce_weight": 1.0, "reviewkd_weight": 5.0, "warmup_epochs": 20.0}

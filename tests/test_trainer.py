@@ -161,3 +161,23 @@ def test_sigkill_mid_epoch_then_resume_ends_bit_identical_to_an_uninterrupted_ru
     b = read_checkpoint(tmp_path / "straight" / "checkpoint.pt")["model"]
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ from the uninterrupted run"
+
+
+def test_summary_records_the_fit_on_the_unaugmented_training_images(teacher_dir):
+    from kdforge.data import load_data
+    from kdforge.engine.checkpoint import load_into, load_weights
+    from kdforge.engine.trainer import build_model
+
+    summary = json.loads((teacher_dir / "summary.json").read_text())
+    cfg = digits("digits-teacher", teacher_dir)
+    data = load_data(cfg.data)
+    model = build_model("cnn8", data.num_classes, data.in_channels)
+    state, _ = load_weights(teacher_dir / "checkpoint.pt")
+    load_into(model, state, "teacher")
+    model.eval()
+    x = (data.train.images.float() / 255 - torch.tensor(data.train.mean).view(1, -1, 1, 1)) / \
+        torch.tensor(data.train.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        expected = 100.0 * (model(x).argmax(1) == data.train.labels).double().mean().item()
+    assert summary["train_top1"] == pytest.approx(expected, abs=1e-6)
+    assert summary["train_loss"] > 0

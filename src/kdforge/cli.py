@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
 
+    p = sub.add_parser("export", help="the distilled student alone, as safetensors, ONNX or TorchScript, with a JSON card")
+    p.add_argument("run", help="run folder (or kdforge checkpoint)")
+    p.add_argument("--format", required=True, choices=("safetensors", "onnx", "torchscript"))
+    p.add_argument("--out", required=True, help="file to write; FILE.json is written beside it")
+    p.add_argument("--check", type=int, default=0, help="compare with PyTorch on this many test images")
+    p.add_argument("--data-root")
+
     p = sub.add_parser("list", help="list the registered names, one per line")
     p.add_argument("kind", choices=LIST_KINDS)
 
@@ -59,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("suite")
     b.add_argument("--seeds", type=int, default=3)
     b.add_argument("--methods", help="comma-separated rows of the suite (default: every method)")
-    b.add_argument("--budget", default="small", choices=("small", "full"))
+    b.add_argument("--budget", default="small", help="one of the suite's budgets (small, full; e60... for "
+                                                     "cifar10-paper-cpu)")
     b.add_argument("--root", default="runs/bench", help="where run folders go")
     b.add_argument("--results", default="results", help="where SUITE.csv / SUITE.md / PNGs go")
     b.add_argument("--threads", type=int, default=None)
@@ -72,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
     b = bench.add_parser("compare", help="measured results beside the published numbers for the same cells")
     b.add_argument("suite")
     b.add_argument("--results", default="results")
+    b = bench.add_parser("regime", help="choose a suite's student schedule from its ce and kd runs (paper regime)")
+    b.add_argument("suite")
+    b.add_argument("--results", default="results")
+    b.add_argument("--tolerance", type=float, default=0.5, help="points: ce at N vs ce at 2N")
+    b.add_argument("--max-minutes", type=float, default=20.0, help="slowest ce / kd run at the chosen schedule")
     b = bench.add_parser("adopt", help="copy a suite's runs into another suite's rows that train exactly the same")
     b.add_argument("source")
     b.add_argument("target")
@@ -207,6 +220,10 @@ def cmd_bench(args) -> int:
 
         only = [m for m in (args.only or "").split(",") if m] or None
         print(run_smoke(args.suite, Path(args.results), args.threads, only))
+    elif args.bench_command == "regime":
+        from kdforge.bench.regime import write_regime
+
+        print(Path(write_regime(args.suite, Path(args.results), args.tolerance, args.max_minutes)).read_text())
     elif args.bench_command == "adopt":
         from kdforge.bench.adopt import adopt_rows
 
@@ -234,7 +251,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "fewshot": cmd_fewshot, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
+def cmd_export(args) -> int:
+    from kdforge.export import export
+
+    card = export(args.run, args.format, args.out, args.check, args.data_root)
+    check = card.get("check")
+    extra = (f"; {check['images']} test images: largest logit difference {check['max_abs_logit_difference']:.2e}, "
+             f"same top-1 on {100 * check['same_top1']:.1f} %") if check else ""
+    print(f"{args.out}: {card['architecture']} ({card['bytes']} bytes){extra}; card {args.out}.json")
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "export": cmd_export, "fewshot": cmd_fewshot, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

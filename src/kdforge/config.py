@@ -51,6 +51,7 @@ class TrainConfig:
     init_checkpoint: str | None = None  # start the student from these weights (a fresh run only)
     teacher_cache: bool = False  # record / replay the teacher's outputs per (seed, epoch, index)
     teacher_cache_dtype: str = "float16"  # float16 | float32 (float32: bit-identical to no cache)
+    teacher_fold_bn: bool = True  # run the frozen teacher with BatchNorm folded into its convolutions (exact up to rounding)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 1

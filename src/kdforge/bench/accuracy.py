@@ -18,7 +18,9 @@ from kdforge.config import TrainConfig, load_config, to_dict
 from kdforge.errors import ConfigError, UserError
 from kdforge.fileio import append_line
 
-COLUMNS = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds", "images_per_second", "teacher_top1")
+REQUIRED = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds", "images_per_second", "teacher_top1")
+# train_top1: the final student's top-1 on its un-augmented training images (absent in rows recorded before it)
+COLUMNS = REQUIRED + ("train_top1",)
 # run-folder settings that do not change what is trained
 NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name")
 
@@ -33,7 +35,7 @@ def read_rows(path: Path) -> list[dict]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        if set(COLUMNS) - set(row):
+        if set(REQUIRED) - set(row):
             raise UserError(f"{path} is not a kdforge results file (columns {list(row)}); move it away")
     return rows
 
@@ -41,7 +43,22 @@ def read_rows(path: Path) -> list[dict]:
 def append_row(path: Path, row: dict) -> None:
     if not path.exists():
         append_line(path, ",".join(COLUMNS))
-    append_line(path, ",".join(_cell(row[c]) for c in COLUMNS))
+    else:
+        _add_missing_columns(path)
+    append_line(path, ",".join(_cell(row.get(c)) for c in COLUMNS))
+
+
+def _add_missing_columns(path: Path) -> None:
+    """A results file written before a column existed gets it (empty for its rows), rewritten atomically."""
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
+    if list(header) == list(COLUMNS):
+        return
+    from kdforge.fileio import atomic_write_text
+
+    rows = read_rows(path)
+    lines = [",".join(COLUMNS)] + [",".join(r.get(c) or "" for c in COLUMNS) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _cell(value) -> str:
@@ -52,7 +69,7 @@ def _cell(value) -> str:
 
 # Settings added to TrainConfig after suites were first run: left out of the cache key while they hold their
 # defaults, so that adding a setting never orphans a cached teacher.
-LATER_DEFAULTS = {"teacher_cache": False, "teacher_cache_dtype": "float16", "compile": False}
+LATER_DEFAULTS = {"teacher_cache": False, "teacher_cache_dtype": "float16", "compile": False, "teacher_fold_bn": True}
 
 
 def config_key(cfg: TrainConfig, data_key: str) -> str:
@@ -144,8 +161,10 @@ class AccuracyBench:
         done = self._recorded_runs()
         todo = [(v, s) for s in range(seeds) for v in variants
                 if (v.name, s) not in done and (only_seeds is None or s in only_seeds)]
-        self.echo(f"bench {self.stem}: {len(variants)} methods x {seeds} seeds, {len(todo)} runs to do "
-                  f"({len(variants) * seeds - len(todo)} already in {self.csv})")
+        chosen = [s for s in range(seeds) if only_seeds is None or s in only_seeds]
+        recorded = sum((v.name, s) in done for s in chosen for v in variants)
+        self.echo(f"bench {self.stem}: {len(variants)} methods x seeds {chosen}, {len(todo)} runs to do "
+                  f"({recorded} already in {self.csv})")
         teachers: dict[tuple, dict] = {}
         for i, (variant, seed) in enumerate(todo, 1):
             if (variant.name, seed) in self._recorded_runs():  # another process of the same suite got there first
@@ -163,7 +182,8 @@ class AccuracyBench:
                 "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
                 "top1_best": best_on_test(summary), "epochs": summary["epochs"],
                 "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
-                "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"]})
+                "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"],
+                "train_top1": summary.get("train_top1")})
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
             write_report(self.suite, self.stem, self.results, self.root / self.stem)

@@ -34,6 +34,7 @@ class MethodStats:
     best_mean: float
     best_std: float
     epochs: str = ""  # epochs trained (every stage of a staged method): says which budget a row used
+    train_top1: float | None = None  # mean final top-1 on the un-augmented training images (runs that record it)
 
 
 @dataclass
@@ -57,8 +58,9 @@ def method_stats(rows: list[dict]) -> list[MethodStats]:
         last = [float(r["top1_last"]) for r in runs]
         best = [float(r["top1_best"]) for r in runs]
         epochs = "/".join(sorted({r.get("epochs") or "?" for r in runs}))
+        fit = [float(r["train_top1"]) for r in runs if r.get("train_top1")]
         out.append(MethodStats(method, len(runs), statistics.fmean(last), _std(last), statistics.fmean(best), _std(best),
-                               epochs))
+                               epochs, statistics.fmean(fit) if fit else None))
     return out
 
 
@@ -107,15 +109,16 @@ def _versus(rows: list[dict], method: str, reference: str, foreign: set[str]) ->
 
 
 def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset()) -> list[str]:
-    lines = ["| method | n | epochs | top-1 last (mean ± std) | top-1 best (mean ± std) | last − kd [95 % CI] | "
-             "last − ce [95 % CI] |", "|---|---|---|---|---|---|---|"]
+    lines = ["| method | n | epochs | top-1 last (mean ± std) | top-1 best (mean ± std) | train top-1 | last − kd [95 % CI] | "
+             "last − ce [95 % CI] |", "|---|---|---|---|---|---|---|---|"]
     # rows of one cell together (cell order as first seen), best first within a cell
     cells = list(dict.fromkeys(m.rpartition("/")[0] for m in (r["method"] for r in rows)))
     ordered = sorted(method_stats(rows), key=lambda s: (cells.index(s.method.rpartition("/")[0]), -s.last_mean))
     for s in ordered:
         spread = (lambda sd: f" ± {sd:.2f}") if s.n > 1 else (lambda sd: "")  # one run has no spread
+        fit = f"{s.train_top1:.2f}" if s.train_top1 is not None else "–"
         lines.append(f"| {s.method} | {s.n} | {s.epochs} | {s.last_mean:.2f}{spread(s.last_std)} | {s.best_mean:.2f}"
-                     f"{spread(s.best_std)} | {_versus(rows, s.method, 'kd', foreign_teacher_cells)} | "
+                     f"{spread(s.best_std)} | {fit} | {_versus(rows, s.method, 'kd', foreign_teacher_cells)} | "
                      f"{_versus(rows, s.method, 'ce', foreign_teacher_cells)} |")
     return lines
 
@@ -130,7 +133,8 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "Last = the final epoch; best = the best epoch *on the test split* (reported for comparison with "
              "tables that use it; it is an optimistic number). Differences are paired by seed; the interval is "
              "a paired-t 95 % interval (needs 2 or more seeds). `kd` has no meaning where the teacher's classes "
-             "differ from the student's. Epochs count every stage of a staged method (REFILLED: at the equal "
+             "differ from the student's. Train top-1: the final student on its un-augmented training images (– where a "
+             "run predates it). Epochs count every stage of a staged method (REFILLED: at the equal "
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells())
     plots = _plots(rows, stem, results, runs)

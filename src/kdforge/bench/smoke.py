@@ -190,7 +190,7 @@ def write_smoke_results(suite: str, rows: list[dict], results: Path) -> Path:
              "initialised teacher of the cell's architecture.", "",
              f"{sum(r['status'] == 'ok' for r in rows)} of {len(rows)} cells ran; "
              f"{sum(r['status'] == 'n/a' for r in rows)} are not applicable (n/a: the method cannot work for the pair "
-             "by construction, listed below); the rest failed.", "",
+             f"by construction, listed below); {sum(r['status'] == 'failed' for r in rows)} failed.", "",
              "| cell | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
     for cell in dict.fromkeys(r["cell"] for r in rows):
         lines.append(f"| {cell} | " + " | ".join(grid.get((cell, m), "") for m in methods) + " |")

@@ -148,6 +148,20 @@ SUITES.add("cifar10-gkd-cpu", Suite(
     teacher=("cifar10-cpu-teacher",), student=("cifar10-cpu-student",), budgets={"small": ((), ())},
     teacher_home="cifar10-cpu", rows=_gkd_rows(),
 ))
+def _schedule(epochs: int) -> tuple[str, ...]:
+    """The grid's step schedule scaled to `epochs`: x0.1 at 150/180/210 of 240, ten evaluations."""
+    steps = [round(epochs * f) for f in (150 / 240, 180 / 240, 210 / 240)]
+    return (f"epochs={epochs}", f"optim.milestones=[{','.join(map(str, steps))}]", f"eval_every={max(1, epochs // 10)}")
+
+
+# candidate schedules of the paper-regime suite, each with twice its length (the convergence check); the teacher
+# keeps its own 240-epoch recipe in every budget
+PAPER_BUDGETS = {f"e{e}": ((), _schedule(e)) for e in (30, 60, 120, 240, 480)}
+SUITES.add("cifar10-paper-cpu", Suite(
+    "cifar10-paper-cpu", "CIFAR-10 (JPEG), 500 training images per class (CIFAR-100's count), teacher resnet32, "
+    "student resnet8 trained to convergence; the budget is chosen from ce and kd runs by `kdforge bench regime`",
+    teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
+))
 SUITES.add("cifar100-grid", Suite(
     "cifar100-grid", "The 11 teacher->student pairs of the CIFAR-100 grid x every method on the published recipes",
     kind="smoke", needs="a GPU and CIFAR-100 (here: every cell's config validated and a 2-step run on tiny data)",

@@ -31,6 +31,8 @@ from kdforge.engine.schedule import learning_rate
 from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, UserError
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
+from kdforge.models.fold import fold_batchnorm
+from kdforge.models.timm_models import is_timm, timm_model
 from kdforge.methods.base import EvalContext, Method, Preparation
 from kdforge.models import MODELS, TappedModel, count_parameters, create_model
 
@@ -79,7 +81,7 @@ def evaluate(model: nn.Module, stream, device: torch.device, amp: bool = False) 
 
 
 def load_teacher(cfg: TrainConfig, classes: list[str], in_channels: int,
-                 classes_may_differ: bool = False) -> tuple[nn.Module, str, bool]:
+                 classes_may_differ: bool = False, image_size: int | None = None) -> tuple[nn.Module, str, bool]:
     """(teacher, architecture, whether it was trained on exactly the student's classes)."""
     if not cfg.teacher_checkpoint:
         raise ConfigError(f"method {cfg.method!r} needs a teacher: set teacher_checkpoint=PATH (a run folder or file)")
@@ -96,7 +98,7 @@ def load_teacher(cfg: TrainConfig, classes: list[str], in_channels: int,
                               f"{len(classes)}; use a teacher trained on the same classes")
         raise ConfigError(f"teacher was trained on classes {list(recorded)[:6]}... but the data has "
                           f"{list(classes)[:6]}...; use a teacher trained on the same classes")
-    teacher = build_model(arch, width, in_channels)
+    teacher = build_model(arch, width, in_channels, image_size)
     load_into(teacher, state, str(cfg.teacher_checkpoint))
     return teacher, arch, same_classes
 
@@ -106,7 +108,9 @@ def _classifier_width(state: dict) -> int | None:
     return int(last_linear[-1].shape[0]) if last_linear else None
 
 
-def build_model(name: str, num_classes: int, in_channels: int) -> nn.Module:
+def build_model(name: str, num_classes: int, in_channels: int, image_size: int | None = None) -> nn.Module:
+    if is_timm(name):
+        return timm_model(name, num_classes, in_channels, image_size)
     builder = MODELS.get(name)
     takes_channels = "in_channels" in inspect.signature(builder).parameters
     if not takes_channels and in_channels != 3:
@@ -205,11 +209,12 @@ class Trainer:
         self.method_cls = METHODS.get(cfg.method)
         self.data: DatasetBundle = load_data(cfg.data, self.device)
         nc, channels = self.data.num_classes, self.data.in_channels
-        self.student = build_model(cfg.student, nc, channels).to(self.device)
+        size = self._input_shape()[-1]
+        self.student = build_model(cfg.student, nc, channels, size).to(self.device)
         self.teacher, self.teacher_arch, self.teacher_same_classes = None, None, False
         if self.method_cls.uses_teacher(cfg.method_args):
             self.teacher, self.teacher_arch, self.teacher_same_classes = load_teacher(
-                cfg, self.data.classes, channels, self.method_cls.teacher_classes_may_differ)
+                cfg, self.data.classes, channels, self.method_cls.teacher_classes_may_differ, size)
             self.teacher.to(self.device).eval().requires_grad_(False)
         probe = self.data.train.images[:2] if hasattr(self.data.train, "images") else None
         if probe is not None:
@@ -221,6 +226,12 @@ class Trainer:
             for m in (self.student, self.teacher):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
+        # the frozen teacher runs as a copy with BatchNorm folded into its convolutions; methods that read the
+        # teacher's parameters (KR) see the original through the method context
+        self.teacher_forward, self.teacher_folded = self.teacher, 0
+        if self.teacher is not None and cfg.teacher_fold_bn:
+            probe = torch.randn(2, *self._input_shape(), device=self.device)
+            self.teacher_forward, self.teacher_folded = fold_batchnorm(self.teacher, probe)
         shard = {"rank": self.dist.rank, "world_size": self.dist.world_size}
         self.train_stream = self.data.stream("train", per_rank_batch(cfg.data.batch_size, self.dist), train=True,
                                              seed=cfg.seed, workers=cfg.data.workers, device=self.device, **shard)
@@ -236,11 +247,11 @@ class Trainer:
                             steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device,
                             train_labels=getattr(self.data.train, "labels", None),
                             input_shape=self._input_shape(), world_size=self.dist.world_size,
-                            build_student=lambda: build_model(cfg.student, nc, channels).to(self.device))
+                            build_student=lambda: build_model(cfg.student, nc, channels, size).to(self.device))
         self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
         if cfg.compile:
             # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
-            for model in (self.student, self.teacher):
+            for model in (self.student, self.teacher_forward):
                 if model is not None:
                     model.compile()
         runner = None
@@ -252,8 +263,9 @@ class Trainer:
                 self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
             runner = nn.parallel.DistributedDataParallel(
                 self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.student_view = TappedModel(self.student, self.method_cls.student_taps, runner)
-        self.teacher_view = TappedModel(self.teacher, self.method_cls.teacher_taps) if self.teacher is not None else None
+        self.student_view = TappedModel(self.student, self.method.student_taps, runner)
+        self.teacher_view = TappedModel(self.teacher_forward, self.method.teacher_taps) \
+            if self.teacher is not None else None
         o = cfg.optim
         groups = self._param_groups()
         self._lr_scales = [g["lr_scale"] for g in groups]
@@ -268,7 +280,7 @@ class Trainer:
         cfg = self.cfg
         if not cfg.teacher_cache or self.teacher is None:
             return None
-        if not set(self.method_cls.teacher_taps) <= {"embedding"}:
+        if not set(self.method.teacher_taps) <= {"embedding"}:
             self.logger.info(f"teacher cache off: {cfg.method} reads the teacher's feature maps")
             return None
         if not hasattr(self.data.train, "images"):
@@ -278,7 +290,7 @@ class Trainer:
         from kdforge.engine.teacher_cache import TeacherCache
         from kdforge.memory.incontext import fingerprint
 
-        taps = sorted(self.method_cls.teacher_taps)
+        taps = sorted(self.method.teacher_taps)
         key = fingerprint("teacher-outputs-v1", self._keys()[0], self._keys()[1], repr(self.data.augment),
                           cfg.seed, cfg.data.batch_size, taps, cfg.teacher_cache_dtype, cfg.amp)
         expected = len(self.train_stream) * cfg.data.batch_size
@@ -301,7 +313,7 @@ class Trainer:
         from kdforge.data.sources import cache_dir
 
         teacher_key, data_key = self._keys()
-        teacher = TappedModel(self.teacher, ("embedding",)) if self.teacher is not None else None
+        teacher = TappedModel(self.teacher_forward, ("embedding",)) if self.teacher is not None else None
         return Preparation(teacher, self._clean_train(), lambda: autocast(self.device, self.cfg.amp), cache_dir(), teacher_key,
                            data_key, self.dist.is_main, self.logger.info)
 
@@ -395,6 +407,7 @@ class Trainer:
         if self.dist.enabled:
             average_gradients(self.method_params)  # DDP already averaged the student's
         self.optimizer.step()
+        self.method.after_step()
         self.meter.add(terms, total, student_out.logits, batch.target, step_t)
         step_t += 1
 
@@ -564,11 +577,14 @@ class Trainer:
             atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions(),
                                                             "world_size": self.dist.world_size})
         if self.teacher_same_classes and self.teacher_top1 is None:
-            self.teacher_top1 = evaluate(self.teacher, self.test_stream, self.device, cfg.amp)["top1"]
+            self.teacher_top1 = evaluate(self.teacher_forward, self.test_stream, self.device, cfg.amp)["top1"]
             self.logger.info(f"teacher {self.teacher_arch}: top-1 {self.teacher_top1:.2f}% on the "
                              f"{cfg.data.dataset} test split")
         try:
             last_eval = self._run_epochs()
+            # how well the student fits its training images, un-augmented: tells underfitting from overfitting
+            fit = evaluate(self.student, self._clean_train(), self.device, cfg.amp)
+            last_eval = {**last_eval, "train_top1": fit["top1"], "train_loss": fit["loss"]}
         finally:
             self.logger.close()
         summary = self._summary(last_eval, self.progress.wall_seconds + time.perf_counter() - self._sitting_start)
@@ -617,6 +633,8 @@ class Trainer:
             "top1_best": p.best_test_top1, "best_epoch": p.best_epoch, "val_top1_last": last_eval.get("val_top1"),
             "best_selected_on": self.method.select_on or ("val" if self.val_stream is not None else "test"),
             "top1_best_test": p.max_test_top1,
+            "train_top1": last_eval.get("train_top1"), "train_loss": last_eval.get("train_loss"),
+            "teacher_folded_batchnorms": self.teacher_folded,
             "teacher_top1": self.teacher_top1,
             "wall_seconds": wall, "train_seconds": p.train_seconds,
             "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,

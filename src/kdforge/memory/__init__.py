@@ -38,9 +38,9 @@ class MomentumBank(nn.Module):
         gather is far cheaper than materialising the (B, K, D) block of sampled vectors.
         """
         if self.vectors.shape[0] <= 4 * index.shape[1]:
-            # a copy: autograd keeps it for the backward pass while update() rewrites the bank in place
-            bank = self.vectors.to(queries.dtype, copy=True)
-            return (queries @ bank.T).gather(1, index)
+            # no copy: autograd keeps the bank itself for the backward pass, so update() must wait until after it
+            # (CRD updates its banks in after_step)
+            return (queries @ self.vectors.to(queries.dtype).T).gather(1, index)
         return torch.bmm(self.vectors[index].to(queries.dtype), queries.unsqueeze(2)).squeeze(2)
 
 

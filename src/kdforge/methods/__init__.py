@@ -17,8 +17,10 @@ from kdforge.methods.kdsvd import KDSVD
 from kdforge.methods.kr import KnowledgeRepresenting, KnowledgeRepresentingKD
 from kdforge.methods.ls import LabelSmoothing
 from kdforge.methods.nst import NST
+from kdforge.methods.ofd import OFD
 from kdforge.methods.pkt import PKT
 from kdforge.methods.refilled import Refilled
+from kdforge.methods.reviewkd import ReviewKD
 from kdforge.methods.rkd import RKD
 from kdforge.methods.sp import SP
 from kdforge.methods.tfkd import TfKD
@@ -47,6 +49,8 @@ METHODS.add("pkt", PKT)
 METHODS.add("sp", SP)
 METHODS.add("vid", VID)
 METHODS.add("kdsvd", KDSVD)
+METHODS.add("reviewkd", ReviewKD)
+METHODS.add("ofd", OFD)
 
 
 def build_method(name: str, args: dict, ctx: MethodContext) -> Method:

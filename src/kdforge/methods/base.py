@@ -84,8 +84,9 @@ class Method(nn.Module):
     Config: ClassVar[type] = NoConfig
     needs_teacher: ClassVar[bool] = False
     teacher_classes_may_differ: ClassVar[bool] = False  # relation-based methods work across class sets
-    student_taps: ClassVar[tuple[str, ...]] = ()  # symbolic taps: "embedding", "stages"
-    teacher_taps: ClassVar[tuple[str, ...]] = ()
+    # symbolic taps ("embedding", "stages", "preact_stages") or NAME=PATH; an instance may set its own
+    student_taps: tuple[str, ...] = ()
+    teacher_taps: tuple[str, ...] = ()
     description: ClassVar[str] = ""
 
     def __init__(self, cfg, ctx: MethodContext):
@@ -111,6 +112,10 @@ class Method(nn.Module):
     # (when set on the instance) names the one that picks the best epoch; `keeps_best` saves its weights.
     select_on: str | None = None
     keeps_best: bool = False
+
+    def after_step(self) -> None:
+        """Called once the optimiser has stepped: where a method updates memories its loss read this step, so that
+        the backward pass never needs a copy of them."""
 
     def student_lr_scales(self, student: nn.Module) -> dict[str, float]:
         """Learning-rate multipliers for the student's parameters by module path ("" = every other one)."""

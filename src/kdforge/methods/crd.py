@@ -142,11 +142,17 @@ class CRD(Method):
             self.log_z_t.copy_(torch.where(self.z_set, self.log_z_t, first[1]))
             self.z_set.fill_(True)
         loss = nce_loss(logits_s, self.log_z_s, self.dataset_size) + nce_loss(logits_t, self.log_z_t, self.dataset_size)
-        # every process writes the whole global batch, so the banks stay identical across processes
-        global_index = gather_batch(index)
-        self.bank_s.update(global_index, gather_batch(v_s.detach()))
-        self.bank_t.update(global_index, gather_batch(v_t.detach()))
+        # every process writes the whole global batch, so the banks stay identical across processes; the write waits
+        # for after_step, as the backward pass reads the banks this step scored against
+        self.pending = (gather_batch(index), gather_batch(v_s.detach()), gather_batch(v_t.detach()))
         return loss
+
+    def after_step(self) -> None:
+        pending, self.pending = getattr(self, "pending", None), None
+        if pending is not None:
+            index, v_s, v_t = pending
+            self.bank_s.update(index, v_s)
+            self.bank_t.update(index, v_t)
 
     def _queue_loss(self, v_s, v_t):
         tau = self.cfg.nce_temperature

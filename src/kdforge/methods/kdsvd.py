@@ -72,15 +72,14 @@ class KDSVDConfig:
 class KDSVD(StagePairs):
     Config = KDSVDConfig
     description = "KD-SVD: RBF relations of consecutive stages' singular vectors"
+    term = "kdsvd"
 
     def __init__(self, cfg: KDSVDConfig, ctx):
-        super().__init__(cfg, ctx, "kdsvd")
+        super().__init__(cfg, ctx)
         widths = [(self.s_shapes[i][0], self.t_shapes[j][0]) for i, j in self.pairs]
         if any(s != t for s, t in widths):
             raise NotApplicableError(f"kdsvd compares singular vectors in channel space: paired stages need the same "
                               f"channel count, this pair has {widths}; pick another method or pair")
 
-    def forward(self, batch, student, teacher, state):
-        fs, ft = self.stage_features(student, teacher)
-        return {"ce": self.cfg.ce_weight * self.cross_entropy(student.logits, batch.target),
-                "kdsvd": self.cfg.kdsvd_weight * kdsvd_loss(fs, ft, self.cfg.k)}
+    def feature_loss(self, fs, ft):
+        return kdsvd_loss(fs, ft, self.cfg.k)

@@ -44,11 +44,8 @@ class NSTConfig:
 class NST(StagePairs):
     Config = NSTConfig
     description = "neuron selectivity transfer: polynomial-kernel MMD of channel patterns, every stage"
+    term = "nst"
 
-    def __init__(self, cfg: NSTConfig, ctx):
-        super().__init__(cfg, ctx, "nst")
 
-    def forward(self, batch, student, teacher, state):
-        fs, ft = self.stage_features(student, teacher)
-        return {"ce": self.cfg.ce_weight * self.cross_entropy(student.logits, batch.target),
-                "nst": self.cfg.nst_weight * nst_loss(fs, ft)}
+    def feature_loss(self, fs, ft):
+        return nst_loss(fs, ft)

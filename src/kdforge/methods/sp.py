@@ -34,11 +34,8 @@ class SPConfig:
 class SP(StagePairs):
     Config = SPConfig
     description = "similarity-preserving KD: batch Gram matrices of the last stage"
+    term = "sp"
 
-    def __init__(self, cfg: SPConfig, ctx):
-        super().__init__(cfg, ctx, "sp")
 
-    def forward(self, batch, student, teacher, state):
-        fs, ft = self.stage_features(student, teacher)
-        return {"ce": self.cfg.ce_weight * self.cross_entropy(student.logits, batch.target),
-                "sp": self.cfg.sp_weight * sp_loss(fs[-1], ft[-1])}
+    def feature_loss(self, fs, ft):
+        return sp_loss(fs[-1], ft[-1])

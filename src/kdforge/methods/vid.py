@@ -47,20 +47,19 @@ class VIDConfig:
 class VID(StagePairs):
     Config = VIDConfig
     description = "variational information distillation: Gaussian NLL of the teacher's features, every stage"
+    term = "vid"
 
     def __init__(self, cfg: VIDConfig, ctx):
-        super().__init__(cfg, ctx, "vid")
+        super().__init__(cfg, ctx)
         channels = [(self.s_shapes[i][0], self.t_shapes[j][0]) for i, j in self.pairs]
         self.regressors = nn.ModuleList(_regressor(s, t) for s, t in channels)
         # softplus(log_scale) + eps starts at init_pred_var
         start = math.log(math.expm1(cfg.init_pred_var - cfg.eps))
         self.log_scales = nn.ParameterList(nn.Parameter(torch.full((t,), start)) for _, t in channels)
 
-    def forward(self, batch, student, teacher, state):
-        fs, ft = self.stage_features(student, teacher)
+    def feature_loss(self, fs, ft):
         total = fs[0].new_zeros(())
         for regressor, log_scale, s, t in zip(self.regressors, self.log_scales, fs, ft):
             s, t = match_spatial(s, t)
             total = total + vid_loss(regressor(s), t, log_scale, self.cfg.eps)
-        return {"ce": self.cfg.ce_weight * self.cross_entropy(student.logits, batch.target),
-                "vid": self.cfg.vid_weight * total}
+        return total

@@ -1,7 +1,8 @@
 """Feature taps: read intermediate activations through forward hooks addressed by module path.
 
 A path names a module (`layer2`, `blocks.4`); the suffix `:input` reads the module's input instead of
-its output (e.g. `fc:input` is the embedding of a torchvision ResNet). Models are never rewritten.
+its output (e.g. `fc:input` is the embedding of a torchvision ResNet), and `:preact` a stage's output before its
+final ReLU (see `PreActivation`). Models are never rewritten.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ class FeatureTaps:
                 self._handles.append(module.register_forward_pre_hook(self._keep_input(name)))
             elif where in ("", "output"):
                 self._handles.append(module.register_forward_hook(self._keep_output(name)))
+            elif where == "preact":
+                self._handles += PreActivation(module, name, self.outputs).handles
             else:
-                raise ConfigError(f"tap {spec!r}: the part after ':' must be 'input' or 'output'")
+                raise ConfigError(f"tap {spec!r}: the part after ':' must be 'input', 'output' or 'preact'")
 
     def _keep_output(self, name: str):
         def hook(module, inputs, output):
@@ -58,19 +61,53 @@ class FeatureTaps:
         self._handles.clear()
 
 
+class PreActivation:
+    """A stage's output before its final ReLU, read through hooks: when the stage's last block ends in an `nn.ReLU`
+    module whose output is the stage's output, its input is the pre-activation (ReLUs of that block run out of
+    place, so the input survives); otherwise (a linear bottleneck, a pre-activation block, a functional ReLU) the
+    stage's own output is what there is, and it is kept."""
+
+    def __init__(self, stage: nn.Module, name: str, outputs: dict):
+        last = stage[-1] if isinstance(stage, nn.Sequential) and len(stage) else stage
+        relus = [m for m in last.modules() if isinstance(m, nn.ReLU)]
+        for relu in relus:
+            relu.inplace = False
+        seen: dict = {}
+
+        def before(module, inputs):
+            seen["input"] = inputs[0]
+
+        def after(module, inputs, output):
+            seen["output"] = output
+
+        def stage_done(module, inputs, output):
+            outputs[name] = seen["input"] if seen.get("output") is output else output
+            seen.clear()
+
+        self.handles = [h for relu in relus for h in (relu.register_forward_pre_hook(before),
+                                                     relu.register_forward_hook(after))]
+        self.handles.append(stage.register_forward_hook(stage_done))
+
+
 def standard_taps(model: nn.Module, wanted: tuple[str, ...]) -> dict[str, str]:
     """Map symbolic tap names (`embedding`, `stages`, `stage<i>`) to the model's declared module paths."""
     info = model_info(model)
     taps: dict[str, str] = {}
     for want in wanted:
-        if want == "embedding":
+        if "=" in want:  # NAME=PATH[:input|:output|:preact], a method's own tap on a module path
+            name, _, spec = want.partition("=")
+            taps[name] = spec
+        elif want == "embedding":
             taps["embedding"] = info.embedding
-        elif want == "stages":
+        elif want in ("stages", "preact_stages"):
             if not info.stages:
                 raise ConfigError(f"{type(model).__name__} declares no stages; this method needs stage features")
-            taps.update({f"stage{i}": path for i, path in enumerate(info.stages)})
+            if want == "stages":
+                taps.update({f"stage{i}": path for i, path in enumerate(info.stages)})
+            else:
+                taps.update({f"preact{i}": f"{path}:preact" for i, path in enumerate(info.stages)})
         else:
-            raise ConfigError(f"unknown tap {want!r}: use 'embedding' or 'stages'")
+            raise ConfigError(f"unknown tap {want!r}: use 'embedding', 'stages', 'preact_stages' or NAME=PATH")
     return taps
 
 

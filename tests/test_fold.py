@@ -1,0 +1,70 @@
+"""The frozen teacher with BatchNorm folded into its convolutions: the same outputs as the unfolded teacher (up to
+rounding), hooks by module path still fire, and a fold that would change the output is refused."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from kdforge.models import TappedModel, create_model
+from kdforge.models.fold import fold_batchnorm
+
+
+def _with_statistics(model):
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg8", "MobileNetV2", "ShuffleV2", "wrn_16_1"])
+def test_folded_teacher_matches_the_unfolded_one_and_keeps_its_taps(name):
+    teacher = _with_statistics(create_model(name, 10))
+    folded, count = fold_batchnorm(teacher, torch.randn(2, 3, 32, 32))
+    batchnorms = sum(isinstance(m, nn.BatchNorm2d) for m in teacher.modules())
+    if name == "wrn_16_1":  # pre-activation blocks: BatchNorm follows additions, not convolutions
+        assert count < batchnorms
+    else:
+        assert count > 0 and sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == batchnorms - count
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        plain = TappedModel(teacher, ("embedding", "stages"))(x)
+        fast = TappedModel(folded, ("embedding", "stages"))(x)
+    assert torch.allclose(fast.logits, plain.logits, atol=1e-4, rtol=1e-4)
+    for key, value in plain.features.items():
+        assert torch.allclose(fast.features[key], value, atol=1e-4, rtol=1e-4), key
+    assert all(isinstance(m, nn.BatchNorm2d) for m in teacher.modules() if m.__class__.__name__ == "BatchNorm2d")
+
+
+def test_a_fold_that_would_change_the_output_is_refused():
+    class Shared(nn.Module):  # the convolution's output is read by the BatchNorm and by the sum
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(3, 3, 3, padding=1), nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + y
+
+    model = _with_statistics(Shared())
+    folded, count = fold_batchnorm(model, torch.randn(2, 3, 8, 8))
+    assert folded is model and count == 0
+
+
+def test_a_run_records_the_folded_teacher_and_distils_as_before(tmp_path):
+    from kdforge.config import load_config
+    from kdforge.engine.trainer import train
+
+    common = ["threads=1", "progress=false", "tensorboard=false", "deterministic=true"]
+    train(load_config("digits-teacher", [f"out={tmp_path / 't'}", "epochs=1", *common]), echo=lambda m: None)
+    runs = {}
+    for fold in (True, False):
+        runs[fold] = train(load_config("digits-student", [
+            f"out={tmp_path / f's{fold}'}", "epochs=1", "method=kd", f"teacher_checkpoint={tmp_path / 't'}",
+            f"teacher_fold_bn={str(fold).lower()}", *common]), echo=lambda m: None)
+    assert runs[True]["teacher_folded_batchnorms"] == 6 and runs[False]["teacher_folded_batchnorms"] == 0  # cnn8
+    assert runs[True]["teacher_top1"] == pytest.approx(runs[False]["teacher_top1"])
+    assert runs[True]["top1_last"] == pytest.approx(runs[False]["top1_last"], abs=0.5)

@@ -66,10 +66,9 @@ def _reload(fmt: str, out: Path, model: torch.nn.Module, meta: dict):
     if fmt == "safetensors":
         from safetensors.torch import load_file
 
-        from kdforge.engine.trainer import build_model
+        from kdforge.engine.trainer import _classifier_width, build_model
 
-        fresh = build_model(meta["arch"], model.state_dict()[next(k for k in reversed(model.state_dict()))].shape[0],
-                            meta["input_shape"][0])
+        fresh = build_model(meta["arch"], _classifier_width(model.state_dict()), meta["input_shape"][0])
         fresh.load_state_dict(load_file(str(out)))
         fresh.eval()
         return lambda x: fresh(x)

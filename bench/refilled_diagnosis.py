@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.config import TrainConfig, from_dict  # noqa: E402
 from kdforge.data import load_data  # noqa: E402
-from kdforge.engine.trainer import load_teacher  # noqa: E402
+from kdforge.engine.models import load_teacher  # noqa: E402
 from kdforge.fileio import atomic_write_text  # noqa: E402
 from kdforge.methods.refilled import class_centres  # noqa: E402
 from kdforge.protocols import outputs  # noqa: E402

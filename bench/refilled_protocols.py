@@ -18,8 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.data import DataConfig, load_data  # noqa: E402
-from kdforge.engine.checkpoint import load_into, load_weights  # noqa: E402
-from kdforge.engine.trainer import _classifier_width, build_model  # noqa: E402
+from kdforge.engine.models import load_model  # noqa: E402
 from kdforge.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from kdforge.protocols import fewshot_episodes, group_accuracy, outputs  # noqa: E402
 
@@ -28,10 +27,7 @@ OLD, NEW = list(range(5)), list(range(5, 10))
 
 def model_of(run: Path, in_channels: int = 3):
     """The model a run folder or checkpoint file holds, built from its recorded architecture."""
-    state, meta = load_weights(run)
-    model = build_model(meta["arch"], _classifier_width(state), in_channels)
-    load_into(model, state, str(run))
-    return model
+    return load_model(run, in_channels=in_channels)
 
 
 def main() -> int:

@@ -292,3 +292,15 @@ def test_only_seeds_restricts_a_sitting_to_its_share_of_the_seeds(tmp_path):
                  threads=1, echo=lines.append, only_seeds=[1])
     assert [int(r["seed"]) for r in read_rows(tmp_path / "res" / "digits.csv")] == [1]
     assert "1 runs to do" in lines[0]
+
+
+def test_a_teacher_free_row_neither_trains_nor_waits_for_the_teacher(tmp_path):
+    args = dict(root=str(tmp_path / "runs"), results=str(tmp_path / "res"), threads=1, echo=lambda m: None)
+    run_accuracy("digits", seeds=1, methods=["ce"], **args)
+    assert not (tmp_path / "runs" / "teachers").exists()
+    assert read_rows(tmp_path / "res" / "digits.csv")[0]["teacher_top1"] == ""
+    run_accuracy("digits", seeds=1, methods=["kd"], **args)
+    assert len(list((tmp_path / "runs" / "teachers").iterdir())) == 1
+    run_accuracy("digits", seeds=2, methods=["ce"], **args)  # once it exists, a ce row names it
+    rows = {r["seed"]: r for r in read_rows(tmp_path / "res" / "digits.csv") if r["method"] == "ce"}
+    assert rows["1"]["teacher_top1"] != "" and rows["0"]["teacher_top1"] == ""

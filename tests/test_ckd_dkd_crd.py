@@ -132,7 +132,7 @@ def _context(student, teacher, n=50):
 
 
 def _outputs(model, taps_needed, x):
-    from kdforge.engine.trainer import TappedModel
+    from kdforge.models import TappedModel
 
     return TappedModel(model, taps_needed)(x)
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from kdforge.data.memory import Batch
-from kdforge.engine.trainer import TappedModel
+from kdforge.models import TappedModel
 from kdforge.errors import ConfigError
 from kdforge.losses import at_loss
 from kdforge.methods import METHODS, MethodContext, StepState, build_method

@@ -7,7 +7,7 @@ import torch
 pytest.importorskip("timm")
 
 from kdforge.data.memory import Batch  # noqa: E402
-from kdforge.engine.trainer import build_model  # noqa: E402
+from kdforge.engine.models import build_model  # noqa: E402
 from kdforge.errors import ConfigError, NotApplicableError  # noqa: E402
 from kdforge.methods import MethodContext, StepState, build_method  # noqa: E402
 from kdforge.models import TappedModel, embedding_dim  # noqa: E402
@@ -25,7 +25,7 @@ def test_timm_models_declare_stages_and_embedding_from_timm():
                               vit.forward_head(vit.forward_features(x), pre_logits=True), atol=1e-5)
 
 
-@pytest.mark.parametrize("method", ["kd", "ckd", "dkd"])
+@pytest.mark.parametrize("method", ["kd", "ckd", "dkd", "dist"])
 def test_a_cnn_teacher_distils_a_vit_student_with_logit_methods(method):
     torch.manual_seed(0)
     teacher = build_model("timm:convnext_atto", 10, 3, 32).eval()
@@ -47,3 +47,23 @@ def test_feature_map_methods_and_unknown_names_say_why_on_one_line():
         build_method("at", {}, MethodContext(num_classes=10, student=student, teacher=teacher))
     with pytest.raises(ConfigError, match="timm has no model 'convnext_nonexistent'"):
         build_model("timm:convnext_nonexistent", 10, 3, 32)
+
+
+@pytest.mark.parametrize("method", ["fitnet", "at", "nst", "ofd", "reviewkd", "kdsvd", "vid", "sp", "rkd", "pkt"])
+def test_every_feature_method_distils_the_vit_or_says_why_not_on_one_line(method):
+    """Through kdforge.Distiller, as a user's own loop would: either a finite step whose gradient reaches the ViT,
+    or a NotApplicableError of one line."""
+    import kdforge
+
+    torch.manual_seed(0)
+    teacher = build_model("timm:convnext_atto", 10, 3, 32)
+    student = build_model("timm:vit_tiny_patch16_224", 10, 3, 32)
+    try:
+        d = kdforge.Distiller(teacher, student, method, input_shape=(3, 32, 32), epochs=30)
+    except NotApplicableError as exc:
+        assert "\n" not in str(exc) and method in str(exc)
+        return
+    out = d(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    out.loss.backward()
+    assert all(torch.isfinite(v) for v in out.terms.values())
+    assert student.patch_embed.proj.weight.grad.abs().sum() > 0

@@ -166,7 +166,7 @@ def test_sigkill_mid_epoch_then_resume_ends_bit_identical_to_an_uninterrupted_ru
 def test_summary_records_the_fit_on_the_unaugmented_training_images(teacher_dir):
     from kdforge.data import load_data
     from kdforge.engine.checkpoint import load_into, load_weights
-    from kdforge.engine.trainer import build_model
+    from kdforge.engine.models import build_model
 
     summary = json.loads((teacher_dir / "summary.json").read_text())
     cfg = digits("digits-teacher", teacher_dir)

@@ -119,18 +119,17 @@ def cmd_train(args) -> int:
 
 def _load_for_eval(args, classes: list[int] | None):
     from kdforge.data import DataConfig, load_data
-    from kdforge.engine.checkpoint import load_into, load_weights
-    from kdforge.engine.trainer import _classifier_width, build_model, resolve_device
+    from kdforge.engine.checkpoint import load_weights
+    from kdforge.engine.models import load_model
+    from kdforge.engine.trainer import resolve_device
 
     device = resolve_device(args.device)
-    state, meta = load_weights(args.checkpoint)
-    arch = args.model or meta.get("arch")
+    arch = args.model or load_weights(args.checkpoint)[1].get("arch")
     if not arch:
         raise UserError(f"{args.checkpoint} does not name its architecture: pass --model NAME")
     data = load_data(DataConfig(dataset=args.dataset, root=args.data_root, classes=classes,
                                 eval_batch_size=getattr(args, "batch_size", 512)), device)
-    model = build_model(arch, _classifier_width(state) or data.num_classes, data.in_channels).to(device)
-    load_into(model, state, str(args.checkpoint))
+    model = load_model(args.checkpoint, arch, data.num_classes, data.in_channels).to(device)
     return model, data, arch, device
 
 

@@ -21,8 +21,8 @@ INPUT_SHAPES = {"cifar10-jpeg": (3, 32, 32), "cifar10": (3, 32, 32), "cifar100":
 
 
 def _load_student(run: Path) -> tuple[torch.nn.Module, dict, dict]:
-    from kdforge.engine.checkpoint import final_folder, load_into, load_weights
-    from kdforge.engine.trainer import _classifier_width, build_model
+    from kdforge.engine.checkpoint import final_folder, load_weights
+    from kdforge.engine.models import load_model
 
     state, meta = load_weights(run)
     if meta.get("format") != "kdforge" or not meta.get("arch"):
@@ -31,8 +31,7 @@ def _load_student(run: Path) -> tuple[torch.nn.Module, dict, dict]:
     dataset = meta.get("dataset") or config.get("data", {}).get("dataset")
     size = config.get("data", {}).get("image_size", 224)
     shape = INPUT_SHAPES.get(dataset, (3, size, size))
-    model = build_model(meta["arch"], _classifier_width(state) or meta.get("num_classes"), shape[0])
-    load_into(model, state, str(run))
+    model = load_model(run, meta["arch"], meta.get("num_classes"), shape[0])
     summary_path = (Path(run) if Path(run).is_dir() else Path(run).parent) / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     meta = {**meta, "input_shape": shape, "dataset": dataset, "config": config,
@@ -66,9 +65,9 @@ def _reload(fmt: str, out: Path, model: torch.nn.Module, meta: dict):
     if fmt == "safetensors":
         from safetensors.torch import load_file
 
-        from kdforge.engine.trainer import _classifier_width, build_model
+        from kdforge.engine.models import build_model, classifier_width
 
-        fresh = build_model(meta["arch"], _classifier_width(model.state_dict()), meta["input_shape"][0])
+        fresh = build_model(meta["arch"], classifier_width(model.state_dict()), meta["input_shape"][0])
         fresh.load_state_dict(load_file(str(out)))
         fresh.eval()
         return lambda x: fresh(x)

@@ -121,7 +121,7 @@ class AccuracyBench:
         folder = self.root / "teachers" / f"{self.suite.teacher_home or self.suite.name}-{key}"
         return load_config(preset, overrides + extra + self._common() + [f"out={folder}"]), folder
 
-    def student_config(self, variant: Variant, seed: int, teacher: Path) -> tuple[TrainConfig, Path]:
+    def student_config(self, variant: Variant, seed: int, teacher: Path | None) -> tuple[TrainConfig, Path]:
         preset, *overrides = self.suite.student
         if variant.preset:
             preset = variant.preset
@@ -172,9 +172,12 @@ class AccuracyBench:
                 continue
             start = time.perf_counter()
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: training ...")
-            if variant.teacher not in teachers:
-                teachers[variant.teacher] = self._teacher(variant)
-            teacher = teachers[variant.teacher]
+            if self.uses_teacher(variant):
+                if variant.teacher not in teachers:
+                    teachers[variant.teacher] = self._teacher(variant)
+                teacher = teachers[variant.teacher]
+            else:  # a teacher-free row neither waits for the teacher nor trains it; it names it once it exists
+                teacher = self._finished_teacher(variant)
             summary = self._student(variant, seed, teacher)
             if (variant.name, seed) in self._recorded_runs():
                 continue
@@ -182,7 +185,7 @@ class AccuracyBench:
                 "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
                 "top1_best": best_on_test(summary), "epochs": summary["epochs"],
                 "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
-                "teacher_top1": summary.get("teacher_top1") or teacher["top1_last"],
+                "teacher_top1": summary.get("teacher_top1") or (teacher or {}).get("top1_last"),
                 "train_top1": summary.get("train_top1")})
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
@@ -193,6 +196,17 @@ class AccuracyBench:
         """(method, seed) pairs already in the CSV; re-read each time because parallel lanes append to it."""
         return {(r["method"], int(r["seed"])) for r in read_rows(self.csv)}
 
+    def uses_teacher(self, variant: Variant) -> bool:
+        from kdforge.methods import METHODS
+
+        cfg, _ = self.student_config(variant, 0, None)
+        return METHODS.get(cfg.method).uses_teacher(cfg.method_args)
+
+    def _finished_teacher(self, variant: Variant) -> dict | None:
+        _, folder = self.teacher_config(variant)
+        summary = folder / "summary.json"
+        return {**json.loads(summary.read_text()), "folder": str(folder)} if summary.exists() else None
+
     def _teacher(self, variant: Variant | None = None) -> dict:
         cfg, folder = self.teacher_config(variant)
         if not (folder / "summary.json").exists():
@@ -200,7 +214,7 @@ class AccuracyBench:
         return self._train(cfg, folder, "teacher")
 
     def _student(self, variant: Variant, seed: int, teacher: dict) -> dict:
-        cfg, folder = self.student_config(variant, seed, Path(teacher["folder"]))
+        cfg, folder = self.student_config(variant, seed, Path(teacher["folder"]) if teacher else None)
         return self._train(cfg, folder, f"{variant.name} seed {seed}")
 
     def _train(self, cfg: TrainConfig, folder: Path, what: str) -> dict:

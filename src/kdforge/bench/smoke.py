@@ -112,7 +112,7 @@ def write_tiny_imagefolder(root: Path, classes: int, per_class: int, size: int =
 
 
 def random_teacher(arch: str, num_classes: int, folder: Path) -> Path:
-    from kdforge.engine.trainer import build_model
+    from kdforge.engine.models import build_model
 
     path = folder / f"{arch}-{num_classes}.pt"
     if not path.exists():

@@ -155,10 +155,10 @@ def _schedule(epochs: int) -> tuple[str, ...]:
 
 
 # candidate schedules of the paper-regime suite, each with twice its length (the convergence check); the teacher
-# keeps its own 240-epoch recipe in every budget
+# keeps its own 120-epoch recipe in every budget
 PAPER_BUDGETS = {f"e{e}": ((), _schedule(e)) for e in (30, 60, 120, 240, 480)}
 SUITES.add("cifar10-paper-cpu", Suite(
-    "cifar10-paper-cpu", "CIFAR-10 (JPEG), 500 training images per class (CIFAR-100's count), teacher resnet32, "
+    "cifar10-paper-cpu", "CIFAR-10 (JPEG), 500 training images per class (CIFAR-100's count), teacher resnet20, "
     "student resnet8 trained to convergence; the budget is chosen from ce and kd runs by `kdforge bench regime`",
     teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
 ))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import platform
@@ -30,11 +29,11 @@ from kdforge.engine.meter import EpochMeter
 from kdforge.engine.schedule import learning_rate
 from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, UserError
 from kdforge.fileio import atomic_write_json
-from kdforge.methods import METHODS, MethodContext, StepState, build_method
-from kdforge.models.fold import fold_batchnorm
-from kdforge.models.timm_models import is_timm, timm_model
+from kdforge.methods import METHODS, StepState
+from kdforge.distiller import Distiller
+from kdforge.engine.models import build_model, check_compatible, load_teacher
 from kdforge.methods.base import EvalContext, Method, Preparation
-from kdforge.models import MODELS, TappedModel, count_parameters, create_model
+from kdforge.models import TappedModel, count_parameters
 
 
 def lr_of(optimizer) -> float:
@@ -78,60 +77,6 @@ def evaluate(model: nn.Module, stream, device: torch.device, amp: bool = False) 
     loss, top1, top5, count = totals.tolist()
     count = max(count, 1.0)
     return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}
-
-
-def load_teacher(cfg: TrainConfig, classes: list[str], in_channels: int,
-                 classes_may_differ: bool = False, image_size: int | None = None) -> tuple[nn.Module, str, bool]:
-    """(teacher, architecture, whether it was trained on exactly the student's classes)."""
-    if not cfg.teacher_checkpoint:
-        raise ConfigError(f"method {cfg.method!r} needs a teacher: set teacher_checkpoint=PATH (a run folder or file)")
-    state, meta = load_weights(cfg.teacher_checkpoint)
-    arch = cfg.teacher or meta.get("arch")
-    if not arch:
-        raise ConfigError(f"{cfg.teacher_checkpoint} does not name its architecture: set teacher=MODEL_NAME")
-    width = _classifier_width(state) or len(classes)
-    recorded = meta.get("classes")  # kdforge checkpoints record their class names; foreign ones do not
-    same_classes = list(recorded) == list(classes) if recorded is not None else width == len(classes)
-    if not same_classes and not classes_may_differ:
-        if width != len(classes):
-            raise ConfigError(f"teacher checkpoint has {width} classes but dataset {cfg.data.dataset} has "
-                              f"{len(classes)}; use a teacher trained on the same classes")
-        raise ConfigError(f"teacher was trained on classes {list(recorded)[:6]}... but the data has "
-                          f"{list(classes)[:6]}...; use a teacher trained on the same classes")
-    teacher = build_model(arch, width, in_channels, image_size)
-    load_into(teacher, state, str(cfg.teacher_checkpoint))
-    return teacher, arch, same_classes
-
-
-def _classifier_width(state: dict) -> int | None:
-    last_linear = [v for k, v in state.items() if k.endswith("weight") and v.dim() == 2]
-    return int(last_linear[-1].shape[0]) if last_linear else None
-
-
-def build_model(name: str, num_classes: int, in_channels: int, image_size: int | None = None) -> nn.Module:
-    if is_timm(name):
-        return timm_model(name, num_classes, in_channels, image_size)
-    builder = MODELS.get(name)
-    takes_channels = "in_channels" in inspect.signature(builder).parameters
-    if not takes_channels and in_channels != 3:
-        raise ConfigError(f"model {name!r} takes 3-channel images, the dataset has {in_channels} channel(s); "
-                          "pick a model made for it (kdforge list models)")
-    return create_model(name, num_classes, in_channels=in_channels) if takes_channels else create_model(name, num_classes)
-
-
-def check_compatible(model: nn.Module, name: str, sample: torch.Tensor) -> None:
-    """One forward pass on two real inputs, so an architecture that cannot read the data fails now, clearly."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(sample)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:160]
-        raise ConfigError(f"model {name!r} cannot take this dataset's {tuple(sample.shape[1:])} inputs ({first}); "
-                          "pick a model made for this input size") from None
-    finally:
-        model.train(was_training)
 
 
 def versions() -> dict:
@@ -226,12 +171,6 @@ class Trainer:
             for m in (self.student, self.teacher):
                 if m is not None:
                     m.to(memory_format=torch.channels_last)
-        # the frozen teacher runs as a copy with BatchNorm folded into its convolutions; methods that read the
-        # teacher's parameters (KR) see the original through the method context
-        self.teacher_forward, self.teacher_folded = self.teacher, 0
-        if self.teacher is not None and cfg.teacher_fold_bn:
-            probe = torch.randn(2, *self._input_shape(), device=self.device)
-            self.teacher_forward, self.teacher_folded = fold_batchnorm(self.teacher, probe)
         shard = {"rank": self.dist.rank, "world_size": self.dist.world_size}
         self.train_stream = self.data.stream("train", per_rank_batch(cfg.data.batch_size, self.dist), train=True,
                                              seed=cfg.seed, workers=cfg.data.workers, device=self.device, **shard)
@@ -242,32 +181,30 @@ class Trainer:
         if len(self.train_stream) == 0:
             raise ConfigError(f"data.batch_size {cfg.data.batch_size} is larger than the training set "
                               f"({len(self.data.train)} images); lower it")
-        ctx = MethodContext(num_classes=nc, student=self.student, teacher=self.teacher,
-                            label_smoothing=cfg.label_smoothing, epochs=cfg.epochs,
-                            steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train), device=self.device,
-                            train_labels=getattr(self.data.train, "labels", None),
-                            input_shape=self._input_shape(), world_size=self.dist.world_size,
-                            build_student=lambda: build_model(cfg.student, nc, channels, size).to(self.device))
-        self.method = build_method(cfg.method, cfg.method_args, ctx).to(self.device)
+        # the one step path users get too (kdforge.Distiller); the frozen teacher runs as a BatchNorm-folded copy
+        self.distiller = Distiller(
+            self.teacher, self.student, cfg.method, input_shape=self._input_shape(), num_classes=nc,
+            epochs=cfg.epochs, steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train),
+            train_labels=getattr(self.data.train, "labels", None), label_smoothing=cfg.label_smoothing,
+            fold_teacher_bn=cfg.teacher_fold_bn, world_size=self.dist.world_size,
+            build_student=lambda: build_model(cfg.student, nc, channels, size).to(self.device), **cfg.method_args)
+        self.method, self.teacher_forward = self.distiller.method, self.distiller.teacher_forward
+        self.teacher_folded = self.distiller.teacher_folded
         if cfg.compile:
             # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
             for model in (self.student, self.teacher_forward):
                 if model is not None:
                     model.compile()
-        runner = None
         if self.dist.enabled:
             if cfg.sync_batchnorm:
                 if self.device.type != "cuda":
                     raise ConfigError("sync_batchnorm=true needs GPUs (PyTorch's SyncBatchNorm has no CPU kernel); "
                                       "leave it off on CPU")
-                self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
-            runner = nn.parallel.DistributedDataParallel(
-                self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        self.student_view = TappedModel(self.student, self.method.student_taps, runner)
-        self.teacher_view = TappedModel(self.teacher_forward, self.method.teacher_taps) \
-            if self.teacher is not None else None
+                self.student = self.distiller.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            self.distiller.wrap_student(nn.parallel.DistributedDataParallel(
+                self.student, device_ids=[self.device.index] if self.device.type == "cuda" else None))
         o = cfg.optim
-        groups = self._param_groups()
+        groups = self.distiller.param_groups()
         self._lr_scales = [g["lr_scale"] for g in groups]
         self.optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum,
                                          nesterov=o.nesterov and o.momentum > 0, weight_decay=o.weight_decay)
@@ -323,21 +260,6 @@ class Trainer:
         return (3, self.cfg.data.image_size, self.cfg.data.image_size)
 
     # ---------------------------------------------------------------- checkpoints
-    def _param_groups(self) -> list[dict]:
-        """The student's parameters grouped by the learning-rate scale the method asks for (1 by default),
-        then the method's own trainable parameters."""
-        scales = self.method.student_lr_scales(self.student)
-        groups: dict[float, list] = {}
-        for name, p in self.student.named_parameters():
-            if p.requires_grad:
-                scale = next((v for prefix, v in scales.items() if name == prefix or name.startswith(prefix + ".")),
-                             scales.get("", 1.0))
-                groups.setdefault(scale, []).append(p)
-        own = [p for p in self.method.parameters() if p.requires_grad]
-        if own:
-            groups.setdefault(1.0, []).extend(own)
-        return [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
-
     def _identity(self) -> dict:
         return {"format": "kdforge", "arch": self.cfg.student, "num_classes": self.data.num_classes,
                 "classes": list(self.data.classes), "dataset": self.cfg.data.dataset}
@@ -394,14 +316,12 @@ class Trainer:
             teacher_out = None
             if self.replaying:
                 teacher_out = self.teacher_cache.lookup(batch.index)
-            elif self.teacher_view is not None:
-                with torch.no_grad():
-                    teacher_out = self.teacher_view(x)
+            elif self.teacher is not None:
+                teacher_out = self.distiller.teacher_outputs(x)
                 if self.teacher_cache is not None:
                     teacher_out = self.teacher_cache.record(batch.index, teacher_out)
-            student_out = self.student_view(x)
-            terms = self.method(batch, student_out, teacher_out, state)
-        total = sum(terms.values())
+            out = self.distiller(x, batch.target, batch.index, state=state, teacher_output=teacher_out)
+        terms, total, student_out = out.terms, out.loss, out.student
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if self.dist.enabled:
@@ -563,7 +483,7 @@ class Trainer:
         for note in self.data.notes:
             self.logger.info(note)
         if type(self.method).prepare is not Method.prepare:  # hashing teacher and data costs a little: only on use
-            self.method.prepare(self._preparation())
+            self.distiller.prepare_with(self._preparation())
         self.teacher_cache = self._teacher_cache()
         ckpt = latest_checkpoint(self.folder, log=self.logger.info) if self.resume else None
         if ckpt is not None:

@@ -84,6 +84,7 @@ class Method(nn.Module):
     Config: ClassVar[type] = NoConfig
     needs_teacher: ClassVar[bool] = False
     teacher_classes_may_differ: ClassVar[bool] = False  # relation-based methods work across class sets
+    needs_indices: ClassVar[bool] = False  # per-sample memories read each batch's dataset indices
     # symbolic taps ("embedding", "stages", "preact_stages") or NAME=PATH; an instance may set its own
     student_taps: tuple[str, ...] = ()
     teacher_taps: tuple[str, ...] = ()
@@ -101,6 +102,10 @@ class Method(nn.Module):
 
     def prepare(self, prep: Preparation) -> None:
         """Called once before training (and on resume) with the teacher and a clean pass over the data."""
+
+    def needs_preparation(self) -> bool:
+        """Whether this instance's `prepare` must run before its first step (it reads the whole training set)."""
+        return False
 
     @classmethod
     def pipeline(cls, cfg) -> list:

@@ -78,6 +78,7 @@ class Embed(nn.Sequential):
 class CRD(Method):
     Config = CRDConfig
     needs_teacher = True
+    needs_indices = True
     student_taps = ("embedding",)
     teacher_taps = ("embedding",)
     description = "contrastive representation distillation (NCE, memory bank or queue)"

@@ -139,6 +139,7 @@ class ICKD(Method):
     Config = ICKDConfig
     student_taps = ("embedding",)
     teacher_taps = ("embedding",)
+    needs_indices = True  # the memory bank is written and queried by dataset index
     description = "in-context KD: PICD + NICD over retrieved same/different-class samples (reconstruction)"
 
     @classmethod
@@ -168,6 +169,9 @@ class ICKD(Method):
                 self._student = [ctx.student]  # a list, so the student is not registered as a submodule
 
     # ---------------------------------------------------------------- offline set-up
+    def needs_preparation(self) -> bool:
+        return self.cfg.paradigm == "offline"  # the teacher's bank over the whole training set
+
     def prepare(self, prep: Preparation) -> None:
         c = self.cfg
         if c.paradigm != "offline":

@@ -226,8 +226,11 @@ class Refilled(Method):
         if cfg.stage == "1":  # the classifier is not trained in stage 1
             self.select_on, self.keeps_best = "val_ncm_top1", True
 
+    def needs_preparation(self) -> bool:
+        return self.cfg.stage == "2" and self.cfg.centers == "global"  # the teacher's class centres
+
     def prepare(self, prep: Preparation) -> None:
-        if self.cfg.stage != "2" or self.cfg.centers != "global":
+        if not self.needs_preparation():
             return
         from kdforge.memory.incontext import fingerprint, load_or_build
 

@@ -67,3 +67,20 @@ def test_every_feature_method_distils_the_vit_or_says_why_not_on_one_line(method
     out.loss.backward()
     assert all(torch.isfinite(v) for v in out.terms.values())
     assert student.patch_embed.proj.weight.grad.abs().sum() > 0
+
+
+def test_a_timm_model_comes_back_from_local_safetensors_and_timm_checkpoint_files(tmp_path):
+    from safetensors.torch import save_file
+
+    from kdforge.engine.models import load_model
+
+    torch.manual_seed(0)
+    original = build_model("timm:convnext_atto", 10, 3, 32).eval()
+    save_file({k: v.contiguous() for k, v in original.state_dict().items()}, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": original.state_dict(), "epoch": 3}, tmp_path / "timm_checkpoint.pth.tar")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = original(x)
+        for path in ("w.safetensors", "timm_checkpoint.pth.tar"):
+            model = load_model(tmp_path / path, arch="timm:convnext_atto", image_size=32)
+            assert torch.equal(model(x), expected)

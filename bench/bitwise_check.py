@@ -33,7 +33,7 @@ def weights_digest(state: dict) -> str:
 def run_all(tmp: Path) -> dict:
     from kdforge.config import load_config
     from kdforge.engine.checkpoint import read_checkpoint
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
 
     train(load_config("fmnist-cpu-teacher", COMMON + ["epochs=2", f"out={tmp}/teacher"]), echo=lambda m: None)
     digests = {}

@@ -47,7 +47,7 @@ def _run(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
 
 def _throughput(data_args: list[str], teacher: Path, tmp: Path) -> dict:
     from kdforge.config import load_config
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
 
     common = [*data_args, "epochs=1", "device=cuda", "amp=true", "compile=true", "channels_last=true",
               "progress=false", "tensorboard=false", "data.batch_size=128", "student=resnet8x4", "teacher=resnet32x4"]

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.config import load_config  # noqa: E402
-from kdforge.engine.trainer import train  # noqa: E402
+from kdforge.engine.pipeline import train  # noqa: E402
 from kdforge.fileio import atomic_write_text  # noqa: E402
 
 COMMON = ["data.dataset=fashion-mnist", "data.train_per_class=500", "data.val_per_class=100", "data.batch_size=64",

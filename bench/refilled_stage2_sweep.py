@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.config import TrainConfig, from_dict  # noqa: E402
-from kdforge.engine.trainer import train  # noqa: E402
+from kdforge.engine.pipeline import train  # noqa: E402
 from kdforge.fileio import atomic_write_text  # noqa: E402
 
 

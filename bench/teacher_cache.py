@@ -30,7 +30,7 @@ def main() -> int:
 
         from kdforge.config import load_config
         from kdforge.data.sources import cache_dir
-        from kdforge.engine.trainer import train
+        from kdforge.engine.pipeline import train
         from kdforge.fileio import atomic_write_json
         from kdforge.models import create_model
 

@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("--out", default="results/timm_pair.json")
     args = parser.parse_args()
     from kdforge.config import load_config
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
     from kdforge.fileio import atomic_write_json
 
     common = [f"data.train_per_class={args.per_class}", f"threads={args.threads}", "progress=false",

@@ -90,7 +90,7 @@ def torchdistill_epoch(teacher, student, images, labels, workers: int) -> float:
 
 def kdforge_epoch(teacher_file: Path, out: Path, per_class: int | None, threads: int) -> tuple[float, dict]:
     from kdforge.config import load_config
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
 
     subset = f"data.train_per_class={per_class}" if per_class else "data.train_per_class=null"
     cfg = load_config("cifar10-cpu-student", [

@@ -102,7 +102,7 @@ def test_what_a_method_needs_is_asked_for_on_one_line():
 def test_the_trainer_steps_through_the_distiller(tmp_path, monkeypatch):
     from kdforge.config import load_config
     from kdforge.distiller import Distiller
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
 
     calls = []
     original = Distiller.forward

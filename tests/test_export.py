@@ -8,7 +8,7 @@ import torch
 
 from kdforge.cli import main
 from kdforge.config import load_config
-from kdforge.engine.trainer import train
+from kdforge.engine.pipeline import train
 
 
 @pytest.fixture(scope="module")

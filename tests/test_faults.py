@@ -40,6 +40,7 @@ SIGNAL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from kdforge.config import load_config
     from kdforge.engine import trainer as T
+    from kdforge.engine.pipeline import train
     from kdforge.errors import TrainingStopped
 
     at_step, signum = int(sys.argv[2]), getattr(signal, sys.argv[3])
@@ -50,7 +51,7 @@ SIGNAL_SCRIPT = textwrap.dedent("""
         return original(self, batch, epoch, step_t)
     T.Trainer._step = step
     try:
-        T.train(load_config("digits-teacher", sys.argv[4:] + [f"out={sys.argv[1]}"]), echo=lambda m: None)
+        train(load_config("digits-teacher", sys.argv[4:] + [f"out={sys.argv[1]}"]), echo=lambda m: None)
     except TrainingStopped as exc:
         print(exc, file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -56,7 +56,7 @@ def test_a_fold_that_would_change_the_output_is_refused():
 
 def test_a_run_records_the_folded_teacher_and_distils_as_before(tmp_path):
     from kdforge.config import load_config
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
 
     common = ["threads=1", "progress=false", "tensorboard=false", "deterministic=true"]
     train(load_config("digits-teacher", [f"out={tmp_path / 't'}", "epochs=1", *common]), echo=lambda m: None)

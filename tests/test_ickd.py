@@ -9,7 +9,7 @@ import torch
 
 from kdforge.config import load_config
 from kdforge.engine.checkpoint import read_checkpoint
-from kdforge.engine.trainer import train
+from kdforge.engine.pipeline import train
 from kdforge.losses import aggregate_logits, nicd_loss, picd_loss
 from kdforge.memory.incontext import InContextBank, neighbour_table, retrieve
 from kdforge.methods.ickd import nicd_margin_rows

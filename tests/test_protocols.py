@@ -41,7 +41,7 @@ def test_fewshot_separable_clusters_are_solved_and_noise_is_at_chance():
 
 def test_eval_groups_and_fewshot_commands(tmp_path):
     from kdforge.config import load_config
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
 
     train(load_config("digits-teacher", [f"out={tmp_path / 't'}", "epochs=2", "data.classes=[0,1,2,3,4]",
                                          "threads=1", "tensorboard=false", "progress=false"]), echo=lambda m: None)

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import shared_data_dir
 from kdforge.config import load_config
-from kdforge.engine.trainer import train
+from kdforge.engine.pipeline import train
 
 FAST = ["threads=1", "tensorboard=false", "log_every=10"]
 

@@ -10,7 +10,7 @@ import torch
 
 from kdforge.config import load_config
 from kdforge.data import gkd_split
-from kdforge.engine.trainer import train
+from kdforge.engine.pipeline import train
 from kdforge.errors import ConfigError, UserError
 from kdforge.losses import refilled_stage1_loss, refilled_stage2_loss, rkd_loss
 from kdforge.methods.refilled import confidence_weights, pairwise_distances, semi_hard_mask

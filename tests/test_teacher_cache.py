@@ -8,7 +8,7 @@ import torch
 
 from kdforge.config import load_config
 from kdforge.engine.checkpoint import read_checkpoint
-from kdforge.engine.trainer import train
+from kdforge.engine.pipeline import train
 
 FAST = ["epochs=2", "threads=1", "tensorboard=false", "progress=false", "method=kd"]
 

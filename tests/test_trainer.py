@@ -13,7 +13,8 @@ from conftest import run_cli
 from kdforge.config import OptimConfig, load_config
 from kdforge.engine.checkpoint import read_checkpoint
 from kdforge.engine.schedule import learning_rate
-from kdforge.engine.trainer import RunLock, train
+from kdforge.engine.pipeline import train
+from kdforge.engine.run import RunLock
 from kdforge.errors import ConfigError, NonFiniteLossError, UserError
 
 FAST = ["threads=1", "tensorboard=false", "log_every=5"]
@@ -127,6 +128,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from kdforge.config import load_config
     from kdforge.engine import trainer as T
+    from kdforge.engine.pipeline import train
 
     kill_at = int(sys.argv[2])
     original = T.Trainer._step
@@ -135,7 +137,7 @@ KILL_SCRIPT = textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)  # a hard kill: no handler, no flush
         return original(self, batch, epoch, step_t)
     T.Trainer._step = step_then_maybe_die
-    T.train(load_config("digits-teacher", sys.argv[3:] + [f"out={sys.argv[1]}"]), echo=lambda m: None)
+    train(load_config("digits-teacher", sys.argv[3:] + [f"out={sys.argv[1]}"]), echo=lambda m: None)
 """)
 
 

@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_train(args) -> int:
     from kdforge.config import load_config
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
 
     cfg = load_config(args.config, args.overrides)
     summary = train(cfg, resume=args.resume)
@@ -121,7 +121,7 @@ def _load_for_eval(args, classes: list[int] | None):
     from kdforge.data import DataConfig, load_data
     from kdforge.engine.checkpoint import load_weights
     from kdforge.engine.models import load_model
-    from kdforge.engine.trainer import resolve_device
+    from kdforge.engine.run import resolve_device
 
     device = resolve_device(args.device)
     arch = args.model or load_weights(args.checkpoint)[1].get("arch")
@@ -143,7 +143,7 @@ def _labels(text: str | None) -> list[int] | None:
 
 
 def cmd_eval(args) -> int:
-    from kdforge.engine.trainer import evaluate
+    from kdforge.engine.task import evaluate
 
     model, data, arch, device = _load_for_eval(args, _labels(args.classes))
     stream = data.stream("test", args.batch_size, train=False, device=device)

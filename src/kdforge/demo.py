@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from kdforge.config import apply_overrides, from_dict, load_raw, TrainConfig
-from kdforge.engine.trainer import train
+from kdforge.engine.pipeline import train
 from kdforge.errors import ConfigError, UserError
 from kdforge.bench.suites import SUITES
 from kdforge.methods import METHODS

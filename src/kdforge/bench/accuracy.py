@@ -218,7 +218,7 @@ class AccuracyBench:
         return self._train(cfg, folder, f"{variant.name} seed {seed}")
 
     def _train(self, cfg: TrainConfig, folder: Path, what: str) -> dict:
-        from kdforge.engine.trainer import train
+        from kdforge.engine.pipeline import train
 
         summary_path = folder / "summary.json"
         if summary_path.exists():

@@ -125,7 +125,7 @@ def random_teacher(arch: str, num_classes: int, folder: Path) -> Path:
 
 def smoke_cell(preset: str, overrides: list[str], data_root: Path, teachers: Path, out: Path,
                num_classes: int, threads: int) -> float:
-    from kdforge.engine.trainer import train
+    from kdforge.engine.pipeline import train
     from kdforge.methods import METHODS
 
     base = load_config(preset, overrides)

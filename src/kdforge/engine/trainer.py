@@ -1,29 +1,29 @@
-"""One trainer for plain training (teachers) and distillation (any registered method)."""
+"""One trainer for plain training (teachers) and distillation (any registered method): set-up, the epoch loop,
+checkpoints and resume, evaluation and best-epoch selection, the summary. The step itself is `kdforge.Distiller`'s;
+what is task-specific is the task object's (`engine/task.py`); the run's folder lock and signals are
+`engine/run.py`'s; a method's stages are `engine/pipeline.py`'s."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import platform
 import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-import kdforge
 from kdforge.config import TrainConfig, to_dict
 from kdforge.data import DatasetBundle, load_data
 from kdforge.engine.distributed import (all_reduce_, average_gradients, init_from_env,
                                         per_rank_batch, shutdown)
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint, save_weights
+from kdforge.engine.run import RunLock, autocast, resolve_device, stop_signals, versions
+from kdforge.engine.task import ClassificationTask
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.schedule import learning_rate
@@ -42,78 +42,6 @@ def lr_of(optimizer) -> float:
     return group["lr"] / group["lr_scale"] if group["lr_scale"] else group["lr"]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=cpu")
-    return device
-
-
-def autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, stream, device: torch.device, amp: bool = False) -> dict:
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy over a whole stream; one host read at the end."""
-    was_training = model.training
-    model.eval()
-    totals = torch.zeros(4, device=device, dtype=torch.float64)  # loss sum, top1, top5, count
-    for batch in stream.epoch(0):
-        with autocast(device, amp):
-            logits = model(batch.input).float()
-        k = min(5, logits.shape[1])
-        top = logits.topk(k, dim=1).indices
-        hits = top.eq(batch.target.view(-1, 1))
-        totals += torch.stack([
-            nn.functional.cross_entropy(logits, batch.target, reduction="sum").double(),
-            hits[:, 0].sum().double(), hits.any(dim=1).sum().double(),
-            torch.full((), float(batch.target.numel()), device=device, dtype=torch.float64),
-        ])
-    model.train(was_training)
-    all_reduce_(totals)  # each rank evaluated its own share of the split
-    loss, top1, top5, count = totals.tolist()
-    count = max(count, 1.0)
-    return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}
-
-
-def versions() -> dict:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        rev = None
-    return {"kdforge": kdforge.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "git": rev}
-
-
-class RunLock:
-    """An exclusive lock on a run folder: two runs never write the same folder."""
-
-    def __init__(self, folder: Path):
-        self.path = Path(folder) / ".lock"
-        self.handle = None
-
-    def __enter__(self):
-        import fcntl
-
-        try:
-            self.handle = open(self.path, "w")
-        except OSError as exc:
-            raise UserError(f"cannot write to run folder {self.path.parent}: {exc.strerror}; choose a writable out=") from None
-        try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self.handle.close()
-            raise UserError(f"run folder {self.path.parent} is in use by another kdforge run; choose another out=") from None
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.close()
-
-
 @dataclass
 class Progress:
     epoch: int = 0  # epochs fully done
@@ -129,8 +57,10 @@ class Progress:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, resume: bool = False, echo=None, keep_process_group: bool = False):
+    def __init__(self, cfg: TrainConfig, resume: bool = False, echo=None, keep_process_group: bool = False,
+                 task=None):
         self.cfg = cfg
+        self.task = task if task is not None else ClassificationTask()
         self.resume = resume
         self.echo = echo
         self.keep_process_group = keep_process_group  # a staged method's next stage reuses it
@@ -402,11 +332,11 @@ class Trainer:
         self.progress.train_images += images
 
     def _evaluate_epoch(self, epoch: int) -> dict:
-        test = evaluate(self.student, self.test_stream, self.device, self.cfg.amp)
+        test = self.task.evaluate(self.student, self.test_stream, self.device, self.cfg.amp)
         record = {"epoch": epoch + 1, "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"]}
         selector = test["top1"]
         if self.val_stream is not None:
-            val = evaluate(self.student, self.val_stream, self.device, self.cfg.amp)
+            val = self.task.evaluate(self.student, self.val_stream, self.device, self.cfg.amp)
             record.update({"val_top1": val["top1"], "val_loss": val["loss"]})
             selector = val["top1"]
         record.update(self.method.evaluate_extra(EvalContext(
@@ -437,7 +367,7 @@ class Trainer:
             raise UserError(f"cannot create run folder {self.folder}: {exc.strerror}; choose a writable out=") from None
         lock = RunLock(self.folder) if self.dist.is_main else contextlib.nullcontext()
         try:
-            with lock, self._stop_signals():
+            with lock, stop_signals(self):
                 if self.dist.is_main:
                     for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
                         stale.unlink(missing_ok=True)
@@ -448,27 +378,6 @@ class Trainer:
         finally:
             if self.dist.enabled and not self.keep_process_group:
                 shutdown()
-
-    @contextlib.contextmanager
-    def _stop_signals(self):
-        """SIGTERM / SIGINT ask the run to stop after the current step, with a checkpoint; a second SIGINT
-        interrupts at once."""
-        self.stop_signal = None
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def request_stop(signum, frame):
-            if self.stop_signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self.stop_signal = signum
-
-        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
     def _fit_locked(self) -> dict:
         cfg = self.cfg
@@ -497,13 +406,13 @@ class Trainer:
             atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions(),
                                                             "world_size": self.dist.world_size})
         if self.teacher_same_classes and self.teacher_top1 is None:
-            self.teacher_top1 = evaluate(self.teacher_forward, self.test_stream, self.device, cfg.amp)["top1"]
+            self.teacher_top1 = self.task.evaluate(self.teacher_forward, self.test_stream, self.device, cfg.amp)["top1"]
             self.logger.info(f"teacher {self.teacher_arch}: top-1 {self.teacher_top1:.2f}% on the "
                              f"{cfg.data.dataset} test split")
         try:
             last_eval = self._run_epochs()
             # how well the student fits its training images, un-augmented: tells underfitting from overfitting
-            fit = evaluate(self.student, self._clean_train(), self.device, cfg.amp)
+            fit = self.task.evaluate(self.student, self._clean_train(), self.device, cfg.amp)
             last_eval = {**last_eval, "train_top1": fit["top1"], "train_loss": fit["loss"]}
         finally:
             self.logger.close()
@@ -564,37 +473,3 @@ class Trainer:
             "device": str(self.device), "threads": torch.get_num_threads(),
             "config": to_dict(cfg), "versions": versions(),
         }
-
-
-def train(cfg: TrainConfig, resume: bool = False, echo=None) -> dict:
-    """Train `cfg` to the end (or resume it) and return its summary (also written to summary.json).
-
-    A method trained in stages (REFILLED) runs each stage as its own resumable run in a sub-folder of the run
-    folder; the run folder's summary.json is the last stage's, with every stage's summary under "stages"."""
-    stages = METHODS.get(cfg.method).pipeline(cfg)
-    if not stages:
-        return Trainer(cfg, resume=resume, echo=echo).fit()
-    folder = cfg.run_dir
-    started = [name for name, sub in stages if (sub.run_dir / "checkpoint.pt").exists()
-               or (sub.run_dir / "checkpoint.prev.pt").exists()]
-    if started and not resume:
-        raise UserError(f"run folder {folder} already holds a run (stage {started[0]}); pass --resume to continue "
-                        "it or choose another out=")
-    wall_start, summaries = time.perf_counter(), {}
-    for name, sub in stages:
-        done = sub.run_dir / "summary.json"
-        if done.exists():
-            summaries[name] = json.loads(done.read_text())
-            continue
-        if echo:
-            echo(f"{cfg.method}: stage {name} -> {sub.run_dir}")
-        last = name == stages[-1][0]
-        summaries[name] = Trainer(sub, resume=resume, echo=echo, keep_process_group=not last).fit()
-    # the best epoch is the last stage's (an earlier stage may train no classifier); epochs count every stage
-    summary = {**summaries[stages[-1][0]], "config": to_dict(cfg), "stages": summaries,
-               "epochs": sum(s["epochs"] for s in summaries.values()),
-               "wall_seconds": sum(s["wall_seconds"] for s in summaries.values()),
-               "pipeline_wall_seconds": time.perf_counter() - wall_start}
-    if int(os.environ.get("RANK", "0")) == 0:
-        atomic_write_json(folder / "summary.json", summary)
-    return summary

@@ -219,7 +219,7 @@ class Refilled(Method):
     def __init__(self, cfg: RefilledConfig, ctx):
         super().__init__(cfg, ctx)
         if cfg.stage == "both":
-            raise ConfigError("refilled with stage: both runs through kdforge.engine.trainer.train (or `kdforge "
+            raise ConfigError("refilled with stage: both runs through kdforge.engine.pipeline.train (or `kdforge "
                               "train`), which runs the two stages; a single Trainer takes stage 1 or 2")
         self.num_classes = ctx.num_classes
         self.register_buffer("centres", torch.zeros(ctx.num_classes, 1), persistent=False)

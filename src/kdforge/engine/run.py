@@ -1,0 +1,87 @@
+"""The run around the training loop: the device, bf16 autocast, the run folder's lock, stop signals and the library
+versions recorded with every run."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import signal
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import kdforge
+from kdforge.errors import ConfigError, UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device=cpu")
+    return device
+
+
+def autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def versions() -> dict:
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        rev = None
+    return {"kdforge": kdforge.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "git": rev}
+
+
+class RunLock:
+    """An exclusive lock on a run folder: two runs never write the same folder."""
+
+    def __init__(self, folder: Path):
+        self.path = Path(folder) / ".lock"
+        self.handle = None
+
+    def __enter__(self):
+        import fcntl
+
+        try:
+            self.handle = open(self.path, "w")
+        except OSError as exc:
+            raise UserError(f"cannot write to run folder {self.path.parent}: {exc.strerror}; choose a writable out=") from None
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.close()
+            raise UserError(f"run folder {self.path.parent} is in use by another kdforge run; choose another out=") from None
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+
+@contextlib.contextmanager
+def stop_signals(owner):
+    """SIGTERM / SIGINT ask the run to stop after the current step, with a checkpoint; a second SIGINT
+    interrupts at once. The signal that arrived is kept in `owner.stop_signal` (None until one does)."""
+    owner.stop_signal = None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def request_stop(signum, frame):
+        if owner.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        owner.stop_signal = signum
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -304,3 +304,12 @@ def test_a_teacher_free_row_neither_trains_nor_waits_for_the_teacher(tmp_path):
     run_accuracy("digits", seeds=2, methods=["ce"], **args)  # once it exists, a ce row names it
     rows = {r["seed"]: r for r in read_rows(tmp_path / "res" / "digits.csv") if r["method"] == "ce"}
     assert rows["1"]["teacher_top1"] != "" and rows["0"]["teacher_top1"] == ""
+
+
+def test_compile_auto_keeps_the_cache_keys_and_finished_runs_of_compile_false():
+    from kdforge.bench.accuracy import _settings, config_key
+    from kdforge.config import to_dict
+
+    old, new, forced = (load_config("cifar10-cpu-teacher", [f"compile={v}"]) for v in ("false", "auto", "true"))
+    assert config_key(old, "d") == config_key(new, "d") != config_key(forced, "d")
+    assert _settings(to_dict(old)) == _settings(to_dict(new)) != _settings(to_dict(forced))

@@ -116,3 +116,29 @@ def test_imagenet_presets_name_the_pairs():
             assert (cfg.teacher, cfg.student, cfg.method, cfg.data.dataset) == (teacher, student, method, "imagefolder")
     ckd = load_config("imagenet-ckd-r34-r18")
     assert (ckd.data.batch_size, ckd.optim.lr, ckd.epochs, ckd.optim.weight_decay) == (512, 0.2, 200, 1e-4)
+
+
+def test_compile_is_true_false_or_auto_and_auto_by_default():
+    assert TrainConfig().compile == "auto"
+    assert load_config("digits-teacher", ["compile=true"]).compile is True
+    assert load_config("digits-teacher", ["compile=auto"]).compile == "auto"
+    with pytest.raises(ConfigError, match="compile must be true, false or auto"):
+        load_config("digits-teacher", ["compile=sometimes"])
+
+
+def test_auto_compiles_only_runs_long_enough_and_only_with_a_toolchain(monkeypatch):
+    import shutil
+
+    import torch
+
+    from kdforge.engine import run
+
+    cpu = torch.device("cpu")
+    assert run.compile_decision(True, 5, cpu)[0] and not run.compile_decision(False, 10**6, cpu)[0]
+    short, why = run.compile_decision("auto", run.AUTO_COMPILE_MIN_STEPS - 1, cpu)
+    assert not short and "too few" in why
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
+    assert run.compile_decision("auto", run.AUTO_COMPILE_MIN_STEPS, cpu)[0]
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    compiled, why = run.compile_decision("auto", run.AUTO_COMPILE_MIN_STEPS, cpu)
+    assert not compiled and "no C++ compiler" in why

@@ -82,6 +82,17 @@ def test_compiled_kd_run_trains_like_the_eager_one_and_saves_plain_weights(teach
         if value.is_floating_point():
             assert torch.allclose(value, compiled[name], atol=1e-3, rtol=1e-3), name
     assert abs(runs["true"]["top1_last"] - runs["false"]["top1_last"]) < 1.0
+    assert runs["true"]["compiled"] and not runs["false"]["compiled"]
+
+
+def test_a_short_run_under_compile_auto_stays_eager_and_says_why(tmp_path):
+    lines = []
+    summary = train(digits("digits-teacher", tmp_path, "epochs=1"), echo=lines.append)
+    assert summary["config"]["compile"] == "auto" and summary["compiled"] is False
+    assert "too few to recover the compile time" in summary["compile_reason"]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"type": "compile", "step": 0, "compiled": False, "reason": summary["compile_reason"]} in logged
+    assert not any("compil" in line for line in lines)  # an eager run says nothing about it on the console
 
 
 def test_non_finite_loss_stops_with_step_and_term_and_keeps_the_checkpoint(tmp_path):

@@ -59,10 +59,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: bool = False  # bf16 autocast on CPU and CUDA
     channels_last: bool = False
-    # torch.compile of the student and teacher forward (hooks included). Off by default: compiling takes a
-    # minute or more (and again for each new input shape) and needs a C++ toolchain on CPU, which short runs,
-    # the demo and the tests do not recover; long runs gain (bench/compile_speed.py)
-    compile: bool = False
+    # torch.compile of the student and teacher forward (hooks included): true | false | auto. auto compiles a run
+    # long enough to recover the compile time (a minute or more, again per input shape) when a toolchain is
+    # present, and runs short ones (the demo, the tests) eager; the run's log and summary.json say which and why
+    compile: bool | str = "auto"
     sync_batchnorm: bool = False  # torchrun only: BatchNorm statistics over the global batch
     eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
     log_every: int = 50  # steps between host reads of the on-device metrics
@@ -84,6 +84,8 @@ class TrainConfig:
             raise ConfigError("eval_every and log_every must be >= 1, checkpoint_every >= 0")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.compile not in (True, False, "auto"):
+            raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
         if self.teacher_cache_dtype not in ("float16", "float32"):
             raise ConfigError(f"teacher_cache_dtype must be float16 or float32, got {self.teacher_cache_dtype!r}")
 

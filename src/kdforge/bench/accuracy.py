@@ -67,16 +67,22 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-# Settings added to TrainConfig after suites were first run: left out of the cache key while they hold their
-# defaults, so that adding a setting never orphans a cached teacher.
-LATER_DEFAULTS = {"teacher_cache": False, "teacher_cache_dtype": "float16", "compile": False, "teacher_fold_bn": True}
+# Settings added to TrainConfig after suites were first run: left out of the cache key and of the settings a
+# finished run is compared on while they hold a default (compile's old false or its new auto), so that adding or
+# changing a default never orphans a cached teacher or a finished run.
+LATER_DEFAULTS = {"teacher_cache": (False,), "teacher_cache_dtype": ("float16",), "compile": (False, "auto"),
+                  "teacher_fold_bn": (True,)}
+
+
+def _at_default(key: str, value) -> bool:
+    return key in LATER_DEFAULTS and any(value is d or (type(value) is type(d) and value == d)
+                                         for d in LATER_DEFAULTS[key])
 
 
 def config_key(cfg: TrainConfig, data_key: str) -> str:
     from kdforge.memory.incontext import fingerprint
 
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS
-                and not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS and not _at_default(k, v)}
     return fingerprint(json.dumps(settings, sort_keys=True), data_key)[:12]
 
 
@@ -258,7 +264,7 @@ def _settings(config: dict) -> dict:
         config = to_dict(from_dict(TrainConfig, config))
     except ConfigError:
         pass
-    return {k: v for k, v in config.items() if k not in NEUTRAL_KEYS}
+    return {k: v for k, v in config.items() if k not in NEUTRAL_KEYS and not _at_default(k, v)}
 
 
 def run_accuracy(suite: str, seeds: int = 3, methods: list[str] | None = None, budget: str = "small",

@@ -22,7 +22,7 @@ from kdforge.data import DatasetBundle, load_data
 from kdforge.engine.distributed import (all_reduce_, average_gradients, init_from_env,
                                         per_rank_batch, shutdown)
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint, save_weights
-from kdforge.engine.run import RunLock, autocast, resolve_device, stop_signals, versions
+from kdforge.engine.run import RunLock, autocast, compile_decision, resolve_device, stop_signals, versions
 from kdforge.engine.task import ClassificationTask
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
@@ -120,7 +120,9 @@ class Trainer:
             build_student=lambda: build_model(cfg.student, nc, channels, size).to(self.device), **cfg.method_args)
         self.method, self.teacher_forward = self.distiller.method, self.distiller.teacher_forward
         self.teacher_folded = self.distiller.teacher_folded
-        if cfg.compile:
+        self.compiled, self.compile_reason = compile_decision(cfg.compile, cfg.epochs * len(self.train_stream),
+                                                              self.device)
+        if self.compiled:
             # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
             for model in (self.student, self.teacher_forward):
                 if model is not None:
@@ -391,6 +393,10 @@ class Trainer:
         self.logger = RunLogger(self.folder, cfg.tensorboard, enabled=self.dist.is_main, echo=self.echo)
         for note in self.data.notes:
             self.logger.info(note)
+        # the decision goes to metrics.jsonl; the console hears of it only when compiling (a long first step)
+        self.logger.record("compile", 0, {"compiled": self.compiled, "reason": self.compile_reason})
+        if self.compiled:
+            self.logger.info(f"compiling the forward passes ({self.compile_reason}); the first steps take longer")
         if type(self.method).prepare is not Method.prepare:  # hashing teacher and data costs a little: only on use
             self.distiller.prepare_with(self._preparation())
         self.teacher_cache = self._teacher_cache()
@@ -464,6 +470,7 @@ class Trainer:
             "top1_best_test": p.max_test_top1,
             "train_top1": last_eval.get("train_top1"), "train_loss": last_eval.get("train_loss"),
             "teacher_folded_batchnorms": self.teacher_folded,
+            "compiled": self.compiled, "compile_reason": self.compile_reason,
             "teacher_top1": self.teacher_top1,
             "wall_seconds": wall, "train_seconds": p.train_seconds,
             "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,

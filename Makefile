@@ -11,6 +11,11 @@ else
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 endif
 FASHION_DIR := /usr/share/datasets/fashion-mnist
+# the real data beside the repository (CI's layout): the library itself looks in no such place
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export KDFORGE_DATA ?= $(SHARED_DATA)
+endif
 
 .PHONY: setup demo test data clean bench-extra
 
@@ -34,6 +39,7 @@ demo: setup
 	$(BIN)/kdforge demo
 
 test: setup data
+	$(BIN)/ruff check src bench tests
 	$(BIN)/python -m pytest -q
 
 # the optional `bench` extra: torchdistill for bench/vs_torchdistill.py, without its dependencies, so that

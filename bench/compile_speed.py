@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kdforge.data.memory import Batch  # noqa: E402
+from kdforge.data.inmemory import Batch  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402
 from kdforge.methods import METHODS, MethodContext, StepState, build_method  # noqa: E402
 from kdforge.models import TappedModel, create_model  # noqa: E402

@@ -28,9 +28,10 @@ sys.path.insert(0, str(REPO / "tests"))
 
 import torch  # noqa: E402
 
-from fault_cases import CASES, stale_temporaries, torn_files  # noqa: E402
 from kdforge.engine.checkpoint import read_checkpoint  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402
+
+from fault_cases import CASES, stale_temporaries, torn_files  # noqa: E402
 
 RUN = ["digits-teacher", "epochs=3", "data.batch_size=32", "checkpoint_every=5", "deterministic=true", "threads=1",
        "tensorboard=false", "log_every=5"]

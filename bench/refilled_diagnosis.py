@@ -29,13 +29,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from refilled_protocols import model_of  # noqa: E402  (bench/ sibling: a model from a run folder or checkpoint)
+
 from kdforge.config import TrainConfig, from_dict  # noqa: E402
 from kdforge.data import load_data  # noqa: E402
 from kdforge.engine.models import load_teacher  # noqa: E402
 from kdforge.fileio import atomic_write_text  # noqa: E402
 from kdforge.methods.refilled import class_centres  # noqa: E402
 from kdforge.protocols import outputs  # noqa: E402
-from refilled_protocols import model_of  # noqa: E402  (bench/ sibling: a model from a run folder or checkpoint)
 
 
 def run_config(run: Path) -> TrainConfig:

@@ -28,13 +28,16 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from kdforge.data.memory import Batch  # noqa: E402
+from kdforge.data.inmemory import Batch  # noqa: E402
 from kdforge.engine.teacher_cache import TeacherCache  # noqa: E402
-from kdforge.models import TappedModel  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402
 from kdforge.memory.incontext import neighbour_table  # noqa: E402
 from kdforge.methods import MethodContext, StepState, build_method  # noqa: E402
-from kdforge.models import ModelOutput, create_model  # noqa: E402
+from kdforge.models import (  # noqa: E402
+    ModelOutput,
+    TappedModel,  # noqa: E402
+    create_model,
+)
 
 
 def recorded_cache(folder: Path, teacher, batch: Batch, size: int, classes: int) -> TeacherCache:

@@ -8,6 +8,9 @@ import torch
 # Tests are sized for 2 shared CPU cores.
 torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
+# the real data beside the repository (CI's layout), passed explicitly: the library has no such path of its own
+if "KDFORGE_DATA" not in os.environ and (REPO.parent / "shared" / "data").is_dir():
+    os.environ["KDFORGE_DATA"] = str(REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)

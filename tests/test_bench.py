@@ -313,3 +313,18 @@ def test_compile_auto_keeps_the_cache_keys_and_finished_runs_of_compile_false():
     old, new, forced = (load_config("cifar10-cpu-teacher", [f"compile={v}"]) for v in ("false", "auto", "true"))
     assert config_key(old, "d") == config_key(new, "d") != config_key(forced, "d")
     assert _settings(to_dict(old)) == _settings(to_dict(new)) != _settings(to_dict(forced))
+
+
+def test_suites_replay_the_teacher_from_its_output_cache_by_default(tmp_path):
+    from pathlib import Path
+
+    from kdforge.bench.accuracy import AccuracyBench, config_key
+    from kdforge.bench.suites import SUITES
+
+    bench = AccuracyBench(SUITES.get("cifar10-cpu"), root=tmp_path, results=tmp_path)
+    rows = {v.name: v for v in bench.variants(["ce", "kd", "crd"])}
+    assert bench.student_config(rows["kd"], 0, Path("t"))[0].teacher_cache
+    assert bench.student_config(rows["crd"], 0, Path("t"))[0].teacher_cache
+    assert not bench.student_config(rows["ce"], 0, Path("t"))[0].teacher_cache
+    teacher = load_config("cifar10-cpu-teacher")
+    assert config_key(teacher, "d") == config_key(load_config("cifar10-cpu-teacher", ["teacher_cache=true"]), "d")

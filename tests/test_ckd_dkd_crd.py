@@ -8,10 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kdforge.data.inmemory import Batch
+from kdforge.errors import ConfigError
 from kdforge.losses import ckd_loss, dkd_loss
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
-from kdforge.data.memory import Batch
-from kdforge.errors import ConfigError
 from kdforge.models import create_model
 
 

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from conftest import run_cli
 from kdforge.cli import main
+
+from conftest import run_cli
 
 
 def test_list_prints_one_name_per_line(capsys):

@@ -11,7 +11,6 @@ from kdforge.data import AugmentSpec, BatchStream, DataConfig, InMemoryDataset, 
 from kdforge.data.sources import CIFAR10_CLASSES, read_idx, stratified_split
 from kdforge.errors import ConfigError, DataNotFoundError, UserError
 
-
 # --- augmentation ------------------------------------------------------------------------------------
 
 def reference_crop_flip(image: np.ndarray, dx: int, dy: int, flip: bool, pad: int) -> np.ndarray:

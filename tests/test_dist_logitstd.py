@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdforge.data.memory import Batch
+from kdforge.data.inmemory import Batch
 from kdforge.losses import dist_loss, kd_loss, standardize_logits
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
 from kdforge.models.taps import ModelOutput

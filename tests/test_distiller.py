@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 
 import kdforge
-from conftest import REPO, shared_data_dir
 from kdforge.errors import ConfigError
 from kdforge.models import create_model
+
+from conftest import REPO, shared_data_dir
 
 
 def readme_loop() -> str:

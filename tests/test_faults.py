@@ -10,10 +10,11 @@ import textwrap
 import pytest
 import torch
 
-from conftest import run_cli
-from fault_cases import CASES, torn_files
 from kdforge.cli import main
 from kdforge.engine.checkpoint import read_checkpoint
+
+from conftest import run_cli
+from fault_cases import CASES, torn_files
 
 
 def test_the_battery_has_twenty_cases_across_every_area():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdforge.data.memory import Batch
+from kdforge.data.inmemory import Batch
 from kdforge.losses import kdsvd_loss, nst_loss, pkt_loss, sp_loss, vid_loss
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
 from kdforge.models import TappedModel, create_model

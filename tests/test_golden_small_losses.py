@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from kdforge.data.memory import Batch
+from kdforge.data.inmemory import Batch
 from kdforge.methods import MethodContext, StepState, build_method
 from kdforge.methods.kr import sparse_recode
 from kdforge.methods.peers import mutual_loss

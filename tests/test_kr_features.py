@@ -8,12 +8,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kdforge.data.memory import Batch
-from kdforge.models import TappedModel
+from kdforge.data.inmemory import Batch
 from kdforge.errors import ConfigError
 from kdforge.losses import at_loss
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
-from kdforge.models import create_model, declare
+from kdforge.models import TappedModel, create_model, declare
 
 
 class Block(nn.Module):

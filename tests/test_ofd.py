@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdforge.data.memory import Batch
+from kdforge.data.inmemory import Batch
 from kdforge.errors import NotApplicableError
 from kdforge.methods import MethodContext, StepState, build_method
 from kdforge.methods.ofd import ofd_margin, ofd_partial_l2, pre_relu_points

@@ -5,6 +5,7 @@ import torch
 
 from kdforge.errors import ConfigError
 from kdforge.protocols import fewshot_episodes, group_accuracy, parse_groups
+
 from conftest import run_cli
 
 

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import shared_data_dir
 from kdforge.config import load_config
 from kdforge.engine.pipeline import train
+
+from conftest import shared_data_dir
 
 FAST = ["threads=1", "tensorboard=false", "log_every=10"]
 

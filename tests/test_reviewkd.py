@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from kdforge.data.memory import Batch
+from kdforge.data.inmemory import Batch
 from kdforge.losses import hcl_loss
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
 from kdforge.models import TappedModel, create_model

@@ -6,7 +6,7 @@ import torch
 
 pytest.importorskip("timm")
 
-from kdforge.data.memory import Batch  # noqa: E402
+from kdforge.data.inmemory import Batch  # noqa: E402
 from kdforge.engine.models import build_model  # noqa: E402
 from kdforge.errors import ConfigError, NotApplicableError  # noqa: E402
 from kdforge.methods import MethodContext, StepState, build_method  # noqa: E402

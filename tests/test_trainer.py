@@ -9,13 +9,14 @@ import time
 import pytest
 import torch
 
-from conftest import run_cli
 from kdforge.config import OptimConfig, load_config
 from kdforge.engine.checkpoint import read_checkpoint
-from kdforge.engine.schedule import learning_rate
 from kdforge.engine.pipeline import train
 from kdforge.engine.run import RunLock
+from kdforge.engine.schedule import learning_rate
 from kdforge.errors import ConfigError, NonFiniteLossError, UserError
+
+from conftest import run_cli
 
 FAST = ["threads=1", "tensorboard=false", "log_every=5"]
 
@@ -39,7 +40,7 @@ def test_plain_training_writes_summary_metrics_and_checkpoint(teacher_dir):
     assert summary["method"] == "ce" and summary["epochs"] == 4 and summary["top1_last"] > 80
     assert summary["top1_best"] >= summary["top1_last"] and summary["versions"]["torch"] == torch.__version__
     records = [json.loads(line) for line in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
-    assert {r["type"] for r in records} == {"train", "epoch", "eval"}
+    assert {r["type"] for r in records} == {"compile", "train", "epoch", "eval"}  # compile: the one record of that decision
     assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3, 4]
     ckpt = read_checkpoint(teacher_dir / "checkpoint.pt")
     assert ckpt["arch"] == "cnn8" and ckpt["progress"]["epoch"] == 4

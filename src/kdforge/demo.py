@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from kdforge.config import apply_overrides, from_dict, load_raw, TrainConfig
+from kdforge.bench.suites import SUITES
+from kdforge.config import TrainConfig, apply_overrides, from_dict, load_raw
 from kdforge.engine.pipeline import train
 from kdforge.errors import ConfigError, UserError
-from kdforge.bench.suites import SUITES
 from kdforge.methods import METHODS
 
 MARKER = ".kdforge-demo"

@@ -21,7 +21,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 
-from kdforge.data.memory import Batch
+from kdforge.data.inmemory import Batch
 from kdforge.errors import ConfigError
 from kdforge.methods import METHODS, MethodContext, StepState, build_method
 from kdforge.methods.base import Method, Preparation

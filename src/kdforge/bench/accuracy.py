@@ -21,8 +21,10 @@ from kdforge.fileio import append_line
 REQUIRED = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds", "images_per_second", "teacher_top1")
 # train_top1: the final student's top-1 on its un-augmented training images (absent in rows recorded before it)
 COLUMNS = REQUIRED + ("train_top1",)
-# run-folder settings that do not change what is trained
-NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name")
+# run-folder settings that do not change what is trained (the teacher-output cache replays the very outputs the
+# teacher gives for each augmented view, so it is how a run is executed, not what it trains)
+NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name",
+                "teacher_cache", "teacher_cache_dtype")
 
 
 def results_stem(suite: str, budget: str) -> str:
@@ -70,8 +72,7 @@ def _cell(value) -> str:
 # Settings added to TrainConfig after suites were first run: left out of the cache key and of the settings a
 # finished run is compared on while they hold a default (compile's old false or its new auto), so that adding or
 # changing a default never orphans a cached teacher or a finished run.
-LATER_DEFAULTS = {"teacher_cache": (False,), "teacher_cache_dtype": ("float16",), "compile": (False, "auto"),
-                  "teacher_fold_bn": (True,)}
+LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,)}
 
 
 def _at_default(key: str, value) -> bool:
@@ -138,7 +139,9 @@ class AccuracyBench:
         from kdforge.methods import METHODS
 
         if METHODS.get(cfg.method).uses_teacher(cfg.method_args):
-            cfg = load_config(preset, args + self._common() + [f"teacher_checkpoint={teacher}"])
+            # the teacher-output cache by default: a seed's teacher forward runs once per (epoch, view) and every
+            # later method of that seed replays it (methods that read feature maps run the teacher as before)
+            cfg = load_config(preset, args + self._common() + [f"teacher_checkpoint={teacher}", "teacher_cache=true"])
         return cfg, folder
 
     def variants(self, names: list[str] | None) -> list[Variant]:

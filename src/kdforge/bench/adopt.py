@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kdforge.bench.accuracy import AccuracyBench, NEUTRAL_KEYS, append_row, read_rows
+from kdforge.bench.accuracy import NEUTRAL_KEYS, AccuracyBench, append_row, read_rows
 from kdforge.bench.suites import SUITES, Variant
 from kdforge.config import to_dict
 

@@ -13,9 +13,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from kdforge.data.memory import AugmentSpec, Batch, BatchStream, InMemoryDataset, crop_flip, view_keys
-from kdforge.data.sources import (read_cifar10_jpeg, read_cifar_pickle, read_digits, read_fashion_mnist,
-                                  stratified_split)
+from kdforge.data.inmemory import AugmentSpec, Batch, BatchStream, InMemoryDataset, crop_flip, view_keys
+from kdforge.data.sources import read_cifar10_jpeg, read_cifar_pickle, read_digits, read_fashion_mnist, stratified_split
 from kdforge.errors import ConfigError
 from kdforge.registry import Registry
 
@@ -26,7 +25,7 @@ CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
 @dataclass
 class DataConfig:
     dataset: str = "digits"
-    root: str | None = None  # where to look first (then $KDFORGE_DATA, ./data, ../shared/data, the cache)
+    root: str | None = None  # where to look first (then $KDFORGE_DATA, ./data, the cache)
     download: bool = False  # fetch the official archive when it is not found (never implicit)
     batch_size: int = 128
     eval_batch_size: int = 512

@@ -8,7 +8,7 @@ from typing import Iterator
 
 import torch
 
-from kdforge.data.memory import Batch
+from kdforge.data.inmemory import Batch
 from kdforge.errors import DataNotFoundError, UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -41,9 +41,9 @@ def cache_dir() -> Path:
 
 
 def data_roots(root: str | os.PathLike | None, extra: tuple[str, ...] = ()) -> list[Path]:
-    """Where datasets are looked for, in order: the config's root, $KDFORGE_DATA, ./data,
-    ../shared/data, the download cache, then dataset-specific system folders."""
-    candidates = [root, os.environ.get("KDFORGE_DATA"), "data", "../shared/data", cache_dir() / "data", *extra]
+    """Where datasets are looked for, in order: the config's root, $KDFORGE_DATA, ./data, the download cache,
+    then dataset-specific system folders."""
+    candidates = [root, os.environ.get("KDFORGE_DATA"), "data", cache_dir() / "data", *extra]
     seen, roots = set(), []
     for c in candidates:
         if c:

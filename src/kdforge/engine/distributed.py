@@ -61,12 +61,6 @@ def per_rank_batch(global_batch: int, info: DistInfo) -> int:
     return global_batch // info.world_size
 
 
-def all_reduce_(tensor: torch.Tensor, op=None) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor, op=op or dist.ReduceOp.SUM)
-    return tensor
-
-
 def average_gradients(params) -> None:
     """Average the gradients of parameters DDP does not own (a method's heads and adapters)."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -81,20 +75,3 @@ def average_gradients(params) -> None:
     for g in grads:
         g.copy_(flat[offset:offset + g.numel()].view_as(g))
         offset += g.numel()
-
-
-def gather_batch(x: torch.Tensor) -> torch.Tensor:
-    """The global batch (ranks in order); gradients flow only into this rank's own slice."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[dist.get_rank()] = x
-    return torch.cat(parts)
-
-
-def rank_offset(batch: int) -> int:
-    """Where this rank's rows start inside a gathered global batch."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return 0
-    return dist.get_rank() * batch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from kdforge.engine.distributed import all_reduce_
+from kdforge.collective import all_reduce_
 
 
 def _max():

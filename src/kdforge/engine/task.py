@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from kdforge.engine.distributed import all_reduce_
+from kdforge.collective import all_reduce_
 from kdforge.engine.run import autocast
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdforge.engine.distributed import all_reduce_
+from kdforge.collective import all_reduce_
 from kdforge.fileio import atomic_write_bytes, atomic_write_text
 from kdforge.models import ModelOutput
 

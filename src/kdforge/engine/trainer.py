@@ -17,21 +17,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from kdforge.collective import all_reduce_
 from kdforge.config import TrainConfig, to_dict
 from kdforge.data import DatasetBundle, load_data
-from kdforge.engine.distributed import (all_reduce_, average_gradients, init_from_env,
-                                        per_rank_batch, shutdown)
+from kdforge.distiller import Distiller
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint, save_weights
-from kdforge.engine.run import RunLock, autocast, compile_decision, resolve_device, stop_signals, versions
-from kdforge.engine.task import ClassificationTask
+from kdforge.engine.distributed import average_gradients, init_from_env, per_rank_batch, shutdown
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
+from kdforge.engine.models import build_model, check_compatible, load_teacher
+from kdforge.engine.run import RunLock, autocast, compile_decision, resolve_device, stop_signals, versions
 from kdforge.engine.schedule import learning_rate
+from kdforge.engine.task import ClassificationTask
 from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, UserError
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS, StepState
-from kdforge.distiller import Distiller
-from kdforge.engine.models import build_model, check_compatible, load_teacher
 from kdforge.methods.base import EvalContext, Method, Preparation
 from kdforge.models import TappedModel, count_parameters
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kdforge.engine.distributed import gather_batch
+from kdforge.collective import gather_batch
 
 log = logging.getLogger(__name__)
 

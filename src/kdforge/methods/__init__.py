@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kdforge.methods.base import Method, MethodContext, ModelOutput, StepState
 from kdforge.methods.at import AT
+from kdforge.methods.base import Method, MethodContext, ModelOutput, StepState
 from kdforge.methods.ce import CE
 from kdforge.methods.ckd import CKD
 from kdforge.methods.crd import CRD

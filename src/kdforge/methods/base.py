@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdforge.data.memory import Batch
+from kdforge.data.inmemory import Batch
 from kdforge.models.taps import ModelOutput, TappedModel
 
 

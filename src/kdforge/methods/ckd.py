@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kdforge.engine.distributed import gather_batch, rank_offset
+from kdforge.collective import gather_batch, rank_offset
 from kdforge.errors import ConfigError
 from kdforge.methods.base import Method
 from kdforge.methods.logit_std import maybe_standardize

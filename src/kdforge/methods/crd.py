@@ -10,15 +10,14 @@ official CIFAR-100 setting; `sampling=uniform` draws any index), with torch on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kdforge.engine.distributed import all_reduce_, gather_batch
+from kdforge.collective import all_reduce_, gather_batch
 from kdforge.errors import ConfigError
 from kdforge.memory import FeatureQueue, MomentumBank, OtherClassSampler
 from kdforge.methods.base import Method

@@ -26,8 +26,14 @@ import torch
 import torch.nn.functional as F
 
 from kdforge.errors import ConfigError
-from kdforge.memory.incontext import (InContextBank, Neighbours, fill_from_model, fingerprint, load_or_build,
-                                      neighbour_table)
+from kdforge.memory.incontext import (
+    InContextBank,
+    Neighbours,
+    fill_from_model,
+    fingerprint,
+    load_or_build,
+    neighbour_table,
+)
 from kdforge.methods.base import Method, Preparation
 from kdforge.methods.kd import kd_loss
 from kdforge.methods.logit_std import maybe_standardize

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from kdforge.engine.distributed import all_reduce_
+from kdforge.collective import all_reduce_
 from kdforge.errors import ConfigError
 from kdforge.methods.base import Method, Preparation
 from kdforge.models import TappedModel

@@ -31,6 +31,12 @@ class NonFiniteLossError(UserError):
     """Training produced a NaN or infinite loss term."""
 
 
+class PeerFailedError(UserError):
+    """Another process of a multi-process run died; this one stopped, its last checkpoint intact."""
+
+    exit_code = 1
+
+
 class TrainingStopped(UserError):
     """The run was asked to stop (SIGTERM, SIGINT) and left a checkpoint to resume from."""
 

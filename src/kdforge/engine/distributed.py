@@ -54,6 +54,16 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def peer_failure(exc: BaseException) -> bool:
+    """Whether a collective failed because another process of the run died (its connection closed, or the
+    backend's own error types), as opposed to a bug in this process."""
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc)
+    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "remote worker crash",
+                                   "NCCL communicator was aborted"))
+
+
 def per_rank_batch(global_batch: int, info: DistInfo) -> int:
     if global_batch % info.world_size:
         raise ConfigError(f"data.batch_size {global_batch} (the global batch) must divide evenly over "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -22,14 +23,14 @@ from kdforge.config import TrainConfig, to_dict
 from kdforge.data import DatasetBundle, load_data
 from kdforge.distiller import Distiller
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint, save_weights
-from kdforge.engine.distributed import average_gradients, init_from_env, per_rank_batch, shutdown
+from kdforge.engine.distributed import average_gradients, init_from_env, peer_failure, per_rank_batch, shutdown
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.models import build_model, check_compatible, load_teacher
 from kdforge.engine.run import RunLock, autocast, compile_decision, resolve_device, stop_signals, versions
 from kdforge.engine.schedule import learning_rate
 from kdforge.engine.task import ClassificationTask
-from kdforge.errors import ConfigError, NonFiniteLossError, TrainingStopped, UserError
+from kdforge.errors import ConfigError, NonFiniteLossError, PeerFailedError, TrainingStopped, UserError
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS, StepState
 from kdforge.methods.base import EvalContext, Method, Preparation
@@ -368,6 +369,7 @@ class Trainer:
         except OSError as exc:
             raise UserError(f"cannot create run folder {self.folder}: {exc.strerror}; choose a writable out=") from None
         lock = RunLock(self.folder) if self.dist.is_main else contextlib.nullcontext()
+        peer_failed = False
         try:
             with lock, stop_signals(self):
                 if self.dist.is_main:
@@ -377,9 +379,17 @@ class Trainer:
             if self.dist.enabled:
                 torch.distributed.barrier()  # rank 0's files are written before any process moves on
             return result
+        except RuntimeError as exc:
+            if not (self.dist.enabled and peer_failure(exc)):
+                raise
+            peer_failed = True
+            raise PeerFailedError(
+                f"another process of this {self.dist.world_size}-process run died ({_first_line(exc)}); "
+                f"rank {self.dist.rank} stopped too. The last checkpoint in {self.folder} is intact: relaunch the same "
+                "torchrun command with --resume") from None
         finally:
-            if self.dist.enabled and not self.keep_process_group:
-                shutdown()
+            if self.dist.enabled and not self.keep_process_group and not peer_failed:
+                shutdown()  # (a group with a dead member cannot be torn down cleanly: the process exit does it)
 
     def _fit_locked(self) -> dict:
         cfg = self.cfg
@@ -480,3 +490,9 @@ class Trainer:
             "device": str(self.device), "threads": torch.get_num_threads(),
             "config": to_dict(cfg), "versions": versions(),
         }
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a backend error: its first line without the source-location prefix, at most 100 characters."""
+    line = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [""])[0])
+    return line[:100]

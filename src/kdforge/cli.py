@@ -22,6 +22,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optim.lr=0.05 data.batch_size=64")
     p.add_argument("--resume", action="store_true", help="continue the run in the run folder from its last checkpoint")
 
+    p = sub.add_parser("sweep", help="a grid of settings x seeds, resumable; the best mean validation top-1 chosen")
+    p.add_argument("config")
+    p.add_argument("overrides", nargs="*", help="key=value overrides shared by every run")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a setting and its values (repeat for more settings; every combination runs)")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--select-on", default="val", help="the split the choice reads: val (the test split never)")
+    p.add_argument("--root", help="where the run folders go (default runs/sweeps/<name>)")
+    p.add_argument("--out", help="the table and the choice, as OUT.md and OUT.json (default results/sweeps/<name>)")
+    p.add_argument("--name", help="the sweep's name (default: the config's)")
+
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split")
     p.add_argument("checkpoint", help="a run folder, a kdforge checkpoint, or a state-dict file")
     p.add_argument("--dataset", required=True)
@@ -103,6 +114,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--threads", type=int, default=None)
     return parser
+
+
+def cmd_sweep(args) -> int:
+    from pathlib import Path
+
+    from kdforge.sweep import parse_grid, run_sweep
+
+    name = args.name or Path(args.config).stem
+    run_sweep(args.config, args.overrides, parse_grid(args.grid), args.seeds, args.select_on,
+              Path(args.root or f"runs/sweeps/{name}"), Path(args.out or f"results/sweeps/{name}"))
+    return 0
 
 
 def cmd_train(args) -> int:
@@ -261,7 +283,8 @@ def cmd_export(args) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "export": cmd_export, "fewshot": cmd_fewshot, "train": cmd_train, "eval": cmd_eval, "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo}
+COMMANDS = {"bench": cmd_bench, "export": cmd_export, "fewshot": cmd_fewshot, "train": cmd_train, "eval": cmd_eval,
+            "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

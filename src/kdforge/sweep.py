@@ -1,0 +1,132 @@
+"""`kdforge sweep CONFIG [overrides] --grid KEY=V1,V2 ... --seeds N --select-on val`: every combination of the
+grid's values, N seeds each, one resumable run folder per (combination, seed); the combination with the best mean
+validation top-1 is chosen. Never the test split: a config without a validation split is refused. Writes a
+markdown table (test top-1 reported beside, never used) and the choice as JSON.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdforge.errors import ConfigError, UserError
+from kdforge.fileio import atomic_write_json, atomic_write_text
+
+SELECTABLE = {"val": "val_top1_last"}  # what a sweep may select on: the validation split, never the test split
+
+
+@dataclass(frozen=True)
+class Grid:
+    keys: tuple[str, ...]
+    values: tuple[tuple[str, ...], ...]  # per key, the values as written (YAML scalars, parsed by the config)
+
+    def combinations(self) -> list[tuple[str, ...]]:
+        return list(itertools.product(*self.values))
+
+
+def parse_grid(specs: list[str]) -> Grid:
+    """`key=v1,v2` per spec; commas inside [...] stay with their value (`optim.milestones=[60,80],[30,40]`)."""
+    keys, values = [], []
+    for spec in specs:
+        key, sep, rest = spec.partition("=")
+        if not sep or not key or not rest:
+            raise ConfigError(f"--grid takes KEY=V1,V2,..., got {spec!r}")
+        if key in keys:
+            raise ConfigError(f"--grid names {key!r} twice; give all its values in one --grid")
+        keys.append(key)
+        values.append(tuple(v.strip() for v in re.split(r",(?![^\[]*\])", rest) if v.strip()))
+    if not keys:
+        raise ConfigError("a sweep needs at least one --grid KEY=V1,V2,...")
+    return Grid(tuple(keys), tuple(values))
+
+
+def slug(keys: tuple[str, ...], combo: tuple[str, ...]) -> str:
+    text = "_".join(f"{k.split('.')[-1]}-{v}" for k, v in zip(keys, combo))
+    return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace("[", "").replace("]", "").replace(",", "-"))
+
+
+def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_on: str, root: Path,
+              out: Path, echo=print) -> dict:
+    from kdforge.config import load_config
+    from kdforge.engine.pipeline import train
+
+    if select_on not in SELECTABLE:
+        raise ConfigError(f"--select-on {select_on!r}: a sweep selects on the validation split only ({', '.join(SELECTABLE)})")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1, got {seeds}")
+    combos = grid.combinations()
+    configs = {}
+    for combo in combos:  # every configuration validated before the first run starts
+        for seed in range(seeds):
+            folder = Path(root) / f"{slug(grid.keys, combo)}-s{seed}"
+            args = [*overrides, *(f"{k}={v}" for k, v in zip(grid.keys, combo)), f"seed={seed}", f"out={folder}",
+                    "progress=false"]
+            cfg = load_config(config, args)
+            if not cfg.data.val_per_class:
+                raise ConfigError("a sweep selects on a validation split: set data.val_per_class (images per class "
+                                  "drawn from outside the training subset)")
+            configs[combo, seed] = cfg
+    total = len(configs)
+    echo(f"sweep: {len(combos)} combinations x {seeds} seeds = {total} runs under {root}")
+    rows = []
+    for i, ((combo, seed), cfg) in enumerate(configs.items(), 1):
+        summary_path = cfg.run_dir / "summary.json"
+        if summary_path.exists():
+            summary = json.loads(summary_path.read_text())
+            state = "done before"
+        else:
+            resume = (cfg.run_dir / "checkpoint.pt").exists() or any(cfg.run_dir.glob("*/checkpoint.pt"))
+            summary = train(cfg, resume=resume, echo=lambda m: None)
+            state = "resumed" if resume else "trained"
+        metric = summary.get(SELECTABLE[select_on])
+        if metric is None:
+            raise UserError(f"{cfg.run_dir} recorded no {SELECTABLE[select_on]}; was it trained with a validation split?")
+        rows.append({"combination": dict(zip(grid.keys, combo)), "seed": seed, select_on: metric,
+                     "test": summary["top1_last"], "folder": str(cfg.run_dir)})
+        echo(f"  [{i}/{total}] {slug(grid.keys, combo)} seed {seed}: {select_on} {metric:.2f} ({state})")
+    result = _choose(rows, grid, select_on)
+    result.update(config=config, overrides=list(overrides), seeds=seeds, select_on=select_on)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out.with_suffix(".json"), result)
+    atomic_write_text(out.with_suffix(".md"), _table(result, grid, select_on))
+    echo(f"chosen on {select_on}: {result['chosen']} -> {out.with_suffix('.md')}")
+    return result
+
+
+def _choose(rows: list[dict], grid: Grid, select_on: str) -> dict:
+    table = []
+    for combo in grid.combinations():
+        mine = [r for r in rows if tuple(r["combination"].values()) == combo]
+        sel = [r[select_on] for r in mine]
+        test = [r["test"] for r in mine]
+        table.append({"combination": dict(zip(grid.keys, combo)), "n": len(mine),
+                      f"{select_on}_mean": statistics.fmean(sel), f"{select_on}_std": _std(sel),
+                      "test_mean": statistics.fmean(test), "test_std": _std(test)})
+    best = max(table, key=lambda r: r[f"{select_on}_mean"])  # ties: the first in grid order
+    return {"chosen": best["combination"], "table": table, "runs": rows}
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _table(result: dict, grid: Grid, select_on: str) -> str:
+    overrides = " ".join(result["overrides"])
+    grid_args = " ".join(f"--grid {k}={','.join(v)}" for k, v in zip(grid.keys, grid.values))
+    lines = [f"# Sweep of {result['config']}", "",
+             f"Generated by `kdforge sweep {result['config']} {overrides} {grid_args} --seeds {result['seeds']} "
+             f"--select-on {select_on}`. The choice reads the {select_on} split only; test top-1 is reported beside "
+             "it and was never used.", "",
+             "| " + " | ".join(grid.keys) + f" | n | {select_on} top-1 (mean ± std) | test top-1 (mean ± std) | |",
+             "|" + "---|" * (len(grid.keys) + 4)]
+    for row in result["table"]:
+        mark = "**chosen**" if row["combination"] == result["chosen"] else ""
+        lines.append("| " + " | ".join(str(v) for v in row["combination"].values()) +
+                     f" | {row['n']} | {row[f'{select_on}_mean']:.2f} ± {row[f'{select_on}_std']:.2f} | "
+                     f"{row['test_mean']:.2f} ± {row['test_std']:.2f} | {mark} |")
+    return "\n".join(lines) + "\n"

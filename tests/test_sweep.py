@@ -1,0 +1,53 @@
+"""`kdforge sweep`: every combination x seed runs once (resumable), the choice reads the validation split only, and
+the table and the choice are written."""
+
+import json
+
+import pytest
+
+from kdforge.errors import ConfigError
+from kdforge.sweep import parse_grid, run_sweep
+
+from conftest import run_cli
+
+FAST = ["epochs=1", "threads=1", "tensorboard=false", "data.val_per_class=15"]
+
+
+def test_grid_specs_parse_lists_and_refuse_bad_input():
+    grid = parse_grid(["optim.lr=0.05,0.1", "optim.milestones=[60,80],[30,40]"])
+    assert grid.keys == ("optim.lr", "optim.milestones")
+    assert grid.values == (("0.05", "0.1"), ("[60,80]", "[30,40]")) and len(grid.combinations()) == 4
+    for bad in ([], ["optim.lr"], ["optim.lr=0.1", "optim.lr=0.2"]):
+        with pytest.raises(ConfigError):
+            parse_grid(bad)
+
+
+def test_sweep_chooses_the_best_validation_mean_and_resumes(tmp_path):
+    lines = []
+    args = ("digits-teacher", FAST, parse_grid(["optim.lr=0.0001,0.1"]), 2, "val", tmp_path / "runs",
+            tmp_path / "out" / "lr")
+    result = run_sweep(*args, echo=lines.append)
+    assert len(result["runs"]) == 4 and "4 runs" in lines[0]
+    means = {r["combination"]["optim.lr"]: r["val_mean"] for r in result["table"]}
+    expected = max(means, key=means.get)
+    assert result["chosen"] == {"optim.lr": expected} and means["0.1"] > means["0.0001"]  # a rate that learns
+    for run in result["runs"]:  # each figure is that run's own validation top-1
+        assert run["val"] == json.loads((tmp_path / "runs" / f"lr-{run['combination']['optim.lr']}-s{run['seed']}"
+                                         / "summary.json").read_text())["val_top1_last"]
+    md = (tmp_path / "out" / "lr.md").read_text()
+    assert "**chosen**" in md and "never used" in md
+    assert json.loads((tmp_path / "out" / "lr.json").read_text())["chosen"] == result["chosen"]
+    lines.clear()
+    run_sweep(*args, echo=lines.append)  # everything done: nothing retrains
+    assert sum("done before" in line for line in lines) == 4
+
+
+def test_sweep_refuses_the_test_split_and_configs_without_validation(tmp_path):
+    grid = parse_grid(["optim.lr=0.1"])
+    with pytest.raises(ConfigError, match="validation split only"):
+        run_sweep("digits-teacher", FAST, grid, 1, "test", tmp_path, tmp_path / "o")
+    with pytest.raises(ConfigError, match="data.val_per_class"):
+        run_sweep("digits-teacher", ["epochs=1"], grid, 1, "val", tmp_path, tmp_path / "o")
+    result = run_cli("sweep", "digits-teacher", "epochs=1", "--grid", "optim.lr=0.1", "--select-on", "test",
+                     cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "validation split only" in result.stderr

@@ -328,3 +328,17 @@ def test_suites_replay_the_teacher_from_its_output_cache_by_default(tmp_path):
     assert not bench.student_config(rows["ce"], 0, Path("t"))[0].teacher_cache
     teacher = load_config("cifar10-cpu-teacher")
     assert config_key(teacher, "d") == config_key(load_config("cifar10-cpu-teacher", ["teacher_cache=true"]), "d")
+
+
+def test_results_page_leads_with_the_paper_regime_and_its_schedules(tmp_path):
+    res = tmp_path / "results"
+    res.mkdir()
+    for row in hand_rows():
+        append_row(res / "cifar10-paper-cpu-e60.csv", row)
+        append_row(res / "cifar10-cpu.csv", row)
+    (res / "cifar10-paper-cpu-regime.md").write_text("# title\n\n| budget | ce |\n|---|---|\n| e60 | 71.17 |\n")
+    page = write_results_page(res, tmp_path / "docs" / "RESULTS.md").read_text()
+    assert page.index("## cifar10-paper-cpu") < page.index("## cifar10-cpu\n") < page.index("## fmnist-cpu")
+    paper = page[page.index("## cifar10-paper-cpu"):page.index("## cifar10-cpu\n")]
+    assert "| e60 | 71.17 |" in paper and "### 60-epoch schedule" in paper and "| kd | 3 | 15 | 73.83 ± 1.04" in paper
+    assert "--budget e60" in paper and "120-epoch" not in paper  # only schedules with runs are shown

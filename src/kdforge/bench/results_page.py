@@ -44,7 +44,9 @@ def write_results_page(results: Path, out: Path) -> Path:
              f"Hardware of the generating machine: {cpu_name()}, {os.cpu_count()} logical cores, no GPU; "
              f"torch {torch.__version__}. Each run's own device and thread count are in its `summary.json`.", "",
              "## Caveats", "", *[f"- {c}" for c in CAVEATS], ""]
-    for suite in SUITES.names():
+    # the paper regime leads: the papers' claims can only be tested there; then the short-budget suites
+    paper = [s for s in SUITES.names() if _has_schedules(SUITES.get(s))]
+    for suite in paper + [s for s in SUITES.names() if s not in paper]:
         lines += _suite_section(SUITES.get(suite), results, rel)
     for suite in sorted({r["suite"] for r in published()} - set(SUITES.names())):
         lines += [f"## {suite} (published only)", "", "Published numbers, for reference; no kdforge suite measures "
@@ -78,6 +80,8 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
             lines += ["Published numbers kdforge's presets target (`kdforge bench compare "
                       f"{suite.name}` prints them beside measurements):", ""] + _published_table(suite.name)
         return lines
+    if _has_schedules(suite):
+        return lines + _schedules_section(suite, results, rel)
     rows = read_csv(results / f"{suite.name}.csv")
     if not rows:
         return lines + [f"Not measured yet: `kdforge bench accuracy {suite.name}`.", ""]
@@ -89,6 +93,35 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]
     return lines + [""]
+
+
+def _has_schedules(suite) -> bool:
+    """A suite whose budgets are schedule lengths (eN): the paper regime, its schedule chosen from ce and kd."""
+    return suite.kind == "train" and all(b.startswith("e") and b[1:].isdigit() for b in suite.budgets)
+
+
+def _schedules_section(suite, results: Path, rel: str) -> list[str]:
+    from kdforge.bench.accuracy import results_stem
+
+    lines = []
+    regime = results / f"{suite.name}-regime.md"
+    if regime.exists():  # the selection table, as `kdforge bench regime` wrote it (its title dropped)
+        lines += [line for line in regime.read_text().splitlines()[1:]] + [""]
+    measured = False
+    for budget in sorted(suite.budgets, key=lambda b: int(b[1:])):
+        stem = results_stem(suite.name, budget)
+        rows = read_csv(results / f"{stem}.csv")
+        if not rows:
+            continue
+        measured = True
+        seeds = sorted({int(r["seed"]) for r in rows})
+        lines += [f"### {budget[1:]}-epoch schedule", "",
+                  f"`kdforge bench accuracy {suite.name} --budget {budget}` — {len(rows)} runs, seeds "
+                  f"{', '.join(map(str, seeds))} ([table]({rel}/{stem}.md)).", ""]
+        lines += markdown_table(rows, suite.foreign_teacher_cells()) + [""]
+    if not measured:
+        lines += [f"Not measured yet: `kdforge bench accuracy {suite.name} --budget eN --methods ce,kd`.", ""]
+    return lines
 
 
 def _load(path: Path) -> dict | None:

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.data.inmemory import Batch  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.data import DataConfig, load_data  # noqa: E402
 from kdforge.data.sources import cache_dir, data_roots  # noqa: E402

@@ -17,8 +17,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
 from kdforge.bench.accuracy import AccuracyBench  # noqa: E402
 from kdforge.bench.suites import SUITES  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402

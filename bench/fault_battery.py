@@ -23,15 +23,25 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
-sys.path.insert(0, str(REPO / "tests"))
 
 import torch  # noqa: E402
 
 from kdforge.engine.checkpoint import read_checkpoint  # noqa: E402
 from kdforge.fileio import atomic_write_json  # noqa: E402
 
-from fault_cases import CASES, stale_temporaries, torn_files  # noqa: E402
+
+def _fault_cases():
+    """tests/fault_cases.py, the catalogue the test suite runs too, loaded by path."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fault_cases", REPO / "tests" / "fault_cases.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_cases = _fault_cases()
+CASES, stale_temporaries, torn_files = _cases.CASES, _cases.stale_temporaries, _cases.torn_files
 
 RUN = ["digits-teacher", "epochs=3", "data.batch_size=32", "checkpoint_every=5", "deterministic=true", "threads=1",
        "tensorboard=false", "log_every=5"]

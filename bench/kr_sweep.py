@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.config import load_config  # noqa: E402
 from kdforge.engine.pipeline import train  # noqa: E402

@@ -21,14 +21,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
 from refilled_protocols import model_of  # noqa: E402  (bench/ sibling: a model from a run folder or checkpoint)
 
 from kdforge.config import TrainConfig, from_dict  # noqa: E402

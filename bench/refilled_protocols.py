@@ -12,10 +12,7 @@ Runs that are not there yet are listed as missing; nothing is trained here.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.data import DataConfig, load_data  # noqa: E402
 from kdforge.engine.models import load_model  # noqa: E402

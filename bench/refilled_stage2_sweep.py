@@ -14,12 +14,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.config import TrainConfig, from_dict  # noqa: E402
 from kdforge.engine.pipeline import train  # noqa: E402

@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from kdforge.data.inmemory import Batch  # noqa: E402
 from kdforge.engine.teacher_cache import TeacherCache  # noqa: E402

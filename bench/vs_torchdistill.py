@@ -29,8 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
 BATCH, LR, TEMPERATURE, CE_WEIGHT, KD_WEIGHT = 64, 0.1, 4.0, 0.1, 0.9
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 

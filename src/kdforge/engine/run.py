@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import re
 import signal
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import kdforge
-from kdforge.errors import ConfigError, UserError
+from kdforge.collective import all_reduce_
+from kdforge.engine.distributed import peer_failure, shutdown
+from kdforge.errors import ConfigError, PeerFailedError, TrainingStopped, UserError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -118,3 +122,68 @@ def _missing_toolchain(device: torch.device) -> str | None:
     if device.type == "cpu":
         return None if any(shutil.which(c) for c in ("g++", "c++", "clang++")) else "no C++ compiler on PATH"
     return f"no compile backend chosen for {device.type}"
+
+
+class RunMixin:
+    """A Trainer's life as a run: the folder and its lock, stop signals (agreed across ranks), another rank's death,
+    wall-time accounting."""
+
+    def fit(self) -> dict:
+        self._setup_runtime()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create run folder {self.folder}: {exc.strerror}; choose a writable out=") from None
+        lock = RunLock(self.folder) if self.dist.is_main else contextlib.nullcontext()
+        peer_failed = False
+        try:
+            with lock, stop_signals(self):
+                if self.dist.is_main:
+                    for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
+                        stale.unlink(missing_ok=True)
+                result = self._fit_locked()
+            if self.dist.enabled:
+                torch.distributed.barrier()  # rank 0's files are written before any process moves on
+            return result
+        except RuntimeError as exc:
+            if not (self.dist.enabled and peer_failure(exc)):
+                raise
+            peer_failed = True
+            raise PeerFailedError(
+                f"another process of this {self.dist.world_size}-process run died ({_first_line(exc)}); "
+                f"rank {self.dist.rank} stopped too. The last checkpoint in {self.folder} is intact: relaunch the same "
+                "torchrun command with --resume") from None
+        finally:
+            if self.dist.enabled and not self.keep_process_group and not peer_failed:
+                shutdown()  # (a group with a dead member cannot be torn down cleanly: the process exit does it)
+
+    def _stop_agreed(self, step: int) -> bool:
+        """A single process stops after the step in which a stop signal arrived; under torchrun the ranks
+        agree at the next metrics read (every log_every steps), so that all of them stop at the same step."""
+        if not self.dist.enabled:
+            return self.stop_signal is not None
+        if step % self.cfg.log_every:
+            return False
+        flag = torch.tensor([0 if self.stop_signal is None else int(self.stop_signal)], device=self.device)
+        all_reduce_(flag, torch.distributed.ReduceOp.MAX)
+        self.stop_signal = int(flag.item()) or None
+        return self.stop_signal is not None
+
+    def _stop(self, epoch: int, start: float, images: int) -> None:
+        self._check_finite(epoch)
+        self._account(start, images)
+        self._save()
+        name = signal.Signals(self.stop_signal).name
+        p = self.progress
+        raise TrainingStopped(f"stopped by {name} at epoch {epoch + 1}, batch {p.batch} (step {p.step}); checkpoint "
+                              f"written to {self.folder}; continue with --resume", 128 + int(self.stop_signal))
+
+    def _account(self, start: float, images: int) -> None:
+        self.progress.train_seconds += time.perf_counter() - start
+        self.progress.train_images += images
+
+
+def _first_line(exc: BaseException) -> str:
+    """The gist of a backend error: its first line without the source-location prefix, at most 100 characters."""
+    line = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [""])[0])
+    return line[:100]

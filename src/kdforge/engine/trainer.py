@@ -5,36 +5,32 @@ what is task-specific is the task object's (`engine/task.py`); the run's folder 
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
-import signal
 import sys
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from kdforge.collective import all_reduce_
 from kdforge.config import TrainConfig, to_dict
 from kdforge.data import DatasetBundle, load_data
 from kdforge.distiller import Distiller
-from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights, save_checkpoint, save_weights
-from kdforge.engine.distributed import average_gradients, init_from_env, peer_failure, per_rank_batch, shutdown
+from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights
+from kdforge.engine.distributed import average_gradients, init_from_env, per_rank_batch
+from kdforge.engine.evaluation import EvaluationMixin
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.models import build_model, check_compatible, load_teacher
-from kdforge.engine.run import RunLock, autocast, compile_decision, resolve_device, stop_signals, versions
+from kdforge.engine.preparation import PreparationMixin
+from kdforge.engine.run import RunMixin, autocast, compile_decision, resolve_device, versions
 from kdforge.engine.schedule import learning_rate
+from kdforge.engine.state import CheckpointMixin, Progress
 from kdforge.engine.task import ClassificationTask
-from kdforge.errors import ConfigError, NonFiniteLossError, PeerFailedError, TrainingStopped, UserError
+from kdforge.errors import ConfigError, NonFiniteLossError, UserError
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS, StepState
-from kdforge.methods.base import EvalContext, Method, Preparation
-from kdforge.models import TappedModel, count_parameters
+from kdforge.methods.base import Method
 
 
 def lr_of(optimizer) -> float:
@@ -43,21 +39,7 @@ def lr_of(optimizer) -> float:
     return group["lr"] / group["lr_scale"] if group["lr_scale"] else group["lr"]
 
 
-@dataclass
-class Progress:
-    epoch: int = 0  # epochs fully done
-    batch: int = 0  # batches done inside the current epoch
-    step: int = 0  # optimiser steps done in total
-    best_top1: float = -1.0
-    best_test_top1: float = -1.0
-    best_epoch: int = -1
-    max_test_top1: float = -1.0  # the best test top-1 of any epoch (what a "best (test)" column shows)
-    train_seconds: float = 0.0
-    train_images: int = 0
-    wall_seconds: float = 0.0  # wall time of earlier sittings, up to their last checkpoint
-
-
-class Trainer:
+class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
     def __init__(self, cfg: TrainConfig, resume: bool = False, echo=None, keep_process_group: bool = False,
                  task=None):
         self.cfg = cfg
@@ -145,98 +127,6 @@ class Trainer:
         self.progress = Progress()
         self.teacher_top1 = None
 
-    def _teacher_cache(self):
-        """The teacher-output cache when asked for and the method reads only the teacher's logits/embedding."""
-        cfg = self.cfg
-        if not cfg.teacher_cache or self.teacher is None:
-            return None
-        if not set(self.method.teacher_taps) <= {"embedding"}:
-            self.logger.info(f"teacher cache off: {cfg.method} reads the teacher's feature maps")
-            return None
-        if not hasattr(self.data.train, "images"):
-            self.logger.info("teacher cache off: it needs an in-memory dataset (augmentation by index)")
-            return None
-        from kdforge.data.sources import cache_dir
-        from kdforge.engine.teacher_cache import TeacherCache
-        from kdforge.memory.incontext import fingerprint
-
-        taps = sorted(self.method.teacher_taps)
-        key = fingerprint("teacher-outputs-v1", self._keys()[0], self._keys()[1], repr(self.data.augment),
-                          cfg.seed, cfg.data.batch_size, taps, cfg.teacher_cache_dtype, cfg.amp)
-        expected = len(self.train_stream) * cfg.data.batch_size
-        return TeacherCache(cache_dir(), key, len(self.data.train), expected, cfg.teacher_cache_dtype, self.device,
-                            self.dist.is_main, self.logger.info)
-
-    def _keys(self) -> tuple[str, str]:
-        """(teacher weights hash, training data hash), computed once."""
-        if getattr(self, "_key_cache", None) is None:
-            from kdforge.memory.incontext import fingerprint
-
-            train = self.data.train
-            data_key = fingerprint(train.images, train.labels) if hasattr(train, "images") else \
-                fingerprint(repr(getattr(train, "samples", None)), self.cfg.data.dataset)
-            teacher_key = fingerprint(self.teacher.state_dict()) if self.teacher is not None else ""
-            self._key_cache = (teacher_key, data_key)
-        return self._key_cache
-
-    def _preparation(self) -> Preparation:
-        from kdforge.data.sources import cache_dir
-
-        teacher_key, data_key = self._keys()
-        teacher = TappedModel(self.teacher_forward, ("embedding",)) if self.teacher is not None else None
-        return Preparation(teacher, self._clean_train(), lambda: autocast(self.device, self.cfg.amp), cache_dir(), teacher_key,
-                           data_key, self.dist.is_main, self.logger.info)
-
-    def _input_shape(self) -> tuple[int, ...]:
-        if hasattr(self.data.train, "images"):
-            return tuple(self.data.train.images.shape[1:])
-        return (3, self.cfg.data.image_size, self.cfg.data.image_size)
-
-    # ---------------------------------------------------------------- checkpoints
-    def _identity(self) -> dict:
-        return {"format": "kdforge", "arch": self.cfg.student, "num_classes": self.data.num_classes,
-                "classes": list(self.data.classes), "dataset": self.cfg.data.dataset}
-
-    def _payload(self) -> dict:
-        rng = {"cpu": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        return {
-            **self._identity(), "model": self.student.state_dict(), "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "progress": self._progress_to_save(),
-            "meter": self.meter.state_dict(), "rng": rng, "teacher_top1": self.teacher_top1,
-            "config": json.dumps(to_dict(self.cfg), sort_keys=True),
-        }
-
-    def _progress_to_save(self) -> dict:
-        # a resumed run reports the wall time of all its sittings, not only of the last one
-        progress = dict(vars(self.progress))
-        progress["wall_seconds"] += time.perf_counter() - self._sitting_start
-        return progress
-
-    def _save(self) -> None:
-        if self.dist.is_main:  # every rank holds the same state; one writes it
-            save_checkpoint(self.folder, self._payload())
-
-    def _restore(self, ckpt: dict) -> None:
-        saved = json.loads(ckpt["config"])
-        now = to_dict(self.cfg)
-        for key in ("method", "student", "seed", "epochs"):
-            if saved.get(key) != now.get(key):
-                raise UserError(f"cannot resume {self.folder}: it was run with {key}={saved.get(key)!r}, "
-                                f"now {key}={now.get(key)!r}; use another out= folder")
-        load_into(self.student, ckpt["model"], f"{self.folder}/checkpoint.pt")
-        self.method.load_state_dict(ckpt["method"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        for group, scale in zip(self.optimizer.param_groups, self._lr_scales):
-            group["lr_scale"] = scale  # checkpoints from before learning-rate scales lack the key
-        self.progress = Progress(**ckpt["progress"])
-        self.meter.load_state_dict(ckpt["meter"])
-        self.teacher_top1 = ckpt.get("teacher_top1")
-        torch.set_rng_state(ckpt["rng"]["cpu"])
-        if "cuda" in ckpt["rng"] and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
-
     # ---------------------------------------------------------------- training
     def _step(self, batch, epoch: int, step_t: torch.Tensor) -> None:
         cfg, p = self.cfg, self.progress
@@ -309,88 +199,6 @@ class Trainer:
         if self.teacher_cache is not None and not self.replaying:
             self.teacher_cache.end_epoch(epoch)
 
-    def _stop_agreed(self, step: int) -> bool:
-        """A single process stops after the step in which a stop signal arrived; under torchrun the ranks
-        agree at the next metrics read (every log_every steps), so that all of them stop at the same step."""
-        if not self.dist.enabled:
-            return self.stop_signal is not None
-        if step % self.cfg.log_every:
-            return False
-        flag = torch.tensor([0 if self.stop_signal is None else int(self.stop_signal)], device=self.device)
-        all_reduce_(flag, torch.distributed.ReduceOp.MAX)
-        self.stop_signal = int(flag.item()) or None
-        return self.stop_signal is not None
-
-    def _stop(self, epoch: int, start: float, images: int) -> None:
-        self._check_finite(epoch)
-        self._account(start, images)
-        self._save()
-        name = signal.Signals(self.stop_signal).name
-        p = self.progress
-        raise TrainingStopped(f"stopped by {name} at epoch {epoch + 1}, batch {p.batch} (step {p.step}); checkpoint "
-                              f"written to {self.folder}; continue with --resume", 128 + int(self.stop_signal))
-
-    def _account(self, start: float, images: int) -> None:
-        self.progress.train_seconds += time.perf_counter() - start
-        self.progress.train_images += images
-
-    def _evaluate_epoch(self, epoch: int) -> dict:
-        test = self.task.evaluate(self.student, self.test_stream, self.device, self.cfg.amp)
-        record = {"epoch": epoch + 1, "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"]}
-        selector = test["top1"]
-        if self.val_stream is not None:
-            val = self.task.evaluate(self.student, self.val_stream, self.device, self.cfg.amp)
-            record.update({"val_top1": val["top1"], "val_loss": val["loss"]})
-            selector = val["top1"]
-        record.update(self.method.evaluate_extra(EvalContext(
-            self.student, self._clean_train(), self.val_stream, self.test_stream,
-            lambda: autocast(self.device, self.cfg.amp))))
-        if self.method.select_on:
-            selector = record[self.method.select_on]
-        p = self.progress
-        p.max_test_top1 = max(p.max_test_top1, test["top1"])
-        if selector > p.best_top1:
-            p.best_top1, p.best_test_top1, p.best_epoch = selector, test["top1"], epoch + 1
-            if self.method.keeps_best and self.dist.is_main:
-                save_weights(self.folder / "best.pt", {**self._identity(), "model": self.student.state_dict(),
-                                                       "epoch": epoch + 1, "selected_on": self.method.select_on})
-        return record
-
-    def _clean_train(self):
-        if getattr(self, "_clean_train_stream", None) is None:
-            self._clean_train_stream = self.data.stream("train", self.cfg.data.eval_batch_size, train=False,
-                                                        workers=self.cfg.data.workers, device=self.device)
-        return self._clean_train_stream
-
-    def fit(self) -> dict:
-        self._setup_runtime()
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"cannot create run folder {self.folder}: {exc.strerror}; choose a writable out=") from None
-        lock = RunLock(self.folder) if self.dist.is_main else contextlib.nullcontext()
-        peer_failed = False
-        try:
-            with lock, stop_signals(self):
-                if self.dist.is_main:
-                    for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
-                        stale.unlink(missing_ok=True)
-                result = self._fit_locked()
-            if self.dist.enabled:
-                torch.distributed.barrier()  # rank 0's files are written before any process moves on
-            return result
-        except RuntimeError as exc:
-            if not (self.dist.enabled and peer_failure(exc)):
-                raise
-            peer_failed = True
-            raise PeerFailedError(
-                f"another process of this {self.dist.world_size}-process run died ({_first_line(exc)}); "
-                f"rank {self.dist.rank} stopped too. The last checkpoint in {self.folder} is intact: relaunch the same "
-                "torchrun command with --resume") from None
-        finally:
-            if self.dist.enabled and not self.keep_process_group and not peer_failed:
-                shutdown()  # (a group with a dead member cannot be torn down cleanly: the process exit does it)
-
     def _fit_locked(self) -> dict:
         cfg = self.cfg
         existing = (self.folder / "checkpoint.pt").exists() or (self.folder / "checkpoint.prev.pt").exists()
@@ -462,37 +270,3 @@ class Trainer:
         if last_eval is None:  # resumed after the last epoch had finished
             last_eval = self._evaluate_epoch(cfg.epochs - 1)
         return last_eval
-
-    def _epoch_line(self, train: dict, ev: dict) -> str:
-        best = f"best {self.progress.best_test_top1:.2f}% (ep {self.progress.best_epoch})"
-        return (f"epoch {int(train['epoch']):>3}/{self.cfg.epochs}  loss {train['loss/total']:.4f}  "
-                f"train {train['train_top1']:.2f}%  test {ev['test_top1']:.2f}%  {best}  "
-                f"{train['images_per_second']:.0f} img/s")
-
-    def _summary(self, last_eval: dict, wall: float) -> dict:
-        cfg, p = self.cfg, self.progress
-        return {
-            "method": cfg.method, "teacher": self.teacher_arch, "student": cfg.student, "dataset": cfg.data.dataset,
-            "seed": cfg.seed, "epochs": cfg.epochs,
-            "top1_last": last_eval["test_top1"], "top5_last": last_eval["test_top5"],
-            "top1_best": p.best_test_top1, "best_epoch": p.best_epoch, "val_top1_last": last_eval.get("val_top1"),
-            "best_selected_on": self.method.select_on or ("val" if self.val_stream is not None else "test"),
-            "top1_best_test": p.max_test_top1,
-            "train_top1": last_eval.get("train_top1"), "train_loss": last_eval.get("train_loss"),
-            "teacher_folded_batchnorms": self.teacher_folded,
-            "compiled": self.compiled, "compile_reason": self.compile_reason,
-            "teacher_top1": self.teacher_top1,
-            "wall_seconds": wall, "train_seconds": p.train_seconds,
-            "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,
-            "world_size": self.dist.world_size,
-            "teacher_cache": self.teacher_cache.stats() if self.teacher_cache is not None else None,
-            "student_parameters": count_parameters(self.student),
-            "device": str(self.device), "threads": torch.get_num_threads(),
-            "config": to_dict(cfg), "versions": versions(),
-        }
-
-
-def _first_line(exc: BaseException) -> str:
-    """The gist of a backend error: its first line without the source-location prefix, at most 100 characters."""
-    line = re.sub(r"^\[[^\]]*\]\s*", "", (str(exc).strip().splitlines() or [""])[0])
-    return line[:100]

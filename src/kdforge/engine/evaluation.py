@@ -1,0 +1,70 @@
+"""Per-epoch evaluation, best-epoch selection and the run's summary (a Trainer mixin): metrics come from the task
+object; the best epoch is chosen on the validation split when there is one (or on the method's own metric)."""
+
+from __future__ import annotations
+
+import torch
+
+from kdforge.config import to_dict
+from kdforge.engine.checkpoint import save_weights
+from kdforge.engine.run import autocast, versions
+from kdforge.methods.base import EvalContext
+from kdforge.models import count_parameters
+
+
+class EvaluationMixin:
+    def _evaluate_epoch(self, epoch: int) -> dict:
+        test = self.task.evaluate(self.student, self.test_stream, self.device, self.cfg.amp)
+        record = {"epoch": epoch + 1, "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"]}
+        selector = test["top1"]
+        if self.val_stream is not None:
+            val = self.task.evaluate(self.student, self.val_stream, self.device, self.cfg.amp)
+            record.update({"val_top1": val["top1"], "val_loss": val["loss"]})
+            selector = val["top1"]
+        record.update(self.method.evaluate_extra(EvalContext(
+            self.student, self._clean_train(), self.val_stream, self.test_stream,
+            lambda: autocast(self.device, self.cfg.amp))))
+        if self.method.select_on:
+            selector = record[self.method.select_on]
+        p = self.progress
+        p.max_test_top1 = max(p.max_test_top1, test["top1"])
+        if selector > p.best_top1:
+            p.best_top1, p.best_test_top1, p.best_epoch = selector, test["top1"], epoch + 1
+            if self.method.keeps_best and self.dist.is_main:
+                save_weights(self.folder / "best.pt", {**self._identity(), "model": self.student.state_dict(),
+                                                       "epoch": epoch + 1, "selected_on": self.method.select_on})
+        return record
+
+    def _clean_train(self):
+        if getattr(self, "_clean_train_stream", None) is None:
+            self._clean_train_stream = self.data.stream("train", self.cfg.data.eval_batch_size, train=False,
+                                                        workers=self.cfg.data.workers, device=self.device)
+        return self._clean_train_stream
+
+    def _epoch_line(self, train: dict, ev: dict) -> str:
+        best = f"best {self.progress.best_test_top1:.2f}% (ep {self.progress.best_epoch})"
+        return (f"epoch {int(train['epoch']):>3}/{self.cfg.epochs}  loss {train['loss/total']:.4f}  "
+                f"train {train['train_top1']:.2f}%  test {ev['test_top1']:.2f}%  {best}  "
+                f"{train['images_per_second']:.0f} img/s")
+
+    def _summary(self, last_eval: dict, wall: float) -> dict:
+        cfg, p = self.cfg, self.progress
+        return {
+            "method": cfg.method, "teacher": self.teacher_arch, "student": cfg.student, "dataset": cfg.data.dataset,
+            "seed": cfg.seed, "epochs": cfg.epochs,
+            "top1_last": last_eval["test_top1"], "top5_last": last_eval["test_top5"],
+            "top1_best": p.best_test_top1, "best_epoch": p.best_epoch, "val_top1_last": last_eval.get("val_top1"),
+            "best_selected_on": self.method.select_on or ("val" if self.val_stream is not None else "test"),
+            "top1_best_test": p.max_test_top1,
+            "train_top1": last_eval.get("train_top1"), "train_loss": last_eval.get("train_loss"),
+            "teacher_folded_batchnorms": self.teacher_folded,
+            "compiled": self.compiled, "compile_reason": self.compile_reason,
+            "teacher_top1": self.teacher_top1,
+            "wall_seconds": wall, "train_seconds": p.train_seconds,
+            "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,
+            "world_size": self.dist.world_size,
+            "teacher_cache": self.teacher_cache.stats() if self.teacher_cache is not None else None,
+            "student_parameters": count_parameters(self.student),
+            "device": str(self.device), "threads": torch.get_num_threads(),
+            "config": to_dict(cfg), "versions": versions(),
+        }

@@ -342,3 +342,24 @@ def test_results_page_leads_with_the_paper_regime_and_its_schedules(tmp_path):
     paper = page[page.index("## cifar10-paper-cpu"):page.index("## cifar10-cpu\n")]
     assert "| e60 | 71.17 |" in paper and "### 60-epoch schedule" in paper and "| kd | 3 | 15 | 73.83 ± 1.04" in paper
     assert "--budget e60" in paper and "120-epoch" not in paper  # only schedules with runs are shown
+
+
+def test_paper_suite_scales_warmups_to_the_schedule_and_labels_paper_budget_rows(tmp_path):
+    from pathlib import Path
+
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.suites import SUITES
+
+    def config(budget, row):
+        bench = AccuracyBench(SUITES.get("cifar10-paper-cpu"), budget=budget, root=tmp_path, results=tmp_path)
+        return bench.student_config({v.name: v for v in bench.variants(None)}[row], 0, Path("t"))[0]
+
+    assert config("e120", "dkd").method_args["warmup_epochs"] == 10  # 20 of 240 epochs
+    assert config("e60", "dkd").method_args["warmup_epochs"] == 5 and config("e60", "dkd").method_args["beta"] == 2
+    assert config("e240", "reviewkd").method_args["warmup_epochs"] == 20
+    ckd, paper = config("e120", "ckd"), config("e120", "ckd-paper")
+    assert (ckd.epochs, ckd.optim.milestones) == (120, [75, 90, 105])
+    assert (paper.epochs, paper.optim.milestones, paper.method) == (240, [150, 180, 210], "ckd")
+    assert config("e120", "refilled").method_args["budget"] == "equal"
+    assert config("e120", "refilled-paper").method_args.get("budget", "paper") == "paper"
+    assert config("e120", "ickd-online").method_args["paradigm"] == "online"

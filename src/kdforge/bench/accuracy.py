@@ -136,6 +136,9 @@ class AccuracyBench:
         args = overrides + list(self.suite.budgets[self.budget][1]) + [f"method={variant.method}", *variant.overrides,
                                                                         f"seed={seed}", f"out={folder}"]
         cfg = load_config(preset, args + self._common())
+        if variant.schedule_factor != 1 or variant.per_epochs:
+            args += _scaled(cfg, variant)
+            cfg = load_config(preset, args + self._common())
         from kdforge.methods import METHODS
 
         if METHODS.get(cfg.method).uses_teacher(cfg.method_args):
@@ -242,6 +245,18 @@ class AccuracyBench:
             summary = train(cfg, resume=resume, echo=lambda m: None)
         summary["folder"] = str(folder)
         return summary
+
+
+def _scaled(cfg: TrainConfig, variant: Variant) -> list[str]:
+    """A row's schedule-dependent settings: a paper-budget row's longer schedule (epochs and steps scaled alike)
+    and settings given as fractions of the epochs (warm-ups)."""
+    extra, epochs = [], cfg.epochs * variant.schedule_factor
+    if variant.schedule_factor != 1:
+        steps = [m * variant.schedule_factor for m in cfg.optim.milestones]
+        extra += [f"epochs={epochs}", f"optim.milestones=[{','.join(map(str, steps))}]",
+                  f"eval_every={cfg.eval_every * variant.schedule_factor}"]
+    extra += [f"{key}={fraction * epochs:g}" for key, fraction in variant.per_epochs]
+    return extra
 
 
 def best_on_test(summary: dict) -> float:

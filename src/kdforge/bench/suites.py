@@ -17,6 +17,10 @@ class Variant:
     overrides: tuple[str, ...] = ()
     preset: str | None = None  # replaces the suite's student preset for this row
     teacher: tuple[str, ...] = ()  # overrides of the suite's teacher for this row (e.g. other classes)
+    # settings that scale with the student's schedule, as (key, fraction of the epochs): a warm-up of 20 of the
+    # grid's 240 epochs is ("method_args.warmup_epochs", 20 / 240) in a suite whose budgets change the length
+    per_epochs: tuple[tuple[str, float], ...] = ()
+    schedule_factor: int = 1  # a paper-budget row trains this many times the suite's schedule (labelled)
 
 
 @dataclass(frozen=True)
@@ -157,10 +161,29 @@ def _schedule(epochs: int) -> tuple[str, ...]:
 # candidate schedules of the paper-regime suite, each with twice its length (the convergence check); the teacher
 # keeps its own 120-epoch recipe in every budget
 PAPER_BUDGETS = {f"e{e}": ((), _schedule(e)) for e in (30, 60, 120, 240, 480)}
+GRID_WARMUP = 20 / 240  # DKD's and ReviewKD's 20-epoch warm-up in the grid's 240 epochs
+
+
+def _paper_rows() -> dict[str, Variant]:
+    """Each paper's recipe scaled to the suite's schedule (warm-ups as fractions of it); where a paper trains
+    longer than the shared schedule, a labelled paper-budget row beside the equal-budget one, so that a gain is
+    never a longer schedule in disguise. REFILLED picks its stage-1 checkpoint on the suite's validation split."""
+    warm = (("method_args.warmup_epochs", GRID_WARMUP),)
+    return {
+        "dkd": Variant("dkd", "dkd", ("method_args.beta=2.0",), per_epochs=warm),  # the grid's resnet56->resnet20 beta
+        "reviewkd": Variant("reviewkd", "reviewkd", per_epochs=warm),
+        "ckd-paper": Variant("ckd-paper", "ckd", schedule_factor=2),  # CKD's 480 epochs against the grid's 240
+        "refilled": Variant("refilled", "refilled", EQUAL_BUDGET),  # both stages within the shared schedule
+        "refilled-paper": Variant("refilled-paper", "refilled"),  # each stage a full schedule (the paper's)
+        **_paradigm_rows(None),
+    }
+
+
 SUITES.add("cifar10-paper-cpu", Suite(
     "cifar10-paper-cpu", "CIFAR-10 (JPEG), 500 training images per class (CIFAR-100's count), teacher resnet20, "
     "student resnet8 trained to convergence; the budget is chosen from ce and kd runs by `kdforge bench regime`",
     teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
+    special=_paper_rows(),
 ))
 SUITES.add("cifar100-grid", Suite(
     "cifar100-grid", "The 11 teacher->student pairs of the CIFAR-100 grid x every method on the published recipes",

@@ -363,3 +363,23 @@ def test_paper_suite_scales_warmups_to_the_schedule_and_labels_paper_budget_rows
     assert config("e120", "refilled").method_args["budget"] == "equal"
     assert config("e120", "refilled-paper").method_args.get("budget", "paper") == "paper"
     assert config("e120", "ickd-online").method_args["paradigm"] == "online"
+
+
+def test_kr_capacity_suite_shares_the_paper_teacher_and_records_convergence(tmp_path):
+    from pathlib import Path
+
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.suites import SUITES
+    from kdforge.plots import epoch_to_fraction
+
+    kr = AccuracyBench(SUITES.get("cifar10-paper-kr-cpu"), budget="e120", root=tmp_path, results=tmp_path)
+    paper = AccuracyBench(SUITES.get("cifar10-paper-cpu"), budget="e120", root=tmp_path, results=tmp_path)
+    assert kr.teacher_config()[1] == paper.teacher_config()[1]  # one teacher, trained once
+    rows = {v.name: v for v in kr.variants(None)}
+    assert len(rows) == 12 and kr.student_config(rows["resnet8x0.5/kr"], 0, Path("t"))[0].student == "resnet8x0.5"
+    run = tmp_path / "run"
+    run.mkdir()
+    curve = [(12, 30.0), (24, 55.0), (36, 63.0), (48, 66.0), (60, 70.0)]  # 90 % of 70 is 63
+    (run / "metrics.jsonl").write_text("".join(
+        f'{{"type": "eval", "epoch": {e}, "test_top1": {t}}}\n' for e, t in curve))
+    assert epoch_to_fraction(run) == 36

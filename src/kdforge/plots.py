@@ -32,6 +32,17 @@ def run_curves(folder: Path) -> dict:
             "test_top1": [r["test_top1"] for r in evals]}
 
 
+def epoch_to_fraction(folder: Path, fraction: float = 0.9) -> int | None:
+    """The first evaluated epoch whose test top-1 reaches `fraction` of the run's final test top-1 (how fast it
+    converges; resolution: the run's eval_every). None without evaluations."""
+    path = metrics_folder(folder) / "metrics.jsonl"
+    evals = [r for r in map(json.loads, read_records(path)) if r.get("type") == "eval"] if path.exists() else []
+    if not evals:
+        return None
+    final = evals[-1]["test_top1"]
+    return next(int(r["epoch"]) for r in evals if r["test_top1"] >= fraction * final)
+
+
 def plot_runs(folders: list[Path], out: Path, title: str | None = None) -> Path:
     try:
         import matplotlib

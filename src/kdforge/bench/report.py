@@ -109,8 +109,10 @@ def _versus(rows: list[dict], method: str, reference: str, foreign: set[str]) ->
 
 
 def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset()) -> list[str]:
+    speed = any(r.get("epoch_to_90") for r in rows)  # the convergence column, where runs recorded it
     lines = ["| method | n | epochs | top-1 last (mean ± std) | top-1 best (mean ± std) | train top-1 | last − kd [95 % CI] | "
-             "last − ce [95 % CI] |", "|---|---|---|---|---|---|---|---|"]
+             "last − ce [95 % CI] |" + (" epoch to 90 % of final |" if speed else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if speed else "")]
     # rows of one cell together (cell order as first seen), best first within a cell
     cells = list(dict.fromkeys(m.rpartition("/")[0] for m in (r["method"] for r in rows)))
     ordered = sorted(method_stats(rows), key=lambda s: (cells.index(s.method.rpartition("/")[0]), -s.last_mean))
@@ -119,8 +121,13 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
         fit = f"{s.train_top1:.2f}" if s.train_top1 is not None else "–"
         lines.append(f"| {s.method} | {s.n} | {s.epochs} | {s.last_mean:.2f}{spread(s.last_std)} | {s.best_mean:.2f}"
                      f"{spread(s.best_std)} | {fit} | {_versus(rows, s.method, 'kd', foreign_teacher_cells)} | "
-                     f"{_versus(rows, s.method, 'ce', foreign_teacher_cells)} |")
+                     f"{_versus(rows, s.method, 'ce', foreign_teacher_cells)} |" + (_speed(rows, s.method) if speed else ""))
     return lines
+
+
+def _speed(rows: list[dict], method: str) -> str:
+    values = [int(r["epoch_to_90"]) for r in rows if r["method"] == method and r.get("epoch_to_90")]
+    return f" {statistics.fmean(values):.1f} |" if values else " – |"
 
 
 def write_report(suite, stem: str, results: Path, runs: Path) -> Path:

@@ -185,6 +185,18 @@ SUITES.add("cifar10-paper-cpu", Suite(
     teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
     special=_paper_rows(),
 ))
+# KR's claims: it helps *less capable* students most, and they converge faster. One teacher (the paper-regime
+# suite's, shared), three students of falling capacity (175 k, 78 k, 20 k parameters), each with ce, kd, kr and
+# kr_kd; the tables add the epoch at which test top-1 first reaches 90 % of its final value.
+CAPACITY_LADDER = ("resnet14", "resnet8", "resnet8x0.5")
+SUITES.add("cifar10-paper-kr-cpu", Suite(
+    "cifar10-paper-kr-cpu", "KR's capacity claim in the paper regime: the cifar10-paper-cpu teacher (resnet20), "
+    "students resnet14 / resnet8 / resnet8x0.5, each with ce, kd, kr and kr_kd",
+    teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
+    teacher_home="cifar10-paper-cpu",
+    rows=tuple(Variant(f"{student}/{method}", method, (f"student={student}",))
+               for student in CAPACITY_LADDER for method in ("ce", "kd", "kr", "kr_kd")),
+))
 SUITES.add("cifar100-grid", Suite(
     "cifar100-grid", "The 11 teacher->student pairs of the CIFAR-100 grid x every method on the published recipes",
     kind="smoke", needs="a GPU and CIFAR-100 (here: every cell's config validated and a 2-step run on tiny data)",

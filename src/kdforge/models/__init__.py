@@ -26,6 +26,8 @@ MODELS: Registry = Registry("model")
 for _depth in (8, 14, 20, 32, 44, 56, 110):
     MODELS.add(f"resnet{_depth}", cifar_resnet(_depth))
 MODELS.add("resnet8x4", cifar_resnet(8, wide=True))
+# half of resnet8's width: the least capable student of the paper-regime capacity ladder (KR's claim)
+MODELS.add("resnet8x0.5", cifar_resnet(8, widths=(8, 8, 16, 32)))
 MODELS.add("resnet32x4", cifar_resnet(32, wide=True))
 for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2)):
     MODELS.add(f"wrn_{_depth}_{_widen}", wrn(_depth, _widen))

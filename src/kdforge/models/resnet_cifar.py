@@ -147,8 +147,8 @@ class CifarResNetV2(nn.Module):
         return self.linear(self.flatten(self.avgpool(x)))
 
 
-def cifar_resnet(depth: int, wide: bool = False):
-    widths = (32, 64, 128, 256) if wide else (16, 16, 32, 64)
+def cifar_resnet(depth: int, wide: bool = False, widths: tuple[int, ...] | None = None):
+    widths = widths or ((32, 64, 128, 256) if wide else (16, 16, 32, 64))
 
     def build(num_classes: int) -> nn.Module:
         return declare(CifarResNet(depth, widths, num_classes), ("layer1", "layer2", "layer3"))

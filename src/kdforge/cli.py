@@ -33,6 +33,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the table and the choice, as OUT.md and OUT.json (default results/sweeps/<name>)")
     p.add_argument("--name", help="the sweep's name (default: the config's)")
 
+    p = sub.add_parser("detection-data", help="a COCO-format detection benchmark: CIFAR-10 objects on canvases")
+    p.add_argument("--out", required=True, help="the folder to write (must not exist)")
+    p.add_argument("--canvas", type=int, default=96, help="canvas side in pixels")
+    p.add_argument("--train", type=int, default=4000)
+    p.add_argument("--val", type=int, default=500)
+    p.add_argument("--test", type=int, default=1000)
+    p.add_argument("--objects", default="1-4", help="objects per canvas, N or LOW-HIGH")
+    p.add_argument("--scale", default="16-48", help="object side in pixels, N or LOW-HIGH")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", help="where cifar10-jpeg.tar.gz is (else $KDFORGE_DATA, ./data, the cache)")
+
     p = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's test split")
     p.add_argument("checkpoint", help="a run folder, a kdforge checkpoint, or a state-dict file")
     p.add_argument("--dataset", required=True)
@@ -114,6 +125,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--threads", type=int, default=None)
     return parser
+
+
+def cmd_detection_data(args) -> int:
+    from kdforge.data.detection_build import build_detection_data
+
+    out = build_detection_data(args.out, {"train": args.train, "val": args.val, "test": args.test}, args.canvas,
+                               args.objects, args.scale, args.seed, args.data_root)
+    print(f"wrote {out}/{{train,val,test}}.json and images")
+    return 0
 
 
 def cmd_sweep(args) -> int:
@@ -284,7 +304,8 @@ def cmd_export(args) -> int:
 
 
 COMMANDS = {"bench": cmd_bench, "export": cmd_export, "fewshot": cmd_fewshot, "train": cmd_train, "eval": cmd_eval,
-            "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo, "sweep": cmd_sweep}
+            "list": cmd_list, "plot": cmd_plot, "demo": cmd_demo, "sweep": cmd_sweep,
+            "detection-data": cmd_detection_data}
 
 
 def main(argv: list[str] | None = None) -> int:

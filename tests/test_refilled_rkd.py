@@ -247,7 +247,9 @@ def test_refilled_budgets_and_the_official_optimiser(budget, stage1_epochs, expe
 
     args = ["method=refilled", "teacher_checkpoint=x", "data.val_per_class=5", "epochs=20", "optim.lr=0.1",
             f"method_args.budget={budget}", f"method_args.stage1_epochs={stage1_epochs}"]
-    (_, stage1), (_, stage2) = Refilled.pipeline(load_config("digits-student", args))
+    from kdforge.engine.pipeline import stage_configs
+
+    (_, stage1), (_, stage2) = stage_configs(load_config("digits-student", args))
     assert (stage1.epochs, stage2.epochs) == expected
     assert stage1.optim.nesterov and stage2.optim.nesterov  # Nesterov SGD in both stages, as the official code
     assert stage1.optim.schedule == "cosine" and stage1.optim.min_lr == pytest.approx(0.01)

@@ -129,7 +129,7 @@ def smoke_cell(preset: str, overrides: list[str], data_root: Path, teachers: Pat
     from kdforge.methods import METHODS
 
     base = load_config(preset, overrides)
-    stages = max(1, len(METHODS.get(base.method).pipeline(base)))  # one epoch per stage
+    stages = max(1, len(METHODS.get(base.method).pipeline(base)))  # one epoch per stage (the stages' overrides)
     extra = [f"data.root={data_root}", f"data.batch_size={SMOKE_BATCH}", f"data.eval_batch_size={SMOKE_BATCH}",
              "data.workers=0", f"epochs={stages}", f"threads={threads}", "progress=false", "tensorboard=false",
              "checkpoint_every=0", f"out={out}", "device=cpu"]

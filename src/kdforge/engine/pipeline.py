@@ -7,11 +7,33 @@ import json
 import os
 import time
 
-from kdforge.config import TrainConfig, to_dict
+from kdforge.config import TrainConfig, from_dict, to_dict
 from kdforge.engine.trainer import Trainer
 from kdforge.errors import UserError
 from kdforge.fileio import atomic_write_json
 from kdforge.methods import METHODS
+
+
+def stage_configs(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
+    """Each stage's config: the method's per-stage overrides laid over `cfg`, the stage's own sub-folder, and the
+    previous stage's selected weights (best.pt) where the method asks for them."""
+    stages = []
+    for name, overrides in METHODS.get(cfg.method).pipeline(cfg):
+        overrides = dict(overrides)
+        start = overrides.pop("init_from_stage", None)
+        merged = _merge(to_dict(cfg), overrides)
+        merged["out"] = str(cfg.run_dir / name)
+        if start:
+            merged["init_checkpoint"] = str(cfg.run_dir / start / "best.pt")
+        stages.append((name, from_dict(TrainConfig, merged)))
+    return stages
+
+
+def _merge(base: dict, over: dict) -> dict:
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merge(base.get(key) or {}, value) if isinstance(value, dict) else value
+    return merged
 
 
 def train(cfg: TrainConfig, resume: bool = False, echo=None) -> dict:
@@ -19,7 +41,7 @@ def train(cfg: TrainConfig, resume: bool = False, echo=None) -> dict:
 
     A method trained in stages (REFILLED) runs each stage as its own resumable run in a sub-folder of the run
     folder; the run folder's summary.json is the last stage's, with every stage's summary under "stages"."""
-    stages = METHODS.get(cfg.method).pipeline(cfg)
+    stages = stage_configs(cfg)
     if not stages:
         return Trainer(cfg, resume=resume, echo=echo).fit()
     folder = cfg.run_dir

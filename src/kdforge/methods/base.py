@@ -108,9 +108,11 @@ class Method(nn.Module):
         return False
 
     @classmethod
-    def pipeline(cls, cfg) -> list:
-        """For a method trained in stages: [(stage name, TrainConfig), ...] run in sequence, each in its own
-        resumable sub-folder; empty for a one-stage method."""
+    def pipeline(cls, cfg) -> list[tuple[str, dict]]:
+        """For a method trained in stages: [(stage name, overrides), ...] run in sequence, each in its own
+        resumable sub-folder; empty for a one-stage method. The overrides are a nested dict of config values
+        laid over the run's config (the engine builds each stage's config from them); `init_from_stage: NAME`
+        starts a stage from that earlier stage's selected weights."""
         return []
 
     # Per-epoch evaluation beyond top-1: metrics named here are added to each eval record, and `select_on`

@@ -15,7 +15,6 @@ official code, each stage runs the whole schedule (`budget: paper`, 200 + 200 ep
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -204,17 +203,13 @@ class Refilled(Method):
         if not cfg.data.val_per_class:
             raise ConfigError("refilled chooses its stage-1 checkpoint by nearest-class-mean accuracy on a held-out "
                               "split: set data.val_per_class (e.g. 10 % of the images per class)")
-        root = cfg.run_dir
-        o = cfg.optim
-        opt1 = dataclasses.replace(o, schedule="cosine", min_lr=o.lr / 10, nesterov=True) if args.recipe else o
         steps = sorted({max(1, round(second * f)) for f in (0.5, 0.7, 0.9)})
-        opt2 = dataclasses.replace(o, schedule="step", milestones=steps, gamma=0.2, nesterov=True) if args.recipe else o
-        stage1 = dataclasses.replace(cfg, epochs=first, optim=opt1, out=str(root / "stage1"),
-                                     method_args={**cfg.method_args, "stage": "1"})
-        stage2 = dataclasses.replace(cfg, epochs=second, optim=opt2, out=str(root / "stage2"),
-                                     method_args={**cfg.method_args, "stage": "2"},
-                                     init_checkpoint=str(root / "stage1" / "best.pt"))
-        return [("stage1", stage1), ("stage2", stage2)]
+        # the official code's optimiser per stage: Nesterov SGD, stage 1 cosine to lr/10, stage 2 steps x0.2
+        opt1 = {"schedule": "cosine", "min_lr": cfg.optim.lr / 10, "nesterov": True} if args.recipe else {}
+        opt2 = {"schedule": "step", "milestones": steps, "gamma": 0.2, "nesterov": True} if args.recipe else {}
+        return [("stage1", {"epochs": first, "optim": opt1, "method_args": {"stage": "1"}}),
+                ("stage2", {"epochs": second, "optim": opt2, "method_args": {"stage": "2"},
+                            "init_from_stage": "stage1"})]
 
     def __init__(self, cfg: RefilledConfig, ctx):
         super().__init__(cfg, ctx)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from kdforge.bench.report import markdown_table, published, read_csv
@@ -131,39 +133,75 @@ def _load(path: Path) -> dict | None:
         return None
 
 
+def _vs_torchdistill(vs: dict) -> tuple[str, str]:
+    m, st = vs["median_seconds"], vs["setting"]
+    return (f"one KD epoch ({st['images']} CIFAR-10 JPEG images, {st['pair']}, batch {st['batch']}, "
+            f"{st['threads']} threads): torchdistill {st['torchdistill']} vs kdforge",
+            f"torchdistill {m['torchdistill']:.1f} s; kdforge {m['kdforge_cold']:.1f} s cold "
+            f"({vs['kdforge_cold_over_torchdistill']:.2f}×), {m['kdforge_warm']:.1f} s with a warm teacher cache "
+            f"({vs['kdforge_warm_over_torchdistill']:.2f}×); cold / warm {m['kdforge_cold'] / m['kdforge_warm']:.2f}×")
+
+
+def _step_overhead(what: str):
+    def describe(step: dict) -> tuple[str, str]:
+        st = step["setting"]
+        ratios = ", ".join(f"{k} {v:.3f}×" for k, v in step["ratio_to_baseline"].items() if k != "baseline")
+        return (f"{what} ({st['teacher']} → {st['student']}, batch {st['batch_size']}, median of {st['steps']} steps, "
+                f"{st['threads']} threads)", ratios)
+    return describe
+
+
+def _compile_speed(comp: dict) -> tuple[str, str]:
+    med = comp["median_step_seconds"]
+    return ("`compile=true` vs eager, kd step",
+            f"eager {med['eager'] * 1000:.0f} ms, compiled {med['compiled'] * 1000:.0f} ms "
+            f"({comp['eager_over_compiled']:.2f}×); first compiled step {comp['first_step_seconds']['compiled']:.0f} s")
+
+
+def _teacher_forward(t: dict) -> tuple[str, str]:
+    st, med = t["setting"], t["median_seconds"]
+    return (f"frozen teacher forward alone ({st['teacher']}, batch {st['batch']}, {st['threads']} thread(s))",
+            f"plain eval + no_grad {med['eval_no_grad'] * 1000:.0f} ms; BatchNorm-folded + inference_mode "
+            f"{t['folded_over_plain']:.2f}×; folded in channels_last {t['channels_last_over_folded']:.2f}× of folded")
+
+
+def _ddp(ddp: dict) -> tuple[str, str]:
+    mean = ddp["mean_top1_last"]
+    return (f"torchrun, 2 CPU processes vs 1 at equal global batch ({ddp['cell']}, {len(ddp['runs']['single'])} seeds)",
+            f"{mean['single']:.2f} % vs {mean['torchrun-2']:.2f} % ({ddp['difference']:+.2f})")
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    """A speed or scale figure the page shows: the file under results/, the command that writes it, and how its
+    JSON reads as (what, figure)."""
+
+    name: str
+    command: str
+    describe: Callable[[dict], tuple[str, str]]
+
+
+# the declared layout of results/ the speed section reads; a file not there is skipped
+SPEED_FILES = (
+    ResultFile("vs_torchdistill.json", "bench/vs_torchdistill.py", _vs_torchdistill),
+    ResultFile("step_overhead_floor.json", "bench/step_overhead.py",
+               _step_overhead("per-step ratio to student CE step + teacher forward")),
+    ResultFile("step_overhead_warm.json", "bench/step_overhead.py --warm-cache",
+               _step_overhead("per-step ratio, warm teacher cache, to the student CE step alone")),
+    ResultFile("compile_speed.json", "bench/compile_speed.py", _compile_speed),
+    ResultFile("teacher_forward_speed.json", "bench/teacher_forward_speed.py", _teacher_forward),
+    ResultFile("ddp_check.json", "bench/ddp_check.py", _ddp),
+)
+
+
 def _speed_section(results: Path) -> list[str]:
-    """Speed and scale figures from the JSON files the `bench/` scripts write; a file not there is skipped."""
+    """Speed and scale figures from the JSON files the `bench/` scripts write (SPEED_FILES)."""
     rows = []
-    vs = _load(results / "vs_torchdistill.json")
-    if vs:
-        m, st = vs["median_seconds"], vs["setting"]
-        rows.append(f"| one KD epoch ({st['images']} CIFAR-10 JPEG images, {st['pair']}, batch {st['batch']}, "
-                    f"{st['threads']} threads): torchdistill {st['torchdistill']} vs kdforge | torchdistill "
-                    f"{m['torchdistill']:.1f} s; kdforge {m['kdforge_cold']:.1f} s cold "
-                    f"({vs['kdforge_cold_over_torchdistill']:.2f}×), {m['kdforge_warm']:.1f} s with a warm teacher "
-                    f"cache ({vs['kdforge_warm_over_torchdistill']:.2f}×); cold / warm "
-                    f"{m['kdforge_cold'] / m['kdforge_warm']:.2f}× | `bench/vs_torchdistill.py` |")
-    for name, what in (("step_overhead_floor.json", "per-step ratio to student CE step + teacher forward"),
-                       ("step_overhead_warm.json", "per-step ratio, warm teacher cache, to the student CE step alone")):
-        step = _load(results / name)
-        if step:
-            ratios = ", ".join(f"{k} {v:.3f}×" for k, v in step["ratio_to_baseline"].items() if k != "baseline")
-            st = step["setting"]
-            rows.append(f"| {what} ({st['teacher']} → {st['student']}, batch {st['batch_size']}, median of "
-                        f"{st['steps']} steps, {st['threads']} threads) | {ratios} | `bench/step_overhead.py"
-                        f"{' --warm-cache' if st.get('warm_cache') else ''}` |")
-    comp = _load(results / "compile_speed.json")
-    if comp:
-        med = comp["median_step_seconds"]
-        rows.append(f"| `compile=true` vs eager, kd step | eager {med['eager'] * 1000:.0f} ms, compiled "
-                    f"{med['compiled'] * 1000:.0f} ms ({comp['eager_over_compiled']:.2f}×); first compiled step "
-                    f"{comp['first_step_seconds']['compiled']:.0f} s | `bench/compile_speed.py` |")
-    ddp = _load(results / "ddp_check.json")
-    if ddp:
-        mean = ddp["mean_top1_last"]
-        rows.append(f"| torchrun, 2 CPU processes vs 1 at equal global batch ({ddp['cell']}, "
-                    f"{len(ddp['runs']['single'])} seeds) | {mean['single']:.2f} % vs {mean['torchrun-2']:.2f} % "
-                    f"({ddp['difference']:+.2f}) | `bench/ddp_check.py` |")
+    for spec in SPEED_FILES:
+        data = _load(results / spec.name)
+        if data:
+            what, figure = spec.describe(data)
+            rows.append(f"| {what} | {figure} | `{spec.command}` |")
     if not rows:
         return []
     return ["## Speed and scale", "", "Timings on the shared 2-core machine, other jobs running beside them; "

@@ -383,3 +383,19 @@ def test_kr_capacity_suite_shares_the_paper_teacher_and_records_convergence(tmp_
     (run / "metrics.jsonl").write_text("".join(
         f'{{"type": "eval", "epoch": {e}, "test_top1": {t}}}\n' for e, t in curve))
     assert epoch_to_fraction(run) == 36
+
+
+def test_verdicts_read_the_paired_interval_per_claim_and_cell():
+    from kdforge.bench.results_page import verdict_lines
+
+    def rows(table):
+        return [{"method": m, "seed": str(s), "top1_last": str(v)} for m, vs in table.items() for s, v in enumerate(vs)]
+
+    lines = verdict_lines(rows({"ce": [70.0, 71.0, 72.0], "kd": [73.0, 74.0, 75.0], "ckd": [74.0, 75.1, 75.9],
+                                "dml": [72.0, 73.0, 74.0], "ickd-online": [70.0, 70.5, 71.0]}))
+    # ckd - kd = [1.0, 1.1, 0.9]: mean 1.0, sd 0.1, half-width 4.303 * 0.1 / sqrt(3) = 0.248
+    assert "- `ckd` **beats** `kd`: +1.00 [+0.75, +1.25] (n=3)" in lines
+    assert any(line.startswith("- `ickd-online` **loses to** `dml`") for line in lines)
+    assert any(line.startswith("- `ickd-online` ties `ce`") for line in lines)  # -1.5 +- 2.2: the interval spans 0
+    cells = verdict_lines(rows({"same/ce": [70.0], "same/refilled": [71.0]}))
+    assert cells == ["- `same/refilled` vs `same/ce`: +1.00 (one seed: no verdict)"]

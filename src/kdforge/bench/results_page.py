@@ -91,10 +91,41 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
     lines += [f"`kdforge bench accuracy {suite.name} --seeds {len(seeds)}` — {len(rows)} runs "
               f"([table and plots]({rel}/{suite.name}.md)).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells())
+    verdicts = verdict_lines(rows)
+    if verdicts:
+        lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png"):
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]
     return lines + [""]
+
+
+# the four seed methods' rows and the baseline each claim is made against (per paradigm or setting)
+CLAIMS = (("ckd", ("kd", "ce")), ("ckd-paper", ("kd", "ce")), ("ickd", ("kd", "ce")), ("ickd-online", ("dml", "ce")),
+          ("ickd-tf", ("tfkd", "ls", "ce")), ("kr", ("ce",)), ("kr_kd", ("kd", "ce")), ("refilled", ("kd", "ce")),
+          ("refilled-paper", ("kd", "ce")), ("refilled-spec", ("kd", "ce")))
+
+
+def verdict_lines(rows: list[dict]) -> list[str]:
+    """One line per seed-method row and baseline: beats / ties / loses, by the paired 95 % interval."""
+    from kdforge.bench.report import format_difference, paired_difference
+
+    names = {r["method"] for r in rows}
+    lines = []
+    for method, baselines in CLAIMS:
+        for cell in sorted({n.rpartition("/")[0] for n in names if n.rpartition("/")[2] == method}):
+            row = f"{cell}/{method}" if cell else method
+            for base in baselines:
+                ref = f"{cell}/{base}" if cell else base
+                d = paired_difference(rows, row, ref) if ref in names else None
+                if d is None:
+                    continue
+                if d.low is None:
+                    lines.append(f"- `{row}` vs `{ref}`: {d.mean:+.2f} (one seed: no verdict)")
+                    continue
+                word = "**beats**" if d.low > 0 else "**loses to**" if d.high < 0 else "ties"
+                lines.append(f"- `{row}` {word} `{ref}`: {format_difference(d)} (n={d.n})")
+    return lines
 
 
 def _has_schedules(suite) -> bool:
@@ -121,6 +152,9 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
                   f"`kdforge bench accuracy {suite.name} --budget {budget}` — {len(rows)} runs, seeds "
                   f"{', '.join(map(str, seeds))} ([table]({rel}/{stem}.md)).", ""]
         lines += markdown_table(rows, suite.foreign_teacher_cells()) + [""]
+        verdicts = verdict_lines(rows)
+        lines += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
+                  ["Verdicts: no seed method has run at this schedule yet.", ""])
     if not measured:
         lines += [f"Not measured yet: `kdforge bench accuracy {suite.name} --budget eN --methods ce,kd`.", ""]
     return lines

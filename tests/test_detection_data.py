@@ -46,6 +46,11 @@ def test_the_command_writes_coco_splits_pycocotools_reads_deterministically(tmp_
         assert (tmp_path / "a" / split / "images" / "000001.jpg").read_bytes() == \
             (tmp_path / "b" / split / "images" / "000001.jpg").read_bytes()  # same seed, same bytes
     assert json.loads((tmp_path / "a" / "test.json").read_text())["categories"][0] == {"id": 1, "name": "airplane"}
+    from kdforge.data.coco import CocoDetection
+
+    train = CocoDetection(tmp_path / "a" / "train.json", tmp_path / "a" / "train" / "images")
+    assert len(train) == 6 and train.classes[0] == "airplane"
+    assert all(1 <= int(label) <= 10 for t in train.targets for label in t["labels"])
     again = run_cli("detection-data", "--out", str(tmp_path / "a"), *args)
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "exists" in again.stderr
     bad = run_cli("detection-data", "--out", str(tmp_path / "c"), "--objects", "4-1")

@@ -76,3 +76,26 @@ def test_the_flip_moves_boxes_with_the_pixels(tmp_path):
     assert runs[0] == runs[1]  # deterministic in (seed, epoch)
     seen = {tuple(boxes[0][0]) for run in runs for index, boxes in run if index == [0]}
     assert seen == {(2.0, 3.0, 10.0, 8.0), (10.0, 3.0, 18.0, 8.0)}  # both views of image 0 occur
+
+
+def test_coco_metrics_on_hand_built_cases(tmp_path):
+    from kdforge.data.coco import coco_metrics
+
+    ds = CocoDetection(*write_coco(tmp_path, [(1, 3, [2, 3, 8, 5]), (2, 7, [4, 4, 10, 10])]))
+
+    def det(index, box, label, score=0.9):
+        return {"image_index": index, "boxes": torch.tensor([box]), "scores": torch.tensor([score]),
+                "labels": torch.tensor([label])}
+
+    perfect = coco_metrics(ds, [det(0, [2, 3, 10, 8], 1), det(1, [4, 4, 14, 14], 2)])
+    assert perfect["AP"] == pytest.approx(100.0) and perfect["AP50"] == pytest.approx(100.0)
+    # image 1's box shifted by 3 px: IoU 7x10 / (100 + 100 - 70) = 0.538, a hit at those of COCO's ten thresholds
+    # 0.50, 0.55, ..., 0.95 it reaches; class 1 stays a hit everywhere; AP is the mean over classes and thresholds
+    iou = 70 / 130
+    hits = sum(iou >= 0.5 + 0.05 * k - 1e-9 for k in range(10))
+    shifted = coco_metrics(ds, [det(0, [2, 3, 10, 8], 1), det(1, [7, 4, 17, 14], 2)])
+    assert shifted["AP50"] == pytest.approx(100.0) and shifted["AP"] == pytest.approx((100 + 100 * hits / 10) / 2)
+    assert shifted["AP75"] == pytest.approx(50.0)  # class 1 hit, class 2 missed at IoU 0.75
+    wrong_class = coco_metrics(ds, [det(0, [2, 3, 10, 8], 2), det(1, [4, 4, 14, 14], 1)])
+    assert wrong_class["AP"] == pytest.approx(0.0)
+    assert coco_metrics(ds, [])["AP"] == 0.0

@@ -110,3 +110,33 @@ def hflip(image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch
     flipped = boxes.clone()
     flipped[:, 0], flipped[:, 2] = width - boxes[:, 2], width - boxes[:, 0]
     return image.flip(-1), flipped
+
+
+METRICS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")  # COCOeval's first six statistics, in its order
+
+
+def coco_metrics(dataset: CocoDetection, detections: list[dict]) -> dict[str, float]:
+    """COCO box AP (and AP50, AP75, AP_S/M/L), in %, of `detections` against the dataset's annotations:
+    one dict per image with `image_index` (the dataset index), `boxes` (N x 4, x1 y1 x2 y2), `scores` and
+    `labels` (1..C, as the dataset serves them). pycocotools' COCOeval computes every figure."""
+    import contextlib
+    import io
+
+    from pycocotools.cocoeval import COCOeval
+
+    results = []
+    category_of = {label: cid for cid, label in dataset.label_of.items()}
+    for det in detections:
+        image_id = dataset.image_ids[int(det["image_index"])]
+        for (x1, y1, x2, y2), score, label in zip(det["boxes"].tolist(), det["scores"].tolist(), det["labels"].tolist()):
+            results.append({"image_id": image_id, "category_id": category_of[int(label)],
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(score)})
+    if not results:
+        return {name: 0.0 for name in METRICS}
+    with contextlib.redirect_stdout(io.StringIO()):  # COCOeval prints its table; the figures are returned
+        evaluator = COCOeval(dataset.coco, dataset.coco.loadRes(results), "bbox")
+        evaluator.params.imgIds = dataset.image_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: max(0.0, float(v)) * 100 for name, v in zip(METRICS, evaluator.stats[:6])}

@@ -1,0 +1,79 @@
+"""Two-stage detectors from torchvision (Faster R-CNN with FPN), on a torchvision ResNet or a kdforge zoo backbone,
+randomly initialised; and the RoI class logits of *given* proposals, read through the detector's public
+sub-modules (RoI pooling, box head, box predictor), so a teacher can be run on a student's sampled proposals.
+
+Randomly initialised backbones train their BatchNorm (torchvision's FPN helper freezes it by default, which only
+suits pretrained weights). `size` keeps the detector's internal resize at the data's canvas size; the CPU
+defaults (a narrow FPN, few proposals and RoIs, a 256-d box head) keep a step affordable on two cores.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+import torch.nn as nn
+
+from kdforge.errors import ConfigError
+
+
+def _backbone(name: str, fpn_channels: int):
+    from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
+    from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+    if name.startswith("tv_resnet"):
+        return resnet_fpn_backbone(backbone_name=name[3:], weights=None, norm_layer=nn.BatchNorm2d,
+                                   trainable_layers=5)
+    from kdforge.models import MODELS, create_model, model_info
+
+    if name not in MODELS.names():
+        raise ConfigError(f"unknown detector backbone {name!r}: a torchvision ResNet (tv_resnet18, tv_resnet50, ...) "
+                          "or a zoo model with declared stages (kdforge list models)")
+    model = create_model(name, 10)
+    stages = model_info(model).stages
+    if not stages:
+        raise ConfigError(f"zoo model {name!r} declares no stages; a detector backbone needs them")
+    with torch.no_grad():  # the stages' channel counts, from one small forward
+        outputs = {}
+        hooks = [model.get_submodule(p).register_forward_hook(lambda m, i, o, p=p: outputs.__setitem__(p, o))
+                 for p in stages]
+        model.eval()(torch.zeros(1, 3, 32, 32))
+        for h in hooks:
+            h.remove()
+    return BackboneWithFPN(model, {p: str(i) for i, p in enumerate(stages)}, [outputs[p].shape[1] for p in stages],
+                           fpn_channels, extra_blocks=LastLevelMaxPool())
+
+
+def build_detector(backbone: str, num_classes: int, size: int, *, fpn_channels: int = 64, proposals: int = 150,
+                   rois_per_image: int = 64, box_head: int = 256) -> nn.Module:
+    """A Faster R-CNN with FPN; `num_classes` counts the objects' classes (background is added)."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import TwoMLPHead
+    from torchvision.ops import MultiScaleRoIAlign
+
+    body = _backbone(backbone, fpn_channels)
+    levels = [k for k in ("0", "1", "2", "3") if k in body.body.return_layers.values()]
+    # one anchor size per feature map (the FPN levels plus the pooled one), doubling from 1/8 of the image side
+    sizes = tuple((max(4, size // 8) * 2 ** i,) for i in range(len(levels) + 1))
+    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
+    pool = MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2)
+    head = TwoMLPHead(body.out_channels * 7 * 7, box_head)
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+
+    return FasterRCNN(body, num_classes=None, min_size=size, max_size=size, rpn_anchor_generator=anchors,
+                      box_roi_pool=pool, box_head=head,
+                      box_predictor=FastRCNNPredictor(box_head, num_classes + 1),
+                      rpn_pre_nms_top_n_train=2 * proposals, rpn_post_nms_top_n_train=proposals,
+                      rpn_pre_nms_top_n_test=2 * proposals, rpn_post_nms_top_n_test=proposals,
+                      box_batch_size_per_image=rois_per_image)
+
+
+def roi_class_logits(detector: nn.Module, features: OrderedDict, proposals: list[torch.Tensor],
+                     image_sizes: list[tuple[int, int]]) -> torch.Tensor:
+    """The class logits (sum of proposals x C + 1, background included) the detector's box head gives the given
+    proposals (x1 y1 x2 y2 in the transformed images' coordinates) over its own FPN features."""
+    heads = detector.roi_heads
+    pooled = heads.box_roi_pool(features, proposals, image_sizes)
+    logits, _ = heads.box_predictor(heads.box_head(pooled))
+    return logits

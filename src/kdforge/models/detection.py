@@ -77,3 +77,74 @@ def roi_class_logits(detector: nn.Module, features: OrderedDict, proposals: list
     pooled = heads.box_roi_pool(features, proposals, image_sizes)
     logits, _ = heads.box_predictor(heads.box_head(pooled))
     return logits
+
+
+class RoITaps:
+    """What a detector's forward passes through its public sub-modules, recorded by hooks: the transformed images,
+    the sampled proposals (and, in training, their assigned labels, 0 = background) and the RoI class logits.
+    The labels come from a thin wrapper around the instance's `select_training_samples`; nothing is rewritten."""
+
+    def __init__(self, detector: nn.Module):
+        self.record: dict = {}
+        heads = detector.roi_heads
+        self.handles = [
+            detector.transform.register_forward_hook(lambda m, i, o: self.record.__setitem__("images", o[0])),
+            heads.box_roi_pool.register_forward_pre_hook(self._pool_inputs),
+            heads.box_predictor.register_forward_hook(lambda m, i, o: self.record.__setitem__("class_logits", o[0])),
+        ]
+        original = heads.select_training_samples
+
+        def select(proposals, targets):
+            out = original(proposals, targets)
+            self.record["labels"] = torch.cat(out[2])
+            return out
+
+        heads.select_training_samples = select
+        self._restore = lambda: heads.__dict__.pop("select_training_samples", None)
+
+    def _pool_inputs(self, module, args):
+        self.record["proposals"], self.record["image_sizes"] = args[1], args[2]
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self._restore()
+
+
+@torch.no_grad()
+def teacher_roi_logits(teacher: nn.Module, record: dict) -> torch.Tensor:
+    """The frozen teacher's class logits on the student's sampled proposals, over the teacher's own backbone run on
+    the images as the student's transform produced them."""
+    features = teacher.backbone(record["images"].tensors)
+    return roi_class_logits(teacher, features, record["proposals"], record["image_sizes"])
+
+
+# The logit methods on RoI class logits (C + 1 classes, background included), with the detection settings of the
+# reference code (CKD's and mdistiller's Detectron2 configs): one formula for both tasks, the classification
+# loss functions themselves. Box regression is not distilled.
+ROI_DEFAULTS = {"kd": {"weight": 1.0, "temperature": 1.0},
+                "dkd": {"weight": 1.0, "alpha": 1.0, "beta": 0.25, "temperature": 1.0},
+                "ckd": {"weight": 0.1, "temperature": 1.0}}
+
+
+def roi_distillation_term(method: str, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                          labels: torch.Tensor, **overrides) -> torch.Tensor:
+    """The weighted distillation term of `method` over all sampled RoIs of the batch (CKD: all of them form its
+    B x B matrix)."""
+    from kdforge.methods.ckd import ckd_loss
+    from kdforge.methods.dkd import dkd_loss
+    from kdforge.methods.kd import kd_loss
+
+    if method not in ROI_DEFAULTS:
+        raise ConfigError(f"no RoI-logit distillation for {method!r}; choose one of {', '.join(ROI_DEFAULTS)}")
+    unknown = set(overrides) - set(ROI_DEFAULTS[method])
+    if unknown:
+        raise ConfigError(f"{method} on RoI logits takes {', '.join(ROI_DEFAULTS[method])}, not {sorted(unknown)}")
+    a = {**ROI_DEFAULTS[method], **overrides}
+    if method == "kd":
+        loss = kd_loss(student_logits, teacher_logits, a["temperature"])
+    elif method == "dkd":
+        loss = dkd_loss(student_logits, teacher_logits, labels, a["alpha"], a["beta"], a["temperature"])
+    else:
+        loss = ckd_loss(student_logits, teacher_logits, a["temperature"])
+    return a["weight"] * loss

@@ -399,3 +399,23 @@ def test_verdicts_read_the_paired_interval_per_claim_and_cell():
     assert any(line.startswith("- `ickd-online` ties `ce`") for line in lines)  # -1.5 +- 2.2: the interval spans 0
     cells = verdict_lines(rows({"same/ce": [70.0], "same/refilled": [71.0]}))
     assert cells == ["- `same/refilled` vs `same/ce`: +1.00 (one seed: no verdict)"]
+
+
+def test_paper_gkd_suite_runs_each_setting_at_both_budgets_on_the_shared_teacher(tmp_path):
+    from pathlib import Path
+
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.suites import SUITES
+
+    gkd = AccuracyBench(SUITES.get("cifar10-paper-gkd-cpu"), budget="e120", root=tmp_path, results=tmp_path)
+    paper = AccuracyBench(SUITES.get("cifar10-paper-cpu"), budget="e120", root=tmp_path, results=tmp_path)
+    rows = {v.name: v for v in gkd.variants(None)}
+    assert gkd.teacher_config(rows["same/kd"])[1] == paper.teacher_config()[1]
+    for cell in ("same", "overlap", "disjoint", "incremental", "fewshot"):
+        equal = gkd.student_config(rows[f"{cell}/refilled"], 0, Path("t"))[0]
+        full = gkd.student_config(rows[f"{cell}/refilled-paper"], 0, Path("t"))[0]
+        assert equal.method_args["budget"] == "equal" and full.method_args.get("budget", "paper") == "paper"
+        assert equal.data.classes == full.data.classes
+    assert gkd.student_config(rows["disjoint/refilled"], 0, Path("t"))[0].data.classes == [5, 6, 7, 8, 9]
+    assert gkd.teacher_config(rows["disjoint/refilled"])[0].data.classes == [0, 1, 2, 3, 4]
+    assert SUITES.get("cifar10-paper-gkd-cpu").foreign_teacher_cells() == {"overlap", "disjoint", "incremental"}

@@ -185,6 +185,29 @@ SUITES.add("cifar10-paper-cpu", Suite(
     teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
     special=_paper_rows(),
 ))
+def _paper_gkd_rows() -> tuple[Variant, ...]:
+    """REFILLED's settings in the paper regime, each at the equal budget (`refilled`: both stages within the
+    schedule) and at the paper's (`refilled-paper`: each stage a full schedule), beside `ce`, `rkd` and (where the
+    classes agree) `kd`; the cells as in cifar10-gkd-cpu. The suite's validation split picks stage 1's weights."""
+    def variant(cell: str, method: str, student: str | None, teacher: str | None) -> Variant:
+        extra = (f"data.classes={student}",) if student else ()
+        extra += EQUAL_BUDGET if method == "refilled" else ()
+        return Variant(f"{cell}/{method}", "refilled" if method.startswith("refilled") else method, extra,
+                       teacher=(f"data.classes={teacher}",) if teacher else ())
+
+    both = ("refilled", "refilled-paper")
+    cells = (("same", None, None, ("ce", "kd", "rkd", *both)), ("overlap", OVERLAP_S, OVERLAP_T, ("ce", "rkd", *both)),
+             ("disjoint", NEW, OLD, ("ce", "rkd", *both)), ("incremental", None, OLD, ("rkd", *both)),
+             ("fewshot", OLD, OLD, ("ce", *both)))
+    return tuple(variant(cell, m, student, teacher) for cell, student, teacher, methods in cells for m in methods)
+
+
+SUITES.add("cifar10-paper-gkd-cpu", Suite(
+    "cifar10-paper-gkd-cpu", "REFILLED's generalized-KD settings in the paper regime (same / overlapping / disjoint "
+    "teacher classes, one-step incremental, few-shot), each at the equal and at the paper's budget",
+    teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
+    teacher_home="cifar10-paper-cpu", rows=_paper_gkd_rows(),
+))
 # KR's claims: it helps *less capable* students most, and they converge faster. One teacher (the paper-regime
 # suite's, shared), three students of falling capacity (175 k, 78 k, 20 k parameters), each with ce, kd, kr and
 # kr_kd; the tables add the epoch at which test top-1 first reaches 90 % of its final value.

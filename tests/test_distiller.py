@@ -119,3 +119,20 @@ def test_the_trainer_steps_through_the_distiller(tmp_path, monkeypatch):
                                          "tensorboard=false", f"out={tmp_path}"]), echo=lambda m: None)
     steps = read_checkpoint(tmp_path / "checkpoint.pt")["progress"]["step"]
     assert steps > 0 and len(calls) == steps  # one call per optimiser step
+
+
+@pytest.mark.parametrize("method,args", [("crd", {}), ("ickd", {"paradigm": "teacher-free"})])
+def test_an_evaluation_pass_never_writes_a_methods_memory(method, args):
+    torch.manual_seed(0)
+    teacher, student = create_model("resnet20", 10), create_model("resnet8", 10)
+    d = kdforge.Distiller(teacher, student, method=method, dataset_size=16, train_labels=torch.arange(16) % 4, **args)
+    before = {k: v.clone() for k, v in d.method.state_dict().items()}
+    d.eval()
+    with torch.no_grad():
+        d(torch.randn(8, 3, 32, 32), torch.arange(8) % 4, torch.arange(8))
+    d.train()
+    d.after_step()
+    assert all(torch.equal(before[k], v) for k, v in d.method.state_dict().items())
+    d(torch.randn(8, 3, 32, 32), torch.arange(8) % 4, torch.arange(8))
+    d.after_step()  # a training step does write
+    assert any(not torch.equal(before[k], v) for k, v in d.method.state_dict().items())

@@ -138,13 +138,17 @@ class CRD(Method):
             log_n = math.log(self.dataset_size)
             first = torch.stack([log_mean(logits_s), log_mean(logits_t)]) + log_n
             first = all_reduce_(first) / self.world_size  # the same normalisers on every process
-            self.log_z_s.copy_(torch.where(self.z_set, self.log_z_s, first[0]))
-            self.log_z_t.copy_(torch.where(self.z_set, self.log_z_t, first[1]))
-            self.z_set.fill_(True)
-        loss = nce_loss(logits_s, self.log_z_s, self.dataset_size) + nce_loss(logits_t, self.log_z_t, self.dataset_size)
+            log_z_s = torch.where(self.z_set, self.log_z_s, first[0])
+            log_z_t = torch.where(self.z_set, self.log_z_t, first[1])
+            if self.training:  # fixed by the first training batch; an evaluation pass only reads them
+                self.log_z_s.copy_(log_z_s)
+                self.log_z_t.copy_(log_z_t)
+                self.z_set.fill_(True)
+        loss = nce_loss(logits_s, log_z_s, self.dataset_size) + nce_loss(logits_t, log_z_t, self.dataset_size)
         # every process writes the whole global batch, so the banks stay identical across processes; the write waits
         # for after_step, as the backward pass reads the banks this step scored against
-        self.pending = (gather_batch(index), gather_batch(v_s.detach()), gather_batch(v_t.detach()))
+        if self.training:  # an evaluation pass (a user's validation loss) scores against the banks, never writes
+            self.pending = (gather_batch(index), gather_batch(v_s.detach()), gather_batch(v_t.detach()))
         return loss
 
     def after_step(self) -> None:

@@ -251,7 +251,7 @@ class ICKD(Method):
                  "kd": c.kd_weight * kd_loss(*maybe_standardize(c.logit_std, student.logits, teacher.logits),
                                              c.temperature)}
         terms.update(self._in_context_terms(student.logits, self.bank, nb))
-        if c.refresh == "batch":
+        if c.refresh == "batch" and self.training:  # an evaluation pass reads the bank, never writes it
             self.bank.write(batch.index, teacher.features["embedding"], teacher.logits, batch.target)
         return terms
 
@@ -269,7 +269,7 @@ class ICKD(Method):
                                             exclude=batch.index)
                 for name, value in self._in_context_terms(out.logits, self.banks[i], nb).items():
                     terms[name] = terms[name] + value
-        for i in range(count):
+        for i in range(count if self.training else 0):
             writer = outputs[(i + 1) % count]
             self.banks[i].write(batch.index, writer.features["embedding"], writer.logits, batch.target)
         return terms
@@ -283,7 +283,8 @@ class ICKD(Method):
         if self._warm(state):
             nb = self.bank.retrieve(emb, batch.target, c.k_pos, c.k_neg, exclude=batch.index)
             terms.update(self._in_context_terms(student.logits, self.bank, nb))
-        self.bank.write(batch.index, emb, logits, batch.target)
+        if self.training:
+            self.bank.write(batch.index, emb, logits, batch.target)
         return terms
 
     @torch.no_grad()

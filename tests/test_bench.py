@@ -323,7 +323,8 @@ def test_suites_replay_the_teacher_from_its_output_cache_by_default(tmp_path):
 
     bench = AccuracyBench(SUITES.get("cifar10-cpu"), root=tmp_path, results=tmp_path)
     rows = {v.name: v for v in bench.variants(["ce", "kd", "crd"])}
-    assert bench.student_config(rows["kd"], 0, Path("t"))[0].teacher_cache
+    kd = bench.student_config(rows["kd"], 0, Path("t"))[0]
+    assert kd.teacher_cache and kd.teacher_cache_dtype == "float32"  # exact: cached rows train as uncached ones
     assert bench.student_config(rows["crd"], 0, Path("t"))[0].teacher_cache
     assert not bench.student_config(rows["ce"], 0, Path("t"))[0].teacher_cache
     teacher = load_config("cifar10-cpu-teacher")

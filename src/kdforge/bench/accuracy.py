@@ -145,8 +145,10 @@ class AccuracyBench:
 
         if METHODS.get(cfg.method).uses_teacher(cfg.method_args):
             # the teacher-output cache by default: a seed's teacher forward runs once per (epoch, view) and every
-            # later method of that seed replays it (methods that read feature maps run the teacher as before)
-            cfg = load_config(preset, args + self._common() + [f"teacher_checkpoint={teacher}", "teacher_cache=true"])
+            # later method of that seed replays it (methods that read feature maps run the teacher as before);
+            # float32, so that a replayed run trains exactly as an uncached one and rows stay comparable
+            cfg = load_config(preset, args + self._common() + [f"teacher_checkpoint={teacher}", "teacher_cache=true",
+                                                                "teacher_cache_dtype=float32"])
         return cfg, folder
 
     def variants(self, names: list[str] | None) -> list[Variant]:

@@ -18,9 +18,11 @@ CAVEATS = [
     "CIFAR-10 here is the JPEG-recompressed copy in `../shared/data` (all 60,000 images, decoded once); JPEG "
     "artefacts lower every accuracy a little against the official pickles, so compare rows with each other, "
     "not with CIFAR-10 numbers from papers.",
-    "The CPU suites train on fixed class-balanced subsets (`data.train_per_class`, `subset_seed 0`) for few "
-    "epochs and test on the full test split: they rank methods on a CPU budget; they do not reproduce any "
-    "paper's setting.",
+    "The paper-regime suites (`cifar10-paper-*`) follow the papers' regime on CPU: CIFAR-100's 500 training images "
+    "per class (of CIFAR-10), students trained to convergence, the schedule chosen from `ce` and `kd` alone. The "
+    "short-budget suites (`cifar10-cpu`, `fmnist-cpu`, `cifar10-gkd-cpu`) train fixed class-balanced subsets for "
+    "few epochs, where the student still underfits: they rank methods on a CPU budget and reproduce no paper's "
+    "setting.",
     "`last` is the final epoch. `best` is the best epoch chosen on the test split and is optimistic; it is "
     "shown only because some published tables use it.",
 ]

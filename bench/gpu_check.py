@@ -63,9 +63,9 @@ def _throughput(data_args: list[str], teacher: Path, tmp: Path) -> dict:
 
 
 def _data_args(data_root: str | None, tmp: Path) -> tuple[list[str], str]:
-    from kdforge.data.sources import _find, data_roots
+    from kdforge.data.sources import data_roots, find_file
 
-    archive = _find(("cifar10-jpeg.tar.gz",), data_roots(data_root, ("shared/data",)))
+    archive = find_file(("cifar10-jpeg.tar.gz",), data_roots(data_root, ("shared/data",)))
     if archive is not None:
         return [f"data.root={archive.parent}", "data.train_per_class=1000"], f"CIFAR-10 JPEG ({archive})"
     from kdforge.bench.smoke import write_tiny_cifar100

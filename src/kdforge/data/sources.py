@@ -54,7 +54,7 @@ def data_roots(root: str | os.PathLike | None, extra: tuple[str, ...] = ()) -> l
     return roots
 
 
-def _find(names: tuple[str, ...], roots: list[Path]) -> Path | None:
+def find_file(names: tuple[str, ...], roots: list[Path]) -> Path | None:
     for r in roots:
         for n in names:
             if (r / n).exists():
@@ -124,7 +124,7 @@ def _open_tar(path: Path, mode: str = "r:*") -> tarfile.TarFile:
 def _cifar_members(kind: str, root, download_ok: bool) -> dict[str, bytes]:
     folder, archive, url, md5 = CIFAR_ARCHIVES[kind]
     roots = data_roots(root)
-    found = _find((folder, archive), roots)
+    found = find_file((folder, archive), roots)
     if found is None and download_ok:
         found = download(url, cache_dir() / "data" / archive, md5)
     if found is None:
@@ -177,7 +177,7 @@ def read_cifar_pickle(kind: str, root=None, download_ok: bool = False) -> dict:
 def read_cifar10_jpeg(root=None) -> dict:
     """Decode the JPEG archive once into uint8 arrays, cached beside the other kdforge caches."""
     roots = data_roots(root)
-    archive = _find(("cifar10-jpeg.tar.gz",), roots)
+    archive = find_file(("cifar10-jpeg.tar.gz",), roots)
     if archive is None:
         raise DataNotFoundError(
             f"cifar10-jpeg not found: looked for cifar10-jpeg.tar.gz in {_where(roots)}; "
@@ -257,7 +257,7 @@ def read_fashion_mnist(root=None, download_ok: bool = False) -> dict:
     for split, names in FASHION_FILES.items():
         arrays = []
         for name in names:
-            path = _find((name + ".gz", name), roots)
+            path = find_file((name + ".gz", name), roots)
             if path is None and download_ok:
                 path = download(FASHION_URL + name + ".gz", cache_dir() / "data" / "fashion-mnist" / (name + ".gz"))
             if path is None:

@@ -53,7 +53,8 @@ def test_the_readme_loop_trains_and_its_loss_falls(tmp_path, monkeypatch):
     assert len(history) == 4 and all(map(lambda v: v == v, history))
     assert history[-1] < 0.7 * history[0], history
     saved = torch.load("distiller.pt")
-    assert saved and all(k.startswith(("student.", "method.")) for k in saved)  # the teacher is never saved
+    assert saved and all(k.startswith(("student.", "method.")) or k == "_extra_state" for k in saved)
+    assert saved["_extra_state"] == {"step": 4 * len(loader)}  # the step count, for warm-ups after a resume
 
 
 def test_parameters_are_the_student_and_the_methods_heads_never_the_teacher():
@@ -80,6 +81,7 @@ def test_kd_terms_match_the_formula_and_the_state_round_trips():
     torch.testing.assert_close(out.loss, out.terms["kd"] + out.terms["ce"])
     fresh = kdforge.Distiller(teacher, create_model("resnet8", 10), method="kd", temperature=4.0)
     fresh.load_state_dict(d.state_dict())
+    assert fresh.step == d.step == 1
     d.eval(), fresh.eval()
     torch.testing.assert_close(fresh(x, y).loss, d(x, y).loss)
 

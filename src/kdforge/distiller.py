@@ -166,6 +166,12 @@ class Distiller(nn.Module):
         terms = self.method(Batch(indices, inputs, targets), student_output, teacher_output, state)
         return DistillerOutput(sum(terms.values()), terms, student_output)
 
+    def get_extra_state(self) -> dict:
+        return {"step": self.step}  # a resumed loop continues its warm-ups where it stopped
+
+    def set_extra_state(self, state: dict) -> None:
+        self.step = int(state["step"])
+
     def after_step(self) -> None:
         """Memory updates the method defers until the optimiser has stepped (CRD's banks); the next call does it
         otherwise."""

@@ -203,7 +203,7 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _default_input_shape(model: nn.Module) -> tuple[int, ...]:
-    timm_size = getattr(model, "pretrained_cfg", {}).get("input_size") if hasattr(model, "pretrained_cfg") else None
+    timm_size = getattr(model, "pretrained_cfg", {}).get("input_size")  # timm models declare theirs
     return tuple(timm_size) if timm_size else (3, 32, 32)
 
 

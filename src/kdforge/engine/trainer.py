@@ -150,7 +150,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
         if self.dist.enabled:
             average_gradients(self.method_params)  # DDP already averaged the student's
         self.optimizer.step()
-        self.method.after_step()
+        self.distiller.after_step()  # now, not at the next step: a checkpoint between them must hold the update
         self.meter.add(terms, total, student_out.logits, batch.target, step_t)
         step_t += 1
 

@@ -94,6 +94,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--results", default="results", help="where SUITE.csv / SUITE.md / PNGs go")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--only-seeds", help="comma-separated seeds this sitting runs (to share a suite between processes)")
+    b = bench.add_parser("detection", help="the CPU detection suite: a Faster R-CNN teacher, then every detection "
+                                           "method's students (resumable)")
+    b.add_argument("--seeds", type=int, default=3)
+    b.add_argument("--methods", help="comma-separated rows (default: ce,kd,dkd,ckd,reviewkd,reviewkd+dkd,reviewkd+ckd)")
+    b.add_argument("--only-seeds", help="comma-separated seeds this sitting runs (to share the suite between processes)")
+    b.add_argument("--root", default="runs/bench")
+    b.add_argument("--results", default="results")
+    b.add_argument("--threads", type=int, default=None)
     b = bench.add_parser("smoke", help="validate every cell of a GPU suite and run each for two steps on tiny data")
     b.add_argument("suite", choices=("cifar100-grid", "imagenet"))
     b.add_argument("--only", help="comma-separated cells or methods")
@@ -153,8 +161,9 @@ def cmd_train(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     summary = train(cfg, resume=args.resume)
-    print(f"{summary['method']} {summary['student']} on {summary['dataset']}: top-1 last {summary['top1_last']:.2f}%, "
-          f"best ({summary['best_selected_on']}) {summary['top1_best']:.2f}%, {summary['wall_seconds']:.0f} s "
+    metric, label = ("ap", "AP") if summary.get("task") == "detection" else ("top1", "top-1")
+    print(f"{summary['method']} {summary['student']} on {summary['dataset']}: {label} last {summary[metric + '_last']:.2f}%, "
+          f"best ({summary['best_selected_on']}) {summary[metric + '_best']:.2f}%, {summary['wall_seconds']:.0f} s "
           f"-> {cfg.run_dir / 'summary.json'}")
     return 0
 
@@ -184,8 +193,31 @@ def _labels(text: str | None) -> list[int] | None:
         raise UserError(f"--classes must be comma-separated labels, got {text!r}") from None
 
 
+def _eval_detection(args) -> dict:
+    """COCO box metrics of a detection run's checkpoint on the test split of the COCO-format data at --data-root."""
+    from kdforge.data import DataConfig
+    from kdforge.detection.data import load_detection_data
+    from kdforge.detection.task import DetectionTask
+    from kdforge.engine.run import resolve_device
+    from kdforge.models.detection import load_detector
+
+    device = resolve_device(args.device)
+    model, meta = load_detector(args.checkpoint)
+    data = load_detection_data(DataConfig(dataset=args.dataset, root=args.data_root))
+    if list(data.classes) != list(meta.get("classes", [])):
+        raise UserError(f"{args.checkpoint} was trained on other categories than {args.data_root} lists")
+    stream = data.stream("test", args.batch_size, train=False, device=device)
+    return {"model": meta["arch"], "dataset": args.dataset, **DetectionTask().evaluate(model.to(device), stream, device)}
+
+
 def cmd_eval(args) -> int:
+    from kdforge.engine.checkpoint import load_weights
     from kdforge.engine.task import evaluate
+
+    if load_weights(args.checkpoint)[1].get("task") == "detection":
+        result = _eval_detection(args)
+        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
+        return 0
 
     model, data, arch, device = _load_for_eval(args, _labels(args.classes))
     stream = data.stream("test", args.batch_size, train=False, device=device)
@@ -256,6 +288,12 @@ def cmd_bench(args) -> int:
             raise UserError(f"--only-seeds must be among 0..{args.seeds - 1}, got {args.only_seeds}")
         print(run_accuracy(args.suite, args.seeds, methods, args.budget, args.root, args.results, args.threads,
                            only_seeds=only))
+    elif args.bench_command == "detection":
+        from kdforge.bench.detection import run_detection_suite
+
+        only = [int(s) for s in args.only_seeds.split(",")] if args.only_seeds else None
+        methods = [m for m in (args.methods or "").split(",") if m] or None
+        print(run_detection_suite(args.seeds, methods, only, args.threads, Path(args.root), Path(args.results)))
     elif args.bench_command == "smoke":
         from kdforge.bench.smoke import run_smoke
 

@@ -42,7 +42,27 @@ class OptimConfig:
 
 
 @dataclass
+class DetectorConfig:
+    """The two-stage detector of a `task: detection` run (torchvision's Faster R-CNN with FPN, around the
+    `student` / `teacher` backbone). The defaults are CPU-sized; the COCO presets set the papers' sizes."""
+
+    fpn_channels: int = 64
+    proposals: int = 150  # RPN proposals kept per image after NMS (training and test)
+    rois_per_image: int = 64  # RoIs sampled per image for the box head's losses (and the RoI-logit terms)
+    box_head: int = 256  # width of the two-layer box head
+    max_size: int | None = None  # the longer side's limit (None: data.image_size, square canvases)
+    anchor_size: int | None = None  # the finest level's anchor side (None: data.image_size / 8), doubling per level
+    train_sizes: list[int] = field(default_factory=list)  # multi-scale training: shorter sides drawn per batch
+    backbone_weights: str | None = None  # a local file of the backbone's (e.g. ImageNet) weights; nothing downloaded
+
+    def __post_init__(self):
+        if min(self.fpn_channels, self.proposals, self.rois_per_image, self.box_head) < 1:
+            raise ConfigError("detector.fpn_channels, proposals, rois_per_image and box_head must be >= 1")
+
+
+@dataclass
 class TrainConfig:
+    task: str = "classification"  # classification | detection
     student: str = "mlp8"
     method: str = "ce"
     method_args: dict = field(default_factory=dict)
@@ -53,6 +73,7 @@ class TrainConfig:
     teacher_cache_dtype: str = "float16"  # float16 | float32 (float32: bit-identical to no cache)
     teacher_fold_bn: bool = True  # run the frozen teacher with BatchNorm folded into its convolutions (exact up to rounding)
     data: DataConfig = field(default_factory=DataConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)  # task: detection only
     optim: OptimConfig = field(default_factory=OptimConfig)
     epochs: int = 1
     seed: int = 0
@@ -86,6 +107,8 @@ class TrainConfig:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
         if self.compile not in (True, False, "auto"):
             raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
+        if self.task not in ("classification", "detection"):
+            raise ConfigError(f"task must be classification or detection, got {self.task!r}")
         if self.teacher_cache_dtype not in ("float16", "float32"):
             raise ConfigError(f"teacher_cache_dtype must be float16 or float32, got {self.teacher_cache_dtype!r}")
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from kdforge.bench.suites import SUITES, Suite, Variant
-from kdforge.config import TrainConfig, load_config, to_dict
+from kdforge.config import DetectorConfig, TrainConfig, load_config, to_dict
 from kdforge.errors import ConfigError, UserError
 from kdforge.fileio import append_line
 from kdforge.plots import epoch_to_fraction
@@ -74,7 +74,8 @@ def _cell(value) -> str:
 # Settings added to TrainConfig after suites were first run: left out of the cache key and of the settings a
 # finished run is compared on while they hold a default (compile's old false or its new auto), so that adding or
 # changing a default never orphans a cached teacher or a finished run.
-LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,)}
+LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,), "task": ("classification",),
+                  "detector": (to_dict(DetectorConfig()),)}
 
 
 def _at_default(key: str, value) -> bool:

@@ -88,20 +88,29 @@ class CocoDetection:
     def batches(self, batch_size: int, *, train: bool, seed: int = 0, epoch: int = 0, device="cpu"):
         """One epoch of DetectionBatches: shuffled with a horizontal flip of p 0.5 (boxes flipped alike) when
         training, in order and untouched otherwise; deterministic in (seed, epoch)."""
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self), generator=gen) if train else torch.arange(len(self))
+        order, flips = self.epoch_plan(train=train, seed=seed, epoch=epoch)
         for start in range(0, len(self), batch_size):
-            index = order[start:start + batch_size]
-            flips = (torch.rand(len(index), generator=gen) < 0.5) if train else torch.zeros(len(index), dtype=torch.bool)
-            images, targets = [], []
-            for i, flip in zip(index.tolist(), flips.tolist()):
-                image = torch.from_numpy(self.images[i]).permute(2, 0, 1).float().div_(255)
-                target = {k: v.clone() for k, v in self.targets[i].items()}
-                if flip:
-                    image, target["boxes"] = hflip(image, target["boxes"])
-                images.append(image.to(device))
-                targets.append({k: v.to(device) for k, v in target.items()})
-            yield DetectionBatch(index.to(device), images, targets)
+            yield self.batch(order[start:start + batch_size], flips[start:start + batch_size], device)
+
+    def epoch_plan(self, *, train: bool, seed: int = 0, epoch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the epoch's image order, whether each position is flipped): a permutation and coin flips drawn from
+        (seed, epoch) when training, the identity and no flips otherwise."""
+        if not train:
+            return torch.arange(len(self)), torch.zeros(len(self), dtype=torch.bool)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self), generator=gen)
+        return order, torch.rand(len(self), generator=gen) < 0.5
+
+    def batch(self, index: torch.Tensor, flips: torch.Tensor, device="cpu") -> DetectionBatch:
+        images, targets = [], []
+        for i, flip in zip(index.tolist(), flips.tolist()):
+            image = torch.from_numpy(self.images[i]).permute(2, 0, 1).float().div_(255)
+            target = {k: v.clone() for k, v in self.targets[i].items()}
+            if flip:
+                image, target["boxes"] = hflip(image, target["boxes"])
+            images.append(image.to(device))
+            targets.append({k: v.to(device) for k, v in target.items()})
+        return DetectionBatch(index.to(device), images, targets)
 
 
 def hflip(image: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

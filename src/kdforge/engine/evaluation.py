@@ -14,22 +14,24 @@ from kdforge.models import count_parameters
 
 class EvaluationMixin:
     def _evaluate_epoch(self, epoch: int) -> dict:
+        primary = self.task.primary
         test = self.task.evaluate(self.student, self.test_stream, self.device, self.cfg.amp)
-        record = {"epoch": epoch + 1, "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"]}
-        selector = test["top1"]
+        record = {"epoch": epoch + 1, **{f"test_{k}": v for k, v in test.items()}}
+        selector = test[primary]
         if self.val_stream is not None:
             val = self.task.evaluate(self.student, self.val_stream, self.device, self.cfg.amp)
-            record.update({"val_top1": val["top1"], "val_loss": val["loss"]})
-            selector = val["top1"]
+            record.update({f"val_{k}": val[k] for k in (primary, "loss") if k in val})
+            selector = val[primary]
         record.update(self.method.evaluate_extra(EvalContext(
             self.student, self._clean_train(), self.val_stream, self.test_stream,
             lambda: autocast(self.device, self.cfg.amp))))
         if self.method.select_on:
             selector = record[self.method.select_on]
         p = self.progress
-        p.max_test_top1 = max(p.max_test_top1, test["top1"])
+        # Progress's *_top1 fields hold the task's primary metric (detection: AP)
+        p.max_test_top1 = max(p.max_test_top1, test[primary])
         if selector > p.best_top1:
-            p.best_top1, p.best_test_top1, p.best_epoch = selector, test["top1"], epoch + 1
+            p.best_top1, p.best_test_top1, p.best_epoch = selector, test[primary], epoch + 1
             if self.method.keeps_best and self.dist.is_main:
                 save_weights(self.folder / "best.pt", {**self._identity(), "model": self.student.state_dict(),
                                                        "epoch": epoch + 1, "selected_on": self.method.select_on})
@@ -44,18 +46,20 @@ class EvaluationMixin:
     def _epoch_line(self, train: dict, ev: dict) -> str:
         best = f"best {self.progress.best_test_top1:.2f}% (ep {self.progress.best_epoch})"
         return (f"epoch {int(train['epoch']):>3}/{self.cfg.epochs}  loss {train['loss/total']:.4f}  "
-                f"train {train['train_top1']:.2f}%  test {ev['test_top1']:.2f}%  {best}  "
+                f"train {train['train_top1']:.2f}%  test {self.task.line_label}{ev['test_' + self.task.primary]:.2f}%  "
+                f"{best}  "
                 f"{train['images_per_second']:.0f} img/s")
 
     def _summary(self, last_eval: dict, wall: float) -> dict:
-        cfg, p = self.cfg, self.progress
+        cfg, p, primary = self.cfg, self.progress, self.task.primary
         return {
-            "method": cfg.method, "teacher": self.teacher_arch, "student": cfg.student, "dataset": cfg.data.dataset,
+            "task": self.task.name, "method": cfg.method, "teacher": self.teacher_arch, "student": cfg.student, "dataset": cfg.data.dataset,
             "seed": cfg.seed, "epochs": cfg.epochs,
-            "top1_last": last_eval["test_top1"], "top5_last": last_eval["test_top5"],
-            "top1_best": p.best_test_top1, "best_epoch": p.best_epoch, "val_top1_last": last_eval.get("val_top1"),
+            **{f"{k}_last": last_eval[f"test_{k}"] for k in self.task.summary_metrics},
+            f"{primary}_best": p.best_test_top1, "best_epoch": p.best_epoch,
+            f"val_{primary}_last": last_eval.get(f"val_{primary}"),
             "best_selected_on": self.method.select_on or ("val" if self.val_stream is not None else "test"),
-            "top1_best_test": p.max_test_top1,
+            f"{primary}_best_test": p.max_test_top1,
             "train_top1": last_eval.get("train_top1"), "train_loss": last_eval.get("train_loss"),
             "teacher_folded_batchnorms": self.teacher_folded,
             "compiled": self.compiled, "compile_reason": self.compile_reason,

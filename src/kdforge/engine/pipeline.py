@@ -17,6 +17,8 @@ from kdforge.methods import METHODS
 def stage_configs(cfg: TrainConfig) -> list[tuple[str, TrainConfig]]:
     """Each stage's config: the method's per-stage overrides laid over `cfg`, the stage's own sub-folder, and the
     previous stage's selected weights (best.pt) where the method asks for them."""
+    if cfg.task != "classification":  # staged methods are classification's (REFILLED)
+        return []
     stages = []
     for name, overrides in METHODS.get(cfg.method).pipeline(cfg):
         overrides = dict(overrides)

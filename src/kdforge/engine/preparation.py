@@ -14,6 +14,9 @@ class PreparationMixin:
         cfg = self.cfg
         if not cfg.teacher_cache or self.teacher is None:
             return None
+        if not getattr(self.task, "caches_teacher_outputs", True):
+            self.logger.info(f"teacher cache off: the {self.task.name} teacher runs on each step's student outputs")
+            return None
         if not set(self.method.teacher_taps) <= {"embedding"}:
             self.logger.info(f"teacher cache off: {cfg.method} reads the teacher's feature maps")
             return None

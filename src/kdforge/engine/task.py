@@ -1,8 +1,9 @@
 """What is specific to a task, behind one object, so that the trainer stays task-agnostic.
 
-A task says how a model's outputs on an evaluation stream become metrics, and which metric is primary (what the
-best epoch is selected on and what suite tables report). Image classification is the task kdforge trains today;
-a second task (detection) implements the same three members.
+A task builds the run's data, models and step path (`setup`), runs one step's loss (`step`), turns a model's
+outputs on an evaluation stream into metrics (`evaluate`), and names its primary metric (what the best epoch is
+selected on and what suite tables report). Image classification lives here; object detection
+(`kdforge.detection.task`) implements the same members. `TrainConfig.task` picks one from `TASKS`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import torch.nn as nn
 
 from kdforge.collective import all_reduce_
 from kdforge.engine.run import autocast
+from kdforge.errors import ConfigError
+from kdforge.registry import Registry
 
 
 @torch.no_grad()
@@ -45,6 +48,40 @@ class ClassificationTask:
 
     name: ClassVar[str] = "classification"
     primary: ClassVar[str] = "top1"  # the metric the best epoch is selected on
+    metric_label: ClassVar[str] = "top-1"
+    line_label: ClassVar[str] = ""  # before the test figure in the per-epoch log line
+    summary_metrics: ClassVar[tuple[str, ...]] = ("top1", "top5")  # reported as <name>_last in summary.json
+    compilable: ClassVar[bool] = True
+    fits_training_set: ClassVar[bool] = True  # the summary's train_top1: accuracy on the clean training images
+
+    def setup(self, trainer) -> None:
+        from kdforge.engine.classification import setup_classification
+
+        setup_classification(trainer)
+
+    def step(self, trainer, batch, state):
+        """(the Distiller's output, the labels the meter scores its logits against) for one training batch."""
+        from kdforge.engine.classification import classification_step
+
+        return classification_step(trainer, batch, state)
 
     def evaluate(self, model: nn.Module, stream, device: torch.device, amp: bool = False) -> dict:
         return evaluate(model, stream, device, amp)
+
+    def identity(self, cfg) -> dict:
+        """What a checkpoint records beyond the architecture and classes, to rebuild its model."""
+        return {}
+
+
+TASKS: Registry[type] = Registry("task")
+TASKS.add("classification", ClassificationTask)
+
+
+def task_for(name: str):
+    """The task object `TrainConfig.task` names; detection's module is imported on first use (torchvision)."""
+    if name == "detection" and name not in TASKS:
+        import kdforge.detection.task  # noqa: F401  (registers it)
+    try:
+        return TASKS.get(name)()
+    except ConfigError:
+        raise ConfigError(f"unknown task {name!r}: choose classification or detection") from None

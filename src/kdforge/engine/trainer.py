@@ -14,22 +14,19 @@ import torch
 import torch.nn as nn
 
 from kdforge.config import TrainConfig, to_dict
-from kdforge.data import DatasetBundle, load_data
-from kdforge.distiller import Distiller
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights
-from kdforge.engine.distributed import average_gradients, init_from_env, per_rank_batch
+from kdforge.engine.distributed import average_gradients, init_from_env
 from kdforge.engine.evaluation import EvaluationMixin
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
-from kdforge.engine.models import build_model, check_compatible, load_teacher
 from kdforge.engine.preparation import PreparationMixin
 from kdforge.engine.run import RunMixin, autocast, compile_decision, resolve_device, versions
 from kdforge.engine.schedule import learning_rate
 from kdforge.engine.state import CheckpointMixin, Progress
-from kdforge.engine.task import ClassificationTask
+from kdforge.engine.task import task_for
 from kdforge.errors import ConfigError, NonFiniteLossError, UserError
 from kdforge.fileio import atomic_write_json
-from kdforge.methods import METHODS, StepState
+from kdforge.methods import StepState
 from kdforge.methods.base import Method
 
 
@@ -43,7 +40,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
     def __init__(self, cfg: TrainConfig, resume: bool = False, echo=None, keep_process_group: bool = False,
                  task=None):
         self.cfg = cfg
-        self.task = task if task is not None else ClassificationTask()
+        self.task = task if task is not None else task_for(cfg.task)
         self.resume = resume
         self.echo = echo
         self.keep_process_group = keep_process_group  # a staged method's next stage reuses it
@@ -64,47 +61,12 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
 
     def _setup(self) -> None:
         cfg = self.cfg
-        self.method_cls = METHODS.get(cfg.method)
-        self.data: DatasetBundle = load_data(cfg.data, self.device)
-        nc, channels = self.data.num_classes, self.data.in_channels
-        size = self._input_shape()[-1]
-        self.student = build_model(cfg.student, nc, channels, size).to(self.device)
-        self.teacher, self.teacher_arch, self.teacher_same_classes = None, None, False
-        if self.method_cls.uses_teacher(cfg.method_args):
-            self.teacher, self.teacher_arch, self.teacher_same_classes = load_teacher(
-                cfg, self.data.classes, channels, self.method_cls.teacher_classes_may_differ, size)
-            self.teacher.to(self.device).eval().requires_grad_(False)
-        probe = self.data.train.images[:2] if hasattr(self.data.train, "images") else None
-        if probe is not None:
-            probe = probe.float()
-            check_compatible(self.student, cfg.student, probe)
-            if self.teacher is not None:
-                check_compatible(self.teacher, self.teacher_arch, probe)
-        if cfg.channels_last:
-            for m in (self.student, self.teacher):
-                if m is not None:
-                    m.to(memory_format=torch.channels_last)
-        shard = {"rank": self.dist.rank, "world_size": self.dist.world_size}
-        self.train_stream = self.data.stream("train", per_rank_batch(cfg.data.batch_size, self.dist), train=True,
-                                             seed=cfg.seed, workers=cfg.data.workers, device=self.device, **shard)
-        self.test_stream = self.data.stream("test", cfg.data.eval_batch_size, train=False, workers=cfg.data.workers,
-                                            device=self.device, **shard)
-        self.val_stream = self.data.stream("val", cfg.data.eval_batch_size, train=False, device=self.device, **shard) \
-            if self.data.val is not None else None
-        if len(self.train_stream) == 0:
-            raise ConfigError(f"data.batch_size {cfg.data.batch_size} is larger than the training set "
-                              f"({len(self.data.train)} images); lower it")
-        # the one step path users get too (kdforge.Distiller); the frozen teacher runs as a BatchNorm-folded copy
-        self.distiller = Distiller(
-            self.teacher, self.student, cfg.method, input_shape=self._input_shape(), num_classes=nc,
-            epochs=cfg.epochs, steps_per_epoch=len(self.train_stream), dataset_size=len(self.data.train),
-            train_labels=getattr(self.data.train, "labels", None), label_smoothing=cfg.label_smoothing,
-            fold_teacher_bn=cfg.teacher_fold_bn, world_size=self.dist.world_size,
-            build_student=lambda: build_model(cfg.student, nc, channels, size).to(self.device), **cfg.method_args)
+        self.task.setup(self)  # data, student, teacher, streams and the distiller (the one step path)
         self.method, self.teacher_forward = self.distiller.method, self.distiller.teacher_forward
         self.teacher_folded = self.distiller.teacher_folded
         self.compiled, self.compile_reason = compile_decision(cfg.compile, cfg.epochs * len(self.train_stream),
-                                                              self.device)
+                                                              self.device) if self.task.compilable else \
+            (False, f"{self.task.name} models run eager")
         if self.compiled:
             # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
             for model in (self.student, self.teacher_forward):
@@ -130,20 +92,12 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
     # ---------------------------------------------------------------- training
     def _step(self, batch, epoch: int, step_t: torch.Tensor) -> None:
         cfg, p = self.cfg, self.progress
-        x = batch.input.contiguous(memory_format=torch.channels_last) if cfg.channels_last else batch.input
         lr = learning_rate(cfg.optim, p.step, len(self.train_stream), cfg.epochs)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         state = StepState(epoch, p.step, epoch + p.batch / len(self.train_stream))
         with autocast(self.device, cfg.amp):
-            teacher_out = None
-            if self.replaying:
-                teacher_out = self.teacher_cache.lookup(batch.index)
-            elif self.teacher is not None:
-                teacher_out = self.distiller.teacher_outputs(x)
-                if self.teacher_cache is not None:
-                    teacher_out = self.teacher_cache.record(batch.index, teacher_out)
-            out = self.distiller(x, batch.target, batch.index, state=state, teacher_output=teacher_out)
+            out, labels = self.task.step(self, batch, state)
         terms, total, student_out = out.terms, out.loss, out.student
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -151,7 +105,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
             average_gradients(self.method_params)  # DDP already averaged the student's
         self.optimizer.step()
         self.distiller.after_step()  # now, not at the next step: a checkpoint between them must hold the update
-        self.meter.add(terms, total, student_out.logits, batch.target, step_t)
+        self.meter.add(terms, total, student_out.logits, labels, step_t)
         step_t += 1
 
     def _check_finite(self, epoch: int) -> None:
@@ -175,7 +129,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
             self._step(batch, epoch, step_t)
             p.batch += 1
             p.step += 1
-            n = batch.target.shape[0]
+            n = batch.index.shape[0]
             images += n
             bar.update(n)
             if p.step % cfg.log_every == 0:
@@ -230,14 +184,16 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
             atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions(),
                                                             "world_size": self.dist.world_size})
         if self.teacher_same_classes and self.teacher_top1 is None:
-            self.teacher_top1 = self.task.evaluate(self.teacher_forward, self.test_stream, self.device, cfg.amp)["top1"]
-            self.logger.info(f"teacher {self.teacher_arch}: top-1 {self.teacher_top1:.2f}% on the "
+            self.teacher_top1 = self.task.evaluate(self.teacher_forward, self.test_stream, self.device,
+                                                   cfg.amp)[self.task.primary]
+            self.logger.info(f"teacher {self.teacher_arch}: {self.task.metric_label} {self.teacher_top1:.2f}% on the "
                              f"{cfg.data.dataset} test split")
         try:
             last_eval = self._run_epochs()
-            # how well the student fits its training images, un-augmented: tells underfitting from overfitting
-            fit = self.task.evaluate(self.student, self._clean_train(), self.device, cfg.amp)
-            last_eval = {**last_eval, "train_top1": fit["top1"], "train_loss": fit["loss"]}
+            if self.task.fits_training_set:
+                # how well the student fits its training images, un-augmented: tells underfitting from overfitting
+                fit = self.task.evaluate(self.student, self._clean_train(), self.device, cfg.amp)
+                last_eval = {**last_eval, "train_top1": fit["top1"], "train_loss": fit["loss"]}
         finally:
             self.logger.close()
         summary = self._summary(last_eval, self.progress.wall_seconds + time.perf_counter() - self._sitting_start)

@@ -170,3 +170,23 @@ def test_coco_presets_run_two_steps_on_tiny_coco_files(coco_root, tmp_path):
         summary = train(load_config(preset, small + [f"teacher_checkpoint={teacher}", f"out={tmp_path / preset}"]),
                         echo=lambda m: None)
         assert summary["method"] == "reviewkd+ckd" and summary["teacher"] in ("tv_resnet101", "tv_resnet50")
+
+
+@pytest.mark.slow
+def test_a_detection_method_trains_under_two_processes(coco_root, teacher_run, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from kdforge.engine.checkpoint import read_checkpoint
+
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    args = [*BASE, f"data.root={coco_root}", "method=reviewkd+dkd", f"teacher_checkpoint={teacher_run[0]}", "epochs=1",
+            f"out={tmp_path / 'ddp'}"]
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+                          "kdforge", "train", "digits-teacher", *args], capture_output=True, text=True, timeout=600,
+                         env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["task"] == "detection" and summary["ap_last"] >= 0
+    assert read_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["progress"]["step"] == 2  # 8 images / global batch 4

@@ -190,3 +190,23 @@ def test_a_detection_method_trains_under_two_processes(coco_root, teacher_run, t
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["task"] == "detection" and summary["ap_last"] >= 0
     assert read_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["progress"]["step"] == 2  # 8 images / global batch 4
+
+
+@pytest.mark.slow
+def test_the_detection_suite_resumes_and_tabulates_ap_with_paired_intervals(tmp_path, monkeypatch):
+    from kdforge.bench import detection
+
+    if shared_data_dir() is None:
+        pytest.skip("cifar10-jpeg.tar.gz not found beside the repository (../shared/data)")
+    monkeypatch.setattr(detection, "DATA", {**detection.DATA, "train": 8, "val": 4, "test": 4, "canvas": 48,
+                                            "scale": "12-24"})
+    tiny = ("epochs=1", "data.batch_size=4", "data.eval_batch_size=8", "detector.proposals=30",
+            "detector.rois_per_image=16", "detector.fpn_channels=16", "data.image_size=48")
+    run = dict(seeds=2, methods=["ce", "kd"], root=tmp_path / "runs", results=tmp_path / "results",
+               threads=1, echo=lambda m: None, overrides=tiny)
+    table = detection.run_detection_suite(only_seeds=[0], **run)
+    assert "| ce | 1 |" in table and "| kd | 1 |" in table and "(n=1)" in table
+    table = detection.run_detection_suite(**run)  # seed 0 is not trained again; seed 1 is added
+    rows = detection.read_rows(tmp_path / "results" / "detection-cpu.csv")
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("ce", "0"), ("ce", "1"), ("kd", "0"), ("kd", "1")]
+    assert "| kd | 2 |" in table and "[" in table.split("| kd | 2 |")[1]  # a paired interval from two seeds

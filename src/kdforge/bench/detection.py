@@ -40,6 +40,14 @@ def ensure_data(root: Path, echo=print) -> Path:
     return folder
 
 
+def teacher_folder(root: Path, common: list[str]) -> Path:
+    """The teacher's run folder, named by a hash of what it trains (its preset and the canvases), so that a changed
+    recipe never reuses a teacher trained by another."""
+    from kdforge.bench.accuracy import config_key
+
+    return root / "teachers" / f"{SUITE}-{config_key(load_config('detection-cpu-teacher', common), json.dumps(DATA))}"
+
+
 def _train(preset: str, overrides: list[str], folder: Path, what: str, echo) -> dict:
     from kdforge.engine.pipeline import train
 
@@ -59,14 +67,17 @@ def read_rows(path: Path) -> list[dict]:
 
 def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_seeds: list[int] | None = None,
                         threads: int | None = None, root: Path = Path("runs/bench"), results: Path = Path("results"),
-                        echo=print) -> str:
+                        echo=print, overrides: tuple[str, ...] = ()) -> str:
+    """Train what the suite lacks (the canvases, the teacher, each (method, seed) student) and write its table;
+    `overrides` apply to teacher and students alike (the tests shrink the suite with them)."""
     unknown = sorted(set(methods or ()) - set(METHODS))
     if unknown:
         raise UserError(f"the detection suite's rows are {', '.join(METHODS)}; not {', '.join(unknown)}")
     root, results = Path(root), Path(results)
     data = ensure_data(root, echo)
-    common = [f"data.root={data}", "progress=false", "tensorboard=false"] + ([f"threads={threads}"] if threads else [])
-    teacher_dir = root / "teachers" / f"{SUITE}-resnet20"
+    common = [f"data.root={data}", "progress=false", "tensorboard=false", *overrides] + \
+        ([f"threads={threads}"] if threads else [])
+    teacher_dir = teacher_folder(root, common)
     teacher = _train("detection-cpu-teacher", common, teacher_dir, "the teacher", echo)
     table = results / f"{SUITE}.csv"
     done = {(r["method"], int(r["seed"])) for r in read_rows(table)}
@@ -81,6 +92,7 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
                    "images_per_second": summary["train_images_per_second"], "teacher_ap": teacher["ap_last"],
                    **{k: summary[k] for k in ("ap_last", "ap50_last", "ap75_last", "ap_best")}}
             if not table.exists():
+                table.parent.mkdir(parents=True, exist_ok=True)
                 append_line(table, ",".join(COLUMNS))
             append_line(table, ",".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS))
     return write_table(results, teacher)

@@ -207,6 +207,12 @@ def _ddp(ddp: dict) -> tuple[str, str]:
             f"{mean['single']:.2f} % vs {mean['torchrun-2']:.2f} % ({ddp['difference']:+.2f})")
 
 
+def _detection_step_cost(d: dict) -> tuple[str, str]:
+    ratios = ", ".join(f"{m} {r:.2f}×" for m, r in d["ratio_to_student_step_plus_teacher_forward"].items())
+    return (f"detection step per method, to the student's step + teacher forward ({d['student']} / {d['teacher']} "
+            f"Faster R-CNN, batch {d['batch']} of {d['canvas']} px, {d['threads']} threads)", ratios)
+
+
 @dataclass(frozen=True)
 class ResultFile:
     """A speed or scale figure the page shows: the file under results/, the command that writes it, and how its
@@ -227,6 +233,7 @@ SPEED_FILES = (
     ResultFile("compile_speed.json", "bench/compile_speed.py", _compile_speed),
     ResultFile("teacher_forward_speed.json", "bench/teacher_forward_speed.py", _teacher_forward),
     ResultFile("ddp_check.json", "bench/ddp_check.py", _ddp),
+    ResultFile("detection_step_cost.json", "bench/detection_step_cost.py", _detection_step_cost),
 )
 
 

@@ -268,12 +268,13 @@ def test_a_results_file_from_before_a_new_column_gains_it_without_losing_rows(tm
 def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_helps(tmp_path):
     from kdforge.bench.regime import assess, write_regime
 
-    def runs(budget, ce, kd, wall=600.0):
+    def runs(budget, ce, kd, wall=600.0, threads=2):
         for seed, (c, k) in enumerate(zip(ce, kd)):
             for method, value in (("ce", c), ("kd", k)):
                 append_row(tmp_path / f"cifar10-paper-cpu-{budget}.csv", {
                     "method": method, "seed": seed, "top1_last": value, "top1_best": value, "epochs": 1,
-                    "wall_seconds": wall, "images_per_second": 1.0, "teacher_top1": 80.0, "train_top1": 90.0})
+                    "wall_seconds": wall, "images_per_second": 1.0, "teacher_top1": 80.0, "train_top1": 90.0,
+                    "threads": threads})
 
     runs("e30", [60.0, 61.0, 60.5], [62.0, 63.0, 62.4])  # not converged: e60's ce is 4 points higher
     runs("e60", [64.0, 65.0, 64.6], [66.0, 67.2, 66.5])  # converged (e120 within 0.5), kd helps
@@ -284,6 +285,13 @@ def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_help
     assert by["e120"]["converged"] is None and by["e120"]["affordable"] is False  # no e240 runs: not measured
     assert chosen == "e60"
     assert "Chosen: **e60**" in write_regime("cifar10-paper-cpu", tmp_path).read_text()
+    # runs in 1-thread lanes beside another job do not decide affordability: without a 2-thread run it is unmeasured
+    for path in tmp_path.glob("*.csv"):
+        path.unlink()
+    runs("e30", [60.0, 61.0, 60.5], [62.0, 63.0, 62.4], threads=1)
+    runs("e60", [64.0, 65.0, 64.6], [66.0, 67.2, 66.5], threads=1)
+    records, chosen = assess("cifar10-paper-cpu", tmp_path)
+    assert records[1]["affordable"] is None and records[1]["slowest_lane_minutes"] == 10.0 and chosen is None
 
 
 def test_only_seeds_restricts_a_sitting_to_its_share_of_the_seeds(tmp_path):

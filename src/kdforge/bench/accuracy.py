@@ -22,7 +22,9 @@ from kdforge.plots import epoch_to_fraction
 REQUIRED = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds", "images_per_second", "teacher_top1")
 # train_top1: the final student's top-1 on its un-augmented training images (absent in rows recorded before it)
 # epoch_to_90: the first evaluated epoch whose test top-1 reaches 90 % of the final one (convergence speed)
-COLUMNS = REQUIRED + ("train_top1", "epoch_to_90")
+# threads: the run's torch threads (2 on the 2-core machine: a run that had the machine to itself; 1: a lane beside
+# another one); absent in rows recorded before it
+COLUMNS = REQUIRED + ("train_top1", "epoch_to_90", "threads")
 # run-folder settings that do not change what is trained (the teacher-output cache replays the very outputs the
 # teacher gives for each augmented view, so it is how a run is executed, not what it trains)
 NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name",
@@ -203,7 +205,8 @@ class AccuracyBench:
                 "top1_best": best_on_test(summary), "epochs": summary["epochs"],
                 "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
                 "teacher_top1": summary.get("teacher_top1") or (teacher or {}).get("top1_last"),
-                "train_top1": summary.get("train_top1"), "epoch_to_90": epoch_to_fraction(Path(summary["folder"]))})
+                "train_top1": summary.get("train_top1"), "epoch_to_90": epoch_to_fraction(Path(summary["folder"])),
+                "threads": summary.get("threads")})
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
             write_report(self.suite, self.stem, self.results, self.root / self.stem)

@@ -292,6 +292,19 @@ def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_help
     runs("e60", [64.0, 65.0, 64.6], [66.0, 67.2, 66.5], threads=1)
     records, chosen = assess("cifar10-paper-cpu", tmp_path)
     assert records[1]["affordable"] is None and records[1]["slowest_lane_minutes"] == 10.0 and chosen is None
+    # a kd run that computed its teacher outputs (the seed's first) is shown, not deciding; a warm one decides
+    for path in tmp_path.glob("*.csv"):
+        path.unlink()
+    runs("e30", [60.0, 61.0, 60.5], [62.0, 63.0, 62.4])
+    runs("e60", [64.0, 65.0, 64.6], [66.0, 67.2, 66.5])
+    append_row(tmp_path / "cifar10-paper-cpu-e60.csv", {
+        "method": "kd", "seed": 3, "top1_last": 66.0, "top1_best": 66.0, "epochs": 1, "wall_seconds": 1800.0,
+        "images_per_second": 1.0, "teacher_top1": 80.0, "threads": 2, "teacher_epochs_computed": 60})
+    append_row(tmp_path / "cifar10-paper-cpu-e60.csv", {
+        "method": "kd", "seed": 4, "top1_last": 66.0, "top1_best": 66.0, "epochs": 1, "wall_seconds": 900.0,
+        "images_per_second": 1.0, "teacher_top1": 80.0, "threads": 2, "teacher_epochs_computed": 0})
+    e60 = assess("cifar10-paper-cpu", tmp_path)[0][1]
+    assert (e60["cold_kd_minutes"], e60["slowest_minutes"], e60["affordable"]) == (30.0, 15.0, True)
 
 
 def test_only_seeds_restricts_a_sitting_to_its_share_of_the_seeds(tmp_path):

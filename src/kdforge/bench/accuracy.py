@@ -24,7 +24,9 @@ REQUIRED = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds"
 # epoch_to_90: the first evaluated epoch whose test top-1 reaches 90 % of the final one (convergence speed)
 # threads: the run's torch threads (2 on the 2-core machine: a run that had the machine to itself; 1: a lane beside
 # another one); absent in rows recorded before it
-COLUMNS = REQUIRED + ("train_top1", "epoch_to_90", "threads")
+# teacher_epochs_computed: epochs whose teacher outputs the run computed itself (0: all replayed from the suite's
+# teacher-output cache; empty: no teacher, no cache, or a row from before the column)
+COLUMNS = REQUIRED + ("train_top1", "epoch_to_90", "threads", "teacher_epochs_computed")
 # run-folder settings that do not change what is trained (the teacher-output cache replays the very outputs the
 # teacher gives for each augmented view, so it is how a run is executed, not what it trains)
 NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name",
@@ -206,7 +208,8 @@ class AccuracyBench:
                 "wall_seconds": summary["wall_seconds"], "images_per_second": summary["train_images_per_second"],
                 "teacher_top1": summary.get("teacher_top1") or (teacher or {}).get("top1_last"),
                 "train_top1": summary.get("train_top1"), "epoch_to_90": epoch_to_fraction(Path(summary["folder"])),
-                "threads": summary.get("threads")})
+                "threads": summary.get("threads"),
+                "teacher_epochs_computed": (summary.get("teacher_cache") or {}).get("epochs_computed")})
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
             write_report(self.suite, self.stem, self.results, self.root / self.stem)

@@ -21,7 +21,7 @@ from kdforge.collective import all_reduce_, gather_batch
 from kdforge.errors import ConfigError
 from kdforge.memory import FeatureQueue, MomentumBank, OtherClassSampler
 from kdforge.methods.base import Method
-from kdforge.methods.kd import kd_loss
+from kdforge.methods.kd import kd_term
 from kdforge.models import embedding_dim
 
 
@@ -121,7 +121,7 @@ class CRD(Method):
         contrast = self._memory_loss(v_s, v_t, batch.index) if c.bank == "memory" else self._queue_loss(v_s, v_t)
         terms = {"ce": c.ce_weight * self.cross_entropy(student.logits, batch.target), "crd": c.crd_weight * contrast}
         if c.kd_weight > 0:
-            terms["kd"] = c.kd_weight * kd_loss(student.logits, teacher.logits, c.kd_temperature)
+            terms["kd"] = kd_term(c.kd_weight, student.logits, teacher.logits, c.kd_temperature)
         return terms
 
     def _memory_loss(self, v_s, v_t, index):

@@ -35,7 +35,7 @@ from kdforge.memory.incontext import (
     neighbour_table,
 )
 from kdforge.methods.base import Method, Preparation
-from kdforge.methods.kd import kd_loss
+from kdforge.methods.kd import kd_term
 from kdforge.methods.logit_std import maybe_standardize
 from kdforge.methods.peers import PeerGroup, mutual_loss
 from kdforge.models import TappedModel, embedding_dim
@@ -248,8 +248,7 @@ class ICKD(Method):
             queries = teacher.features["embedding"] if c.query == "augmented" else self.bank.embeddings[batch.index]
             nb = self.bank.retrieve(queries, batch.target, c.k_pos, c.k_neg, exclude=batch.index)
         terms = {"ce": c.ce_weight * self.cross_entropy(student.logits, batch.target),
-                 "kd": c.kd_weight * kd_loss(*maybe_standardize(c.logit_std, student.logits, teacher.logits),
-                                             c.temperature)}
+                 "kd": kd_term(c.kd_weight, student.logits, teacher.logits, c.temperature, c.logit_std)}
         terms.update(self._in_context_terms(student.logits, self.bank, nb))
         if c.refresh == "batch" and self.training:  # an evaluation pass reads the bank, never writes it
             self.bank.write(batch.index, teacher.features["embedding"], teacher.logits, batch.target)

@@ -27,6 +27,15 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperat
     return kl * (t * t)
 
 
+def kd_term(weight: float, student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float,
+            logit_std: bool = False) -> torch.Tensor:
+    """The one "method + KD" mechanism: `weight` x Hinton KD at `temperature` (on standardised logits when
+    `logit_std`), the term CRD+KD, KR+KD (`kr_kd`, a preset of `kr`) and IC-KD add to their own."""
+    from kdforge.methods.logit_std import maybe_standardize
+
+    return weight * kd_loss(*maybe_standardize(logit_std, student_logits, teacher_logits), temperature)
+
+
 @dataclass
 class KDConfig:
     temperature: float = 4.0

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from kdforge.errors import ConfigError
 from kdforge.methods.base import Method
 from kdforge.methods.features import pair_stages
-from kdforge.methods.kd import kd_loss
+from kdforge.methods.kd import kd_term
 from kdforge.models import model_info
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class KnowledgeRepresenting(Method):
         terms = {"ce": c.ce_weight * self.cross_entropy(student.logits, batch.target),
                  "kr": c.kr_weight * self.prior_term()}
         if c.kd_weight > 0:
-            terms["kd"] = c.kd_weight * kd_loss(student.logits, teacher.logits, c.temperature)
+            terms["kd"] = kd_term(c.kd_weight, student.logits, teacher.logits, c.temperature)
         return terms
 
 

@@ -123,7 +123,7 @@ def test_the_trainer_steps_through_the_distiller(tmp_path, monkeypatch):
     assert steps > 0 and len(calls) == steps  # one call per optimiser step
 
 
-@pytest.mark.parametrize("method,args", [("crd", {}), ("ickd", {"paradigm": "teacher-free"})])
+@pytest.mark.parametrize("method,args", [("crd", {}), ("ickd_tf", {})])
 def test_an_evaluation_pass_never_writes_a_methods_memory(method, args):
     torch.manual_seed(0)
     teacher, student = create_model("resnet20", 10), create_model("resnet8", 10)

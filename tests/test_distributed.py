@@ -57,7 +57,7 @@ def test_contrastive_and_bank_methods_run_under_two_processes(tmp_path):
 def test_in_context_banks_and_the_two_stage_pipeline_run_under_two_processes(tmp_path):
     teacher = single("digits-teacher", "epochs=1", "threads=1", "tensorboard=false", f"out={tmp_path / 't'}")
     assert teacher.returncode == 0, teacher.stderr[-2000:]
-    runs = {"ickd-online": ["method=ickd", "method_args.paradigm=online", "method_args.warmup_epochs=1", "epochs=2"],
+    runs = {"ickd-online": ["method=ickd_online", "method_args.warmup_epochs=1", "epochs=2"],
             "ickd": ["method=ickd", "epochs=1"],
             "refilled": ["method=refilled", "data.val_per_class=10", "epochs=2"]}
     for name, args in runs.items():

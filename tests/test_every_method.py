@@ -12,8 +12,7 @@ from kdforge.methods import METHODS, StepState
 from kdforge.models import create_model
 
 # methods whose modes change their whole shape run once per mode
-MODES = {"ickd": [{"paradigm": "offline"}, {"paradigm": "online"}, {"paradigm": "teacher-free"}],
-         "refilled": [{"stage": "1"}, {"stage": "2"}]}
+MODES = {"refilled": [{"stage": "1"}, {"stage": "2"}]}
 CASES = [(name, args) for name in METHODS.names() for args in MODES.get(name, [{}])]
 N, BATCH = 40, 8
 

@@ -166,10 +166,10 @@ FAST = ["epochs=2", "threads=1", "progress=false", "tensorboard=false"]
 
 
 @pytest.mark.parametrize("args", [
-    ["method=ickd", "method_args.paradigm=offline"],
-    ["method=ickd", "method_args.paradigm=offline", "method_args.query=augmented", "method_args.nicd_form=margin"],
-    ["method=ickd", "method_args.paradigm=online", "method_args.warmup_epochs=1"],
-    ["method=ickd", "method_args.paradigm=teacher-free", "method_args.warmup_epochs=1", "method_args.ema=0.9"],
+    ["method=ickd"],
+    ["method=ickd", "method_args.query=augmented", "method_args.nicd_form=margin"],
+    ["method=ickd_online", "method_args.warmup_epochs=1"],
+    ["method=ickd_tf", "method_args.warmup_epochs=1", "method_args.ema=0.9"],
     ["method=dml"], ["method=tfkd"], ["method=ls"],
 ])
 def test_paradigms_and_baselines_train_two_epochs_on_digits(tmp_path, digits_teacher, args):
@@ -177,7 +177,7 @@ def test_paradigms_and_baselines_train_two_epochs_on_digits(tmp_path, digits_tea
                                                    f"teacher_checkpoint={digits_teacher}"]), echo=lambda m: None)
     assert summary["top1_last"] > 30  # ten classes: chance is 10 %
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    if "method=ickd" in args:
+    if args[0].startswith("method=ickd"):
         last_epoch = [line for line in lines if '"type": "epoch"' in line][-1]
         assert '"loss/picd"' in last_epoch and '"loss/picd": 0.0,' not in last_epoch  # PICD was active
 
@@ -194,9 +194,20 @@ def test_offline_neighbour_table_is_cached_and_reused(tmp_path, digits_teacher):
 
 
 def test_online_peers_are_checkpointed_and_teacher_free_needs_no_teacher(tmp_path):
-    summary = train(load_config("digits-student", [f"out={tmp_path}", *FAST, "epochs=1", "method=ickd",
-                                                   "method_args.paradigm=online"]), echo=lambda m: None)
+    summary = train(load_config("digits-student", [f"out={tmp_path}", *FAST, "epochs=1", "method=ickd_online"]),
+                    echo=lambda m: None)
     assert summary["teacher"] is None
     state = read_checkpoint(tmp_path / "checkpoint.pt")["method"]
     assert any(k.startswith("peers.models.0.") for k in state) and "banks.0.logits" in state
     assert state["banks.0.filled"].float().mean() > 0.9  # every index visited in the epoch (drop_last leaves a few)
+
+
+def test_the_paradigms_are_registered_methods_and_the_old_argument_says_which():
+    from kdforge.errors import ConfigError
+    from kdforge.methods import METHODS
+
+    assert [METHODS.get(m).Config().paradigm for m in ("ickd", "ickd_online", "ickd_tf")] == \
+        ["offline", "online", "teacher-free"]
+    assert METHODS.get("ickd").uses_teacher({}) and not METHODS.get("ickd_tf").uses_teacher({})
+    with pytest.raises(ConfigError, match="method=ickd \\(offline\\), ickd_online or ickd_tf"):
+        METHODS.get("ickd").uses_teacher({"paradigm": "online"})

@@ -24,8 +24,7 @@ CIFAR100_PAIRS = ("resnet56-resnet20", "resnet110-resnet32", "resnet32x4-resnet8
                   "resnet32x4-ShuffleV1", "resnet32x4-ShuffleV2", "wrn_40_2-ShuffleV1")
 IMAGENET_PAIRS = ("r34-r18", "r50-mv1")
 SMOKE_BATCH = 8  # two steps of 8 images: the recipe's batch size is a number, not code that can break
-ICKD_ROWS = {"ickd-online": ["method_args.paradigm=online"], "ickd-tf": ["method_args.paradigm=teacher-free"]}
-ROW_ARGS = {**ICKD_ROWS, "refilled": ["data.val_per_class=50"]}  # REFILLED selects stage 1 on a held-out split
+ROW_ARGS = {"refilled": ["data.val_per_class=50"]}  # REFILLED selects stage 1 on a held-out split
 # a logit method with logit standardisation: a preset of its own per cell, cifar100-METHOD-logitstd-PAIR
 LOGIT_STD_ROWS = ("kd+logitstd", "dkd+logitstd")
 
@@ -37,12 +36,12 @@ def cells(suite: str) -> list[tuple[str, str, str, list[str]]]:
     presets = set(list_presets())
     out = []
     if suite == "cifar100-grid":
-        rows = list(METHODS.names()) + list(ICKD_ROWS)
+        rows = list(METHODS.names())  # IC-KD's paradigms are registered methods (ickd, ickd_online, ickd_tf)
         for pair in CIFAR100_PAIRS:
             for row in LOGIT_STD_ROWS:
                 out.append((pair, row, f"cifar100-{row.replace('+', '-')}-{pair}", []))
             for row in rows:
-                method = "ickd" if row in ICKD_ROWS else row
+                method = row
                 own = f"cifar100-{method}-{pair}"
                 if own in presets and row not in ROW_ARGS:
                     out.append((pair, row, own, []))

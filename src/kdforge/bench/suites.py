@@ -46,7 +46,8 @@ class Suite:
                 if "/" in v.name and classes(v.teacher) != classes(v.overrides)}
 
     def variants(self, registered: list[str]) -> list[Variant]:
-        """Every registered method (plus the suite's extra rows such as ickd-online), in a stable order."""
+        """Every registered method (as the suite configures it: `special` is keyed by registered name, or by an extra
+        row's own name such as ckd-paper), in a stable order."""
         if self.rows:
             return list(self.rows)
         rows = [self.special.get(m, Variant(m, m)) for m in registered if m != "refilled" or "refilled" in self.special]
@@ -55,13 +56,13 @@ class Suite:
 
 
 def _paradigm_rows(preset_prefix: str | None) -> dict[str, Variant]:
-    """The IC-KD online / teacher-free rows and DML, as presets where the suite has them."""
+    """The IC-KD online / teacher-free rows (registered as ickd_online / ickd_tf; their table rows keep the names
+    ickd-online / ickd-tf) and DML, as presets where the suite has them."""
     if preset_prefix:
-        return {"ickd-online": Variant("ickd-online", "ickd", preset=f"{preset_prefix}-ickd-online"),
-                "ickd-tf": Variant("ickd-tf", "ickd", preset=f"{preset_prefix}-ickd-tf"),
+        return {"ickd_online": Variant("ickd-online", "ickd_online", preset=f"{preset_prefix}-ickd-online"),
+                "ickd_tf": Variant("ickd-tf", "ickd_tf", preset=f"{preset_prefix}-ickd-tf"),
                 "dml": Variant("dml", "dml", preset=f"{preset_prefix}-dml")}
-    return {"ickd-online": Variant("ickd-online", "ickd", ("method_args.paradigm=online",)),
-            "ickd-tf": Variant("ickd-tf", "ickd", ("method_args.paradigm=teacher-free",))}
+    return {"ickd_online": Variant("ickd-online", "ickd_online"), "ickd_tf": Variant("ickd-tf", "ickd_tf")}
 
 
 # REFILLED's stage 2 on the CPU suites, chosen on the validation split of the cifar10-gkd-cpu overlap cell by

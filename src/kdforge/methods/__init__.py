@@ -11,7 +11,7 @@ from kdforge.methods.dist import DIST
 from kdforge.methods.dkd import DKD
 from kdforge.methods.dml import DML
 from kdforge.methods.fitnet import FitNet
-from kdforge.methods.ickd import ICKD
+from kdforge.methods.ickd import ICKD, ICKDOnline, ICKDTeacherFree
 from kdforge.methods.kd import KD
 from kdforge.methods.kdsvd import KDSVD
 from kdforge.methods.kr import KnowledgeRepresenting, KnowledgeRepresentingKD
@@ -41,6 +41,8 @@ METHODS.add("at", AT)
 METHODS.add("rkd", RKD)
 METHODS.add("refilled", Refilled)
 METHODS.add("ickd", ICKD)
+METHODS.add("ickd_online", ICKDOnline)
+METHODS.add("ickd_tf", ICKDTeacherFree)
 METHODS.add("dml", DML)
 METHODS.add("tfkd", TfKD)
 METHODS.add("ls", LabelSmoothing)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +103,9 @@ def nicd_margin_rows(student_logits: torch.Tensor, negatives: torch.Tensor, temp
 
 @dataclass
 class ICKDConfig:
-    paradigm: str = "offline"  # offline | online | teacher-free
+    # offline (`ickd`) | online (`ickd_online`) | teacher-free (`ickd_tf`): each paradigm is its own registered
+    # method, so the paradigm is fixed by the method, never an argument
+    paradigm: str = field(default="offline", init=False)
     temperature: float = 4.0
     k_pos: int = 4  # k_pos = k_neg = 4: chosen by bench/ickd_sweep.py on a validation split
     k_neg: int = 4
@@ -150,7 +152,10 @@ class ICKD(Method):
 
     @classmethod
     def uses_teacher(cls, args: dict) -> bool:
-        return args.get("paradigm", "offline") == "offline"
+        if "paradigm" in args:  # the single-method form of earlier releases
+            raise ConfigError("IC-KD's paradigms are separate methods: method=ickd (offline), ickd_online or ickd_tf "
+                              "(teacher-free); drop method_args.paradigm")
+        return cls.Config().paradigm == "offline"
 
     def __init__(self, cfg: ICKDConfig, ctx):
         super().__init__(cfg, ctx)
@@ -159,8 +164,8 @@ class ICKD(Method):
         n, c = ctx.dataset_size, ctx.num_classes
         if cfg.paradigm == "offline":
             if ctx.teacher is None:
-                raise ConfigError("ickd offline needs a teacher: set teacher_checkpoint=PATH "
-                                  "(or method_args.paradigm=online / teacher-free)")
+                raise ConfigError("ickd (offline) needs a teacher: set teacher_checkpoint=PATH "
+                                  "(or use method=ickd_online / ickd_tf)")
             self.bank = InContextBank(n, embedding_dim(ctx.teacher), c, persistent=cfg.refresh == "batch")
         elif cfg.paradigm == "online":
             self.peers = PeerGroup(ctx.build_student, cfg.peers, ("embedding",))
@@ -297,3 +302,26 @@ class ICKD(Method):
         self.ema_model.eval()
         return self._ema_view(x)
 
+
+@dataclass
+class ICKDOnlineConfig(ICKDConfig):
+    paradigm: str = field(default="online", init=False)
+
+
+@dataclass
+class ICKDTeacherFreeConfig(ICKDConfig):
+    paradigm: str = field(default="teacher-free", init=False)
+
+
+class ICKDOnline(ICKD):
+    """`ickd_online`: peers trained together from scratch (DML), each peer's bank written from the other peer."""
+
+    Config = ICKDOnlineConfig
+    description = "in-context KD, online: peers' banks, PICD + NICD after a warm-up (reconstruction)"
+
+
+class ICKDTeacherFree(ICKD):
+    """`ickd_tf`: no teacher; the bank holds the student's own earlier outputs (optionally from an EMA copy)."""
+
+    Config = ICKDTeacherFreeConfig
+    description = "in-context KD, teacher-free: the student's own bank, PICD + NICD after a warm-up (reconstruction)"

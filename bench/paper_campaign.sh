@@ -1,0 +1,45 @@
+#!/bin/bash
+# The paper-regime suite at its chosen schedule (cifar10-paper-cpu, e240), run in two 1-thread lanes, resumable:
+# every command skips what is already recorded, so re-running a phase continues it. Phases, in order:
+#   selection  the free hyper-parameters the spec leaves to us, chosen on the validation split (`kdforge sweep`,
+#              2 seeds each): KR's weight (lambda_KR 1 / 10 / 100; 0.1 is diagnosed too weak in
+#              results/kr_prior_strength.md) and IC-KD's ablation (PICD only / NICD only / both)
+#   claims     the rows that test the four methods' claims and their baselines, 3 seeds
+#   rest       every other registered method, 3 seeds
+#   kr         KR's capacity suite (cifar10-paper-kr-cpu), 3 seeds
+#   gkd        REFILLED's settings (cifar10-paper-gkd-cpu), 3 seeds
+# A choice made in `selection` is written into the suite's rows (src/kdforge/bench/suites.py) and the method's doc
+# page by hand, with the sweep's table, before `claims` runs those rows.
+#     bench/paper_campaign.sh PHASE        (from the repository root; KDFORGE_DATA as for make)
+set -euo pipefail
+phase=${1:?usage: bench/paper_campaign.sh selection|claims|rest|kr|gkd}
+export KDFORGE_DATA=${KDFORGE_DATA:-$(cd .. && pwd)/shared/data}
+KD=".venv/bin/kdforge"
+SCHEDULE=("epochs=240" "optim.milestones=[150,180,210]" "eval_every=24")
+lanes() {  # lanes "ROWS" SUITE: seeds 0,2 in one lane and seed 1 in the other (a third of the work each... roughly)
+  $KD bench accuracy "$2" --budget e240 --methods "$1" --seeds 3 --only-seeds 0,2 --threads 1 &
+  $KD bench accuracy "$2" --budget e240 --methods "$1" --seeds 3 --only-seeds 1 --threads 1 &
+  wait
+}
+case $phase in
+  selection)
+    teacher=$(ls -d runs/bench/teachers/cifar10-paper-cpu-*/ | head -1)
+    common=(cifar10-paper-cpu-student "${SCHEDULE[@]}" "teacher_checkpoint=$teacher" teacher_cache=true
+            teacher_cache_dtype=float32 threads=1 progress=false tensorboard=false)
+    $KD sweep "${common[@]}" method=kr --grid method_args.kr_weight=1,10,100 --seeds 2 --select-on val \
+      --name paper-kr-weight &
+    $KD sweep "${common[@]}" method=ickd --grid method_args.picd_weight=1,0 --grid method_args.nicd_weight=0.5,0 \
+      --seeds 2 --select-on val --name paper-ickd-ablation &
+    wait ;;
+  claims) lanes "ckd,ckd-paper,ickd,ickd-online,ickd-tf,dml,tfkd,ls,kr,kr_kd,refilled,refilled-paper" cifar10-paper-cpu ;;
+  rest)
+    rows=$(.venv/bin/python -c "
+from kdforge.bench.suites import SUITES; from kdforge.methods import METHODS
+done = {'ce','kd','ckd','ckd-paper','ickd','ickd-online','ickd-tf','dml','tfkd','ls','kr','kr_kd','refilled','refilled-paper'}
+print(','.join(v.name for v in SUITES.get('cifar10-paper-cpu').variants(METHODS.names()) if v.name not in done))")
+    lanes "$rows" cifar10-paper-cpu ;;
+  kr) lanes "resnet14/ce,resnet14/kd,resnet14/kr,resnet14/kr_kd,resnet8/ce,resnet8/kd,resnet8/kr,resnet8/kr_kd,resnet8x0.5/ce,resnet8x0.5/kd,resnet8x0.5/kr,resnet8x0.5/kr_kd" cifar10-paper-kr-cpu ;;
+  gkd) lanes "$(.venv/bin/python -c "
+from kdforge.bench.suites import SUITES; print(','.join(v.name for v in SUITES.get('cifar10-paper-gkd-cpu').rows))")" cifar10-paper-gkd-cpu ;;
+  *) echo "bench/paper_campaign.sh: unknown phase $phase (selection, claims, rest, kr, gkd)" >&2; exit 2 ;;
+esac

@@ -102,3 +102,16 @@ def test_roi_terms_are_the_classification_formulas_on_roi_logits():
     torch.testing.assert_close(roi_distillation_term("ckd", s, t, labels), 0.1 * ckd, rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="takes weight, temperature"):
         roi_distillation_term("kd", s, t, labels, beta=1.0)
+
+
+def test_first_level_skips_the_full_resolution_stage_of_a_zoo_backbone():
+    torch.manual_seed(0)
+    full, skipped = build_detector("resnet8", 10, 64), build_detector("resnet8", 10, 64, first_level=1, anchor_size=16)
+    with torch.no_grad():
+        images = torch.rand(1, 3, 64, 64)
+        sizes = {k: v.shape[-1] for k, v in full.backbone(images).items()}
+        assert sizes == {"0": 64, "1": 32, "2": 16, "pool": 8}  # CIFAR resnet8: strides 1, 2, 4
+        assert {k: v.shape[-1] for k, v in skipped.backbone(images).items()} == {"0": 32, "1": 16, "pool": 8}
+    assert skipped.rpn.anchor_generator.sizes == ((16,), (32,), (64,))
+    with pytest.raises(ConfigError, match="first_level applies to zoo backbones"):
+        build_detector("tv_resnet18", 10, 64, first_level=1)

@@ -54,6 +54,7 @@ class DetectorConfig:
     anchor_size: int | None = None  # the finest level's anchor side (None: data.image_size / 8), doubling per level
     train_sizes: list[int] = field(default_factory=list)  # multi-scale training: shorter sides drawn per batch
     backbone_weights: str | None = None  # a local file of the backbone's (e.g. ImageNet) weights; nothing downloaded
+    first_level: int = 0  # zoo backbones: the first stage the FPN reads (1 skips a CIFAR network's full-size stage)
 
     def __post_init__(self):
         if min(self.fpn_channels, self.proposals, self.rois_per_image, self.box_head) < 1:

@@ -20,10 +20,12 @@ from kdforge.errors import ConfigError
 MOBILENET_V2_STAGES = {"3": 24, "6": 32, "13": 96, "18": 1280}
 
 
-def _backbone(name: str, fpn_channels: int):
+def _backbone(name: str, fpn_channels: int, first_level: int = 0):
     from torchvision.models.detection.backbone_utils import BackboneWithFPN, resnet_fpn_backbone
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+    if name.startswith("tv_") and first_level:
+        raise ConfigError(f"detector.first_level applies to zoo backbones; {name} keeps torchvision's FPN levels")
     if name.startswith("tv_resnet"):
         return resnet_fpn_backbone(backbone_name=name[3:], weights=None, norm_layer=nn.BatchNorm2d,
                                    trainable_layers=5)
@@ -39,7 +41,7 @@ def _backbone(name: str, fpn_channels: int):
                           "tv_mobilenet_v2 "
                           "or a zoo model with declared stages (kdforge list models)")
     model = create_model(name, 10)
-    stages = model_info(model).stages
+    stages = model_info(model).stages[first_level:]
     if not stages:
         raise ConfigError(f"zoo model {name!r} declares no stages; a detector backbone needs them")
     with torch.no_grad():  # the stages' channel counts, from one small forward
@@ -56,17 +58,18 @@ def _backbone(name: str, fpn_channels: int):
 def build_detector(backbone: str, num_classes: int, size: int, *, fpn_channels: int = 64, proposals: int = 150,
                    rois_per_image: int = 64, box_head: int = 256, max_size: int | None = None,
                    anchor_size: int | None = None, train_sizes: list[int] | None = None,
-                   backbone_weights: str | None = None) -> nn.Module:
+                   backbone_weights: str | None = None, first_level: int = 0) -> nn.Module:
     """A Faster R-CNN with FPN; `num_classes` counts the objects' classes (background is added). Images are
     resized so that their shorter side is `size` (the longer at most `max_size`, by default `size`); in training,
     to a side drawn from `train_sizes` when given (multi-scale training). `backbone_weights`: a local file of
-    the backbone network's weights (e.g. ImageNet-trained; its classifier is ignored)."""
+    the backbone network's weights (e.g. ImageNet-trained; its classifier is ignored). `first_level`: the zoo
+    backbone's first stage the FPN reads (1 skips a CIFAR network's full-resolution stage)."""
     from torchvision.models.detection import FasterRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import TwoMLPHead
     from torchvision.ops import MultiScaleRoIAlign
 
-    body = _backbone(backbone, fpn_channels)
+    body = _backbone(backbone, fpn_channels, first_level)
     levels = [k for k in ("0", "1", "2", "3") if k in body.body.return_layers.values()]
     # one anchor size per feature map (the FPN levels plus the pooled one), doubling from 1/8 of the image side
     first = anchor_size or max(4, size // 8)

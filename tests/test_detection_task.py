@@ -210,3 +210,4 @@ def test_the_detection_suite_resumes_and_tabulates_ap_with_paired_intervals(tmp_
     rows = detection.read_rows(tmp_path / "results" / "detection-cpu.csv")
     assert sorted((r["method"], r["seed"]) for r in rows) == [("ce", "0"), ("ce", "1"), ("kd", "0"), ("kd", "1")]
     assert "| kd | 2 |" in table and "[" in table.split("| kd | 2 |")[1]  # a paired interval from two seeds
+    assert (tmp_path / "results" / "detection-cpu-curves.png").stat().st_size > 0 and "curves.png" in table

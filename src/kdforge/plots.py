@@ -16,6 +16,11 @@ def metrics_folder(folder: Path) -> Path:
     return final_folder(folder)
 
 
+def test_metric(evals: list[dict]) -> tuple[str, str]:
+    """(the eval records' key of the task's primary test metric, its axis label): detection runs report COCO AP."""
+    return ("test_ap", "test AP (%)") if evals and "test_ap" in evals[0] else ("test_top1", "test top-1 (%)")
+
+
 def run_curves(folder: Path) -> dict:
     records = [json.loads(line) for line in read_records(metrics_folder(folder) / "metrics.jsonl")]
     if not records:
@@ -27,9 +32,11 @@ def run_curves(folder: Path) -> dict:
     if summary.exists():
         s = json.loads(summary.read_text())
         label = f"{s['method']} ({s['student']})"
+    key, axis = test_metric(evals)
+    # the cross-entropy panel: the classification term, or a detector's RoI classification loss
     return {"label": label, "epoch": [r["epoch"] for r in epochs], "loss": [r["loss/total"] for r in epochs],
-            "ce": [r.get("loss/ce") for r in epochs], "eval_epoch": [r["epoch"] for r in evals],
-            "test_top1": [r["test_top1"] for r in evals]}
+            "ce": [r.get("loss/ce", r.get("loss/classifier")) for r in epochs], "eval_epoch": [r["epoch"] for r in evals],
+            "test": [r[key] for r in evals], "test_axis": axis}
 
 
 def epoch_to_fraction(folder: Path, fraction: float = 0.9) -> int | None:
@@ -39,8 +46,9 @@ def epoch_to_fraction(folder: Path, fraction: float = 0.9) -> int | None:
     evals = [r for r in map(json.loads, read_records(path)) if r.get("type") == "eval"] if path.exists() else []
     if not evals:
         return None
-    final = evals[-1]["test_top1"]
-    return next(int(r["epoch"]) for r in evals if r["test_top1"] >= fraction * final)
+    key = test_metric(evals)[0]
+    final = evals[-1][key]
+    return next(int(r["epoch"]) for r in evals if r[key] >= fraction * final)
 
 
 def plot_runs(folders: list[Path], out: Path, title: str | None = None) -> Path:
@@ -57,9 +65,9 @@ def plot_runs(folders: list[Path], out: Path, title: str | None = None) -> Path:
         axes[0].plot(c["epoch"], c["loss"], marker=".", label=c["label"])
         if all(v is not None for v in c["ce"]):
             axes[1].plot(c["epoch"], c["ce"], marker=".", label=c["label"])
-        axes[2].plot(c["eval_epoch"], c["test_top1"], marker=".", label=c["label"])
+        axes[2].plot(c["eval_epoch"], c["test"], marker=".", label=c["label"])
     for ax, name in zip(axes, ("training loss (all terms, epoch mean)", "cross-entropy term (weighted)",
-                               "test top-1 (%)")):
+                               curves[0]["test_axis"])):
         ax.set_xlabel("epoch")
         ax.set_title(name)
         ax.grid(alpha=0.3)

@@ -1,4 +1,4 @@
-"""KR (kdforge's reconstruction), FitNet and AT."""
+"""KR (kdforge's reconstruction): the filters aggregation, the sparse recoding penalty, the stats form, registration."""
 
 import logging
 import math
@@ -8,11 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from kdforge.data.inmemory import Batch
-from kdforge.errors import ConfigError
-from kdforge.losses import at_loss
-from kdforge.methods import METHODS, MethodContext, StepState, build_method
-from kdforge.models import TappedModel, create_model, declare
+from kdforge.methods import METHODS, MethodContext, build_method
+from kdforge.methods.kr import sparse_recode
+from kdforge.models import create_model, declare
 
 
 class Block(nn.Module):
@@ -95,56 +93,24 @@ def test_incompatible_pair_falls_back_to_stats_with_a_note(caplog):
     assert torch.isfinite(method.prior_term())
 
 
-def _step(method, student, teacher, epoch=0):
-    cls = type(method)
-    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
-    with torch.no_grad():
-        t_out = TappedModel(teacher.eval(), cls.teacher_taps)(x)
-    s_out = TappedModel(student, cls.student_taps)(x)
-    return method(Batch(torch.arange(4), x, y), s_out, t_out, StepState(epoch, 0, float(epoch)))
-
-
-@pytest.mark.parametrize("pair", [("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("vgg13", "MobileNetV2")])
-@pytest.mark.parametrize("name", ["fitnet", "at"])
-def test_feature_methods_fit_any_zoo_pair_without_configuration(pair, name):
-    teacher, student = create_model(pair[0], 10), create_model(pair[1], 10)
-    method = build_method(name, {}, ctx(student, teacher))
-    terms = _step(method, student, teacher)
-    total = sum(terms.values())
-    assert torch.isfinite(total)
-    total.backward()
-
-
-def test_fitnet_hint_phase_trains_only_up_to_the_hint_layer():
-    teacher, student = create_model("resnet20", 10), create_model("resnet8", 10)
-    method = build_method("fitnet", {"hint_epochs": 2}, ctx(student, teacher))
-    terms = _step(method, student, teacher, epoch=0)
-    sum(terms.values()).backward()
-    assert student.fc.weight.grad is None and student.layer3[0].conv1.weight.grad is None
-    assert student.layer1[0].conv1.weight.grad is not None and student.layer2[0].conv1.weight.grad is not None
-    later = _step(method, student, teacher, epoch=2)
-    assert later["ce"].requires_grad
-
-
-def test_feature_methods_refuse_students_without_feature_maps():
-    with pytest.raises(ConfigError, match="convolutional stage features"):
-        build_method("at", {}, ctx(create_model("mlp8", 10), create_model("cnn8", 10), (1, 8, 8)))
-
-
-def test_at_loss_golden_value():
-    fs = torch.tensor([[[[1.0, 2.0], [0.0, 1.0]]]])  # B=1, C=1, 2x2
-    ft = torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]])
-
-    def attention(f):
-        a = (f ** 2).mean(axis=1).reshape(1, -1)
-        return a / np.linalg.norm(a)
-
-    expected = ((attention(fs.numpy()) - attention(ft.numpy())) ** 2).mean()
-    assert at_loss([fs], [ft]).item() == pytest.approx(expected, rel=1e-6)
-
-
 def test_registered():
     for name in ("kr", "kr_kd", "fitnet", "at"):
         assert name in METHODS
     kr_kd = build_method("kr_kd", {}, ctx(create_model("resnet8", 10), create_model("resnet20", 10)))
     assert (kr_kd.cfg.ce_weight, kr_kd.cfg.kd_weight) == (0.1, 0.9)
+
+
+def test_sparse_recoding_passes_the_forward_and_keeps_the_largest_gradients():
+    x = torch.tensor([1.0, -2.0, 3.0, 0.5, -0.1, 4.0, 0.0, 2.5], requires_grad=True)
+    upstream = torch.tensor([0.3, -0.9, 0.1, 0.8, -0.05, 0.2, 0.6, -0.7])
+    y = sparse_recode(x, rho=0.3)  # ceil(0.3 * 8) = 3 entries kept
+    assert torch.equal(y.detach(), x.detach())
+    y.backward(upstream)
+    ranked = sorted(range(8), key=lambda i: -abs(upstream[i].item()))[:3]  # by gradient magnitude
+    expected = [upstream[i].item() if i in ranked else 0.0 for i in range(8)]
+    assert x.grad.tolist() == expected
+    # with a score, the score ranks instead of the gradient
+    x.grad = None
+    score = torch.arange(8.0)
+    sparse_recode(x, rho=0.25, score=score).backward(upstream)
+    assert x.grad.tolist() == [0.0] * 6 + upstream[6:].tolist()

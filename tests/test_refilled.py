@@ -1,4 +1,4 @@
-"""REFILLED's losses, the generalized-KD class split, and RKD across class sets."""
+"""REFILLED: mining, both stages' golden values, the GKD splits, the two-stage pipeline and its budgets."""
 
 import itertools
 import json
@@ -12,7 +12,7 @@ from kdforge.config import load_config
 from kdforge.data import gkd_split
 from kdforge.engine.pipeline import train
 from kdforge.errors import ConfigError, UserError
-from kdforge.losses import refilled_stage1_loss, refilled_stage2_loss, rkd_loss
+from kdforge.losses import refilled_stage1_loss, refilled_stage2_loss
 from kdforge.methods.refilled import confidence_weights, pairwise_distances, semi_hard_mask
 
 
@@ -30,19 +30,6 @@ def angles(*degrees):
     return np.array([[math.cos(math.radians(t)), math.sin(math.radians(t))] for t in degrees])
 
 
-def test_mining_returns_exactly_the_semi_hard_set():
-    # Class 0 at 0 and 10 degrees; class 1 at 14, 40 and 180 degrees. Chord lengths decide semi-hardness.
-    emb = angles(0, 10, 14, 40, 180)
-    y = np.array([0, 0, 1, 1, 1])
-    d = np_dist(emb)
-    expected = mined(d, y, 0.2)
-    got = semi_hard_mask(pairwise_distances(torch.tensor(emb)), torch.tensor(y), 0.2)
-    assert {tuple(i) for i in got.nonzero().tolist()} == expected
-    # chords 2 sin(delta/2): d(0,1) = 0.174, d(0,2) = 0.244 (gap 0.07: semi-hard), d(0,3) = 0.684 (gap 0.51: easy),
-    # d(1,2) = 0.070 < d(1,0) (a hard negative)
-    assert (0, 1, 2) in expected and (0, 1, 3) not in expected and (1, 0, 2) not in expected
-
-
 def reference_stage1(s_emb, t_emb, y, tau, margin):
     ds, dt = np_dist(s_emb), np_dist(t_emb)
     triplets = mined(ds, y, margin)
@@ -58,6 +45,25 @@ def reference_stage1(s_emb, t_emb, y, tau, margin):
         qt, qs = q(dt), q(ds)
         kls.append(np.sum(qt * np.log(qt / qs)))
     return float(np.mean(kls)) if kls else 0.0
+
+
+def _digits_teacher_on(classes, folder):
+    train(load_config("digits-teacher", [f"out={folder}", "epochs=4", f"data.classes={classes}", "threads=1",
+                                         "tensorboard=false", "progress=false"]), echo=lambda m: None)
+    return folder
+
+
+def test_mining_returns_exactly_the_semi_hard_set():
+    # Class 0 at 0 and 10 degrees; class 1 at 14, 40 and 180 degrees. Chord lengths decide semi-hardness.
+    emb = angles(0, 10, 14, 40, 180)
+    y = np.array([0, 0, 1, 1, 1])
+    d = np_dist(emb)
+    expected = mined(d, y, 0.2)
+    got = semi_hard_mask(pairwise_distances(torch.tensor(emb)), torch.tensor(y), 0.2)
+    assert {tuple(i) for i in got.nonzero().tolist()} == expected
+    # chords 2 sin(delta/2): d(0,1) = 0.174, d(0,2) = 0.244 (gap 0.07: semi-hard), d(0,3) = 0.684 (gap 0.51: easy),
+    # d(1,2) = 0.070 < d(1,0) (a hard negative)
+    assert (0, 1, 2) in expected and (0, 1, 3) not in expected and (1, 0, 2) not in expected
 
 
 def test_stage1_golden_value_and_widths_may_differ():
@@ -145,42 +151,6 @@ def test_gkd_split_follows_the_cifar_fs_order():
     assert same_t == same_s
     overlap_t, overlap_s = gkd_split(20)
     assert len(set(overlap_t) & set(overlap_s)) == 30
-
-
-def test_rkd_is_zero_for_the_teachers_own_relations_at_any_scale():
-    t = torch.randn(6, 8)
-    assert rkd_loss(t * 3.0, t).item() == pytest.approx(0.0, abs=1e-6)
-    assert rkd_loss(torch.randn(6, 4), t).item() > 0
-
-
-def test_rkd_distils_from_a_teacher_trained_on_other_classes(tmp_path):
-    fast = ["threads=1", "tensorboard=false", "log_every=10"]
-    train(load_config("digits-teacher", [f"out={tmp_path / 't'}", "epochs=3", "data.classes=[0,1,2,3,4,5]", *fast]),
-          echo=lambda m: None)
-    summary = train(load_config("digits-student", [f"out={tmp_path / 's'}", "epochs=3", "method=rkd",
-                                                   f"teacher_checkpoint={tmp_path / 't'}", "data.classes=[4,5,6,7,8,9]",
-                                                   *fast]), echo=lambda m: None)
-    assert summary["teacher_top1"] is None  # the teacher's head does not cover the student's classes
-    assert summary["top1_last"] > 40
-
-
-def test_output_distillation_refuses_a_teacher_of_other_classes_even_with_the_same_count(tmp_path):
-    from kdforge.errors import ConfigError
-
-    fast = ["threads=1", "tensorboard=false"]
-    train(load_config("digits-teacher", [f"out={tmp_path / 't'}", "epochs=1", "data.classes=[0,1,2]", *fast]),
-          echo=lambda m: None)
-    with pytest.raises(ConfigError, match="trained on classes"):
-        train(load_config("digits-student", [f"out={tmp_path / 's'}", "method=kd", f"teacher_checkpoint={tmp_path / 't'}",
-                                             "data.classes=[7,8,9]", *fast]))
-
-
-# --- the two-stage method ---------------------------------------------------------------------------------
-
-def _digits_teacher_on(classes, folder):
-    train(load_config("digits-teacher", [f"out={folder}", "epochs=4", f"data.classes={classes}", "threads=1",
-                                         "tensorboard=false", "progress=false"]), echo=lambda m: None)
-    return folder
 
 
 def test_two_stage_refilled_with_overlapping_classes(tmp_path):

@@ -1,4 +1,4 @@
-"""Golden values and invariants of the pure loss functions, against formulas written out here."""
+"""KD: golden values and invariances of kd_loss."""
 
 import math
 

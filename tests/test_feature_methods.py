@@ -3,6 +3,7 @@ refuse students without feature maps."""
 
 import pytest
 import torch
+from method_steps import ctx, one_step
 
 from kdforge.data.inmemory import Batch
 from kdforge.errors import ConfigError
@@ -26,25 +27,12 @@ def test_each_baseline_trains_a_zoo_pair_through_hooks(name):
     assert student.conv1.weight.grad.abs().sum() > 0
 
 
-def ctx(student, teacher, shape=(3, 32, 32)):
-    return MethodContext(num_classes=10, student=student, teacher=teacher, input_shape=shape)
-
-
-def _step(method, student, teacher, epoch=0):
-    cls = type(method)
-    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
-    with torch.no_grad():
-        t_out = TappedModel(teacher.eval(), cls.teacher_taps)(x)
-    s_out = TappedModel(student, cls.student_taps)(x)
-    return method(Batch(torch.arange(4), x, y), s_out, t_out, StepState(epoch, 0, float(epoch)))
-
-
 @pytest.mark.parametrize("pair", [("resnet32x4", "resnet8x4"), ("wrn_40_2", "wrn_16_2"), ("vgg13", "MobileNetV2")])
 @pytest.mark.parametrize("name", ["fitnet", "at"])
 def test_feature_methods_fit_any_zoo_pair_without_configuration(pair, name):
     teacher, student = create_model(pair[0], 10), create_model(pair[1], 10)
     method = build_method(name, {}, ctx(student, teacher))
-    terms = _step(method, student, teacher)
+    terms = one_step(method, student, teacher)
     total = sum(terms.values())
     assert torch.isfinite(total)
     total.backward()

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from method_steps import ctx
 
-from kdforge.methods import METHODS, MethodContext, build_method
+from kdforge.methods import METHODS, build_method
 from kdforge.methods.kr import sparse_recode
 from kdforge.models import create_model, declare
 
@@ -27,10 +28,6 @@ def toy(channels: int, blocks: int) -> nn.Module:
     model.s0 = nn.Sequential(*[Block(channels) for _ in range(blocks)])
     model.fc = nn.Linear(channels, 3)
     return declare(model, ("s0",), embedding="s0", classifier="fc")
-
-
-def ctx(student, teacher, shape=(3, 32, 32)):
-    return MethodContext(num_classes=10, student=student, teacher=teacher, input_shape=shape)
 
 
 def test_filters_aggregation_of_a_hand_built_teacher():

@@ -55,3 +55,17 @@ def test_the_command_writes_coco_splits_pycocotools_reads_deterministically(tmp_
     assert again.returncode == 2 and again.stderr.count("\n") == 1 and "exists" in again.stderr
     bad = run_cli("detection-data", "--out", str(tmp_path / "c"), "--objects", "4-1")
     assert bad.returncode == 2 and "LOW <= HIGH" in bad.stderr and not (tmp_path / "c").exists()
+
+
+def test_train_and_val_objects_are_disjoint_and_cover_every_class():
+    # the archive lists its training images class by class: a plain 90 / 10 cut would give val one class only
+    from kdforge.data.detection_build import object_pools
+
+    labels = np.repeat(np.arange(10), 50)
+    images = np.arange(500)[:, None]  # each "image" is its own index
+    pools = object_pools({"train": (images, labels), "test": (images[:20], labels[:20])}, seed=0)
+    (train_x, train_y), (val_x, val_y) = pools["train"], pools["val"]
+    assert np.bincount(val_y).tolist() == [5] * 10 and np.bincount(train_y).tolist() == [45] * 10
+    assert not set(train_x[:, 0]) & set(val_x[:, 0]) and len(train_x) + len(val_x) == 500
+    again = object_pools({"train": (images, labels), "test": (images[:20], labels[:20])}, seed=0)
+    assert np.array_equal(again["val"][0], val_x)  # deterministic by seed

@@ -16,7 +16,7 @@ from kdforge.errors import UserError
 from kdforge.fileio import append_line, atomic_write_text
 
 SUITE = "detection-cpu"
-# the canvases: 64 px, 1-3 CIFAR-10 objects of 16-40 px each; train / val objects from disjoint parts of CIFAR's
+# the canvases: 64 px, 1-3 CIFAR-10 objects of 16-40 px each; train / val objects from disjoint, class-stratified parts of CIFAR's
 # training split, test objects from its test split (`kdforge detection-data` with these arguments)
 DATA = {"canvas": 64, "train": 2000, "val": 200, "test": 500, "objects": "1-3", "scale": "16-40", "seed": 0}
 METHODS = ("ce", "kd", "dkd", "ckd", "reviewkd", "reviewkd+dkd", "reviewkd+ckd")

@@ -6,7 +6,7 @@ splits (`<split>/images/*.jpg` + `<split>.json`) that pycocotools reads.
 
 Each canvas has a random background colour with mild noise and 1..4 objects (CIFAR images resized to a random
 side within --scale, at random positions, overlapping another object by IoU <= 0.3). Train and val objects come
-from disjoint parts of CIFAR-10's training split, test objects from its test split. Deterministic by seed. The
+from disjoint, class-stratified parts of CIFAR-10's training split, test objects from its test split. Deterministic by seed. The
 folder is written under a temporary name and renamed at the end: a killed build leaves nothing half-written.
 """
 
@@ -63,6 +63,18 @@ def compose(rng: np.random.Generator, pool: np.ndarray, labels: np.ndarray, canv
     return image, placed
 
 
+def object_pools(data: dict, seed: int, convert=lambda x: x) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """split -> (object images, labels): train and val objects from a class-stratified 90 / 10 split of CIFAR-10's
+    training images (drawn from `seed`; the archive lists them class by class, so a plain cut would give val one
+    class and train the other nine), test objects from its test split."""
+    from kdforge.data.sources import stratified_split
+
+    train_x, train_y = data["train"]
+    train_idx, val_idx = stratified_split(np.asarray(train_y), 0.1, seed)
+    return {"train": (convert(train_x[train_idx]), train_y[train_idx]), "val": (convert(train_x[val_idx]), train_y[val_idx]),
+            "test": (convert(data["test"][0]), data["test"][1])}
+
+
 def build_detection_data(out: str | Path, counts: dict[str, int], canvas: int = 96, objects: str = "1-4",
                          scale: str = "16-48", seed: int = 0, root: str | None = None, echo=print) -> Path:
     from PIL import Image
@@ -82,10 +94,7 @@ def build_detection_data(out: str | Path, counts: dict[str, int], canvas: int = 
     def channels_last(x):  # the decoded archive is N x C x H x W; PIL wants H x W x C
         return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if x.shape[1] == 3 else x
 
-    train_x, train_y = channels_last(data["train"][0]), data["train"][1]
-    cut = len(train_x) * 9 // 10  # train objects from the first 90 % of CIFAR's training split, val from the rest
-    sources = {"train": (train_x[:cut], train_y[:cut]), "val": (train_x[cut:], train_y[cut:]),
-               "test": (channels_last(data["test"][0]), data["test"][1])}
+    sources = object_pools(data, seed, channels_last)
     categories = [{"id": i + 1, "name": name} for i, name in enumerate(data["classes"])]
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)

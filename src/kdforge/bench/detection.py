@@ -5,12 +5,12 @@ paired 95 % intervals of the differences to ce and kd)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from pathlib import Path
 
 from kdforge.bench.report import format_difference, paired_difference
+from kdforge.bench.report import read_csv as read_rows
 from kdforge.config import load_config
 from kdforge.errors import UserError
 from kdforge.fileio import append_line, atomic_write_text
@@ -56,13 +56,6 @@ def _train(preset: str, overrides: list[str], folder: Path, what: str, echo) -> 
     resume = (folder / "checkpoint.pt").exists() or (folder / "checkpoint.prev.pt").exists()
     echo(f"  {'resuming' if resume else 'training'} {what} -> {folder}")
     return train(load_config(preset, overrides + [f"out={folder}"]), resume=resume, echo=lambda m: None)
-
-
-def read_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_seeds: list[int] | None = None,

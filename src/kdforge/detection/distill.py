@@ -97,10 +97,6 @@ class DetectionMethod(Method):
                                   "pick backbones with the same stage count")
             self.review = FPNReview(levels, student.backbone.out_channels, teacher.backbone.out_channels)
 
-    @property
-    def teacher_taps(self):  # the teacher runs on each step's student proposals: nothing a cache could replay
-        return ("roi_logits",) if self.recipe.roi or self.recipe.review else ()
-
     def forward(self, record: dict, teacher: nn.Module | None) -> dict[str, torch.Tensor]:
         if teacher is None:
             return {}

@@ -20,7 +20,7 @@ METRICS = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l")
 
 
 def detector_args(cfg) -> dict:
-    return {k: v for k, v in to_dict(cfg.detector).items()}
+    return to_dict(cfg.detector)
 
 
 class DetectionTask:

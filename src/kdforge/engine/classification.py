@@ -17,15 +17,15 @@ from kdforge.methods import METHODS
 def setup_classification(t) -> None:
     """Sets the trainer's data, student, teacher, streams and distiller for an image-classification run."""
     cfg = t.cfg
-    t.method_cls = METHODS.get(cfg.method)
+    method_cls = METHODS.get(cfg.method)
     t.data: DatasetBundle = load_data(cfg.data, t.device)
     nc, channels = t.data.num_classes, t.data.in_channels
     size = t._input_shape()[-1]
     t.student = build_model(cfg.student, nc, channels, size).to(t.device)
     t.teacher, t.teacher_arch, t.teacher_same_classes = None, None, False
-    if t.method_cls.uses_teacher(cfg.method_args):
+    if method_cls.uses_teacher(cfg.method_args):
         t.teacher, t.teacher_arch, t.teacher_same_classes = load_teacher(
-            cfg, t.data.classes, channels, t.method_cls.teacher_classes_may_differ, size)
+            cfg, t.data.classes, channels, method_cls.teacher_classes_may_differ, size)
         t.teacher.to(t.device).eval().requires_grad_(False)
     probe = t.data.train.images[:2] if hasattr(t.data.train, "images") else None
     if probe is not None:

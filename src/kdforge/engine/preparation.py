@@ -14,7 +14,7 @@ class PreparationMixin:
         cfg = self.cfg
         if not cfg.teacher_cache or self.teacher is None:
             return None
-        if not getattr(self.task, "caches_teacher_outputs", True):
+        if not self.task.caches_teacher_outputs:
             self.logger.info(f"teacher cache off: the {self.task.name} teacher runs on each step's student outputs")
             return None
         if not set(self.method.teacher_taps) <= {"embedding"}:

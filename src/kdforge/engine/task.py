@@ -53,6 +53,7 @@ class ClassificationTask:
     summary_metrics: ClassVar[tuple[str, ...]] = ("top1", "top5")  # reported as <name>_last in summary.json
     compilable: ClassVar[bool] = True
     fits_training_set: ClassVar[bool] = True  # the summary's train_top1: accuracy on the clean training images
+    caches_teacher_outputs: ClassVar[bool] = True  # the teacher's outputs depend on the batch alone: replayable
 
     def setup(self, trainer) -> None:
         from kdforge.engine.classification import setup_classification

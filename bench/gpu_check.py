@@ -3,7 +3,7 @@ commit its output under results/.
 
     .venv/bin/python bench/gpu_check.py [--out results/gpu_check.json] [--data-root ../shared/data]
 
-1. the test suite (pytest -x) on that machine;
+1. the test suite on that machine, the device-touching tests on CUDA too (every failure listed);
 2. bf16 autocast + compile + channels_last, resnet32x4 -> resnet8x4 on CIFAR-10 (JPEG; tiny generated CIFAR-10
    data where the archive is absent), data on the device: training images/s of the `ce` student, of `kd` with a
    cold teacher-output cache (recording) and with the warm cache (replaying);
@@ -40,25 +40,54 @@ def _run(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
     try:
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
         return {"rc": done.returncode, "seconds": round(time.perf_counter() - start, 1),
-                "tail": (done.stdout + done.stderr)[-1500:]}
+                "tail": (done.stdout + done.stderr)[-1500:], "full": done.stdout + done.stderr}
     except subprocess.TimeoutExpired:
         return {"rc": None, "seconds": round(time.perf_counter() - start, 1), "tail": f"timed out after {timeout} s"}
+
+
+def _tests(log: Path) -> dict:
+    """The whole suite (the device-touching tests run on CUDA too), spread over the machine's cores where
+    pytest-xdist is present; every failure is listed, not only the first."""
+    import importlib.util
+
+    spread = ["-n", str(min(8, os.cpu_count() or 1))] if importlib.util.find_spec("xdist") else []
+    done = _run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *spread], 270)
+    full = done.pop("full", "")
+    log.write_text(full)  # the whole output beside the JSON: a failure's traceback, not only its name
+    done["failed"] = [line for line in full.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    done["log"] = log.name
+    return done
+
+
+def _last_epoch_rate(run: Path) -> float | None:
+    """Images/s of the last epoch alone: the logged rate is cumulative, so the first epoch's compilation is
+    taken out by differencing the last two epochs' cumulative times."""
+    rates = [json.loads(line)["images_per_second"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if '"type": "epoch"' in line]
+    if len(rates) < 2:
+        return None
+    k = len(rates)
+    return round(1.0 / (k / rates[-1] - (k - 1) / rates[-2]), 1)  # per epoch's images, which cancel
 
 
 def _throughput(data_args: list[str], teacher: Path, tmp: Path) -> dict:
     from kdforge.config import load_config
     from kdforge.engine.pipeline import train
 
-    common = [*data_args, "epochs=1", "device=cuda", "amp=true", "compile=true", "channels_last=true",
-              "progress=false", "tensorboard=false", "data.batch_size=128", "student=resnet8x4", "teacher=resnet32x4"]
+    # 3 epochs: the first pays for compilation, the last is the steady rate
+    common = [*data_args, "epochs=3", "eval_every=3", "device=cuda", "amp=true", "compile=true",
+              "channels_last=true", "progress=false", "tensorboard=false", "data.batch_size=128",
+              "student=resnet8x4", "teacher=resnet32x4"]
     os.environ["KDFORGE_CACHE"] = str(tmp / "cache")
     rows = {}
     for name, extra in (("ce", ["method=ce"]),
                         ("kd_cold_cache", ["method=kd", f"teacher_checkpoint={teacher}", "teacher_cache=true"]),
                         ("kd_warm_cache", ["method=kd", f"teacher_checkpoint={teacher}", "teacher_cache=true"])):
         summary = train(load_config("cifar10-cpu-student", common + extra + [f"out={tmp / name}"]), echo=lambda m: None)
-        rows[name] = {"train_images_per_second": round(summary["train_images_per_second"], 1),
-                      "wall_seconds": round(summary["wall_seconds"], 1), "teacher_cache": summary.get("teacher_cache")}
+        rows[name] = {"train_images_per_second_last_epoch": _last_epoch_rate(tmp / name),
+                      "train_images_per_second_with_compile": round(summary["train_images_per_second"], 1),
+                      "wall_seconds": round(summary["wall_seconds"], 1), "compiled": summary.get("compiled"),
+                      "teacher_cache": summary.get("teacher_cache"), "top1_last": summary.get("top1_last")}
     return rows
 
 
@@ -89,7 +118,7 @@ def main() -> int:
     out, result = Path(args.out), {}
     _record(out, result, "device", {"name": torch.cuda.get_device_name(0), "torch": torch.__version__,
                                     "cuda": torch.version.cuda, "bf16": torch.cuda.is_bf16_supported()})
-    _record(out, result, "tests", _run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"], 240))
+    _record(out, result, "tests", _tests(out.with_name(out.stem + "-pytest.log")))
     with tempfile.TemporaryDirectory(prefix="kdforge-gpu-check-") as tmp:
         tmp = Path(tmp)
         from kdforge.models import create_model
@@ -104,10 +133,12 @@ def main() -> int:
         except Exception as exc:  # recorded, so the other parts still report
             _record(out, result, "throughput", {"error": f"{type(exc).__name__}: {exc}"[:500]})
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        cmd = ["torchrun", "--standalone", "--nproc_per_node=1", "-m", "kdforge", "train", "cifar10-cpu-student",
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", "kdforge", "train", "cifar10-cpu-student",
                "method=ce", "epochs=1", "device=cuda", "progress=false", "tensorboard=false", f"out={tmp / 'ddp'}",
                *data_args]
-        _record(out, result, "torchrun_nccl", _run(cmd, 180, env))
+        ddp = _run(cmd, 180, env)
+        ddp.pop("full")
+        _record(out, result, "torchrun_nccl", ddp)
     print(json.dumps(result, indent=1))
     return 0 if result["tests"]["rc"] == 0 and result["torchrun_nccl"]["rc"] == 0 else 1
 

@@ -21,6 +21,15 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     yield
 
 
+# tests that touch devices run on each one present: the CPU always, CUDA where there is one
+DEVICES = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
+
 def shared_data_dir() -> Path | None:
     for candidate in (REPO.parent / "shared" / "data", Path(os.environ.get("KDFORGE_DATA", "/nonexistent"))):
         if (candidate / "cifar10-jpeg.tar.gz").exists():

@@ -81,14 +81,14 @@ def test_nce_loss_matches_the_probability_form():
     assert nce_loss(logits, log_z, n).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_other_class_sampler_draws_distinct_other_class_indices_uniformly():
+def test_other_class_sampler_draws_distinct_other_class_indices_uniformly(device):
     from kdforge.memory import OtherClassSampler
 
     torch.manual_seed(0)
-    labels = torch.randperm(60) % 4  # balanced: 15 per class, a pool of 45 other-class indices each
+    labels = torch.randperm(60, device=device) % 4  # balanced: 15 per class, a pool of 45 other-class indices each
     sampler = OtherClassSampler(labels)
-    index = torch.arange(60)
-    hits = torch.zeros(60, 60)
+    index = torch.arange(60, device=device)
+    hits = torch.zeros(60, 60, device=device)
     for _ in range(300):
         negatives = sampler(index, 40)
         _check_other_class(labels, index, negatives)

@@ -10,8 +10,9 @@ import torch
 
 from kdforge.engine.checkpoint import read_checkpoint
 
+# device=cpu: these are the gloo tests, also on a machine with fewer GPUs than processes
 COMMON = ["digits-student", "method=ce", "epochs=2", "data.batch_size=64", "deterministic=true", "threads=1",
-          "tensorboard=false", "log_every=5"]
+          "tensorboard=false", "log_every=5", "device=cpu"]
 
 
 def torchrun(*args, nproc=2):
@@ -46,7 +47,7 @@ def test_contrastive_and_bank_methods_run_under_two_processes(tmp_path):
     teacher = single("digits-teacher", "epochs=1", "threads=1", "tensorboard=false", f"out={tmp_path / 't'}")
     assert teacher.returncode == 0, teacher.stderr[-2000:]
     for method in ("ckd", "crd"):
-        run = torchrun("digits-student", f"method={method}", "epochs=1", "data.batch_size=64", "threads=1",
+        run = torchrun("digits-student", f"method={method}", "epochs=1", "data.batch_size=64", "threads=1", "device=cpu",
                        "tensorboard=false", f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / method}")
         assert run.returncode == 0, run.stderr[-3000:]
         summary = json.loads((tmp_path / method / "summary.json").read_text())
@@ -61,7 +62,7 @@ def test_in_context_banks_and_the_two_stage_pipeline_run_under_two_processes(tmp
             "ickd": ["method=ickd", "epochs=1"],
             "refilled": ["method=refilled", "data.val_per_class=10", "epochs=2"]}
     for name, args in runs.items():
-        run = torchrun("digits-student", *args, "data.batch_size=64", "threads=1", "tensorboard=false",
+        run = torchrun("digits-student", *args, "data.batch_size=64", "threads=1", "device=cpu", "tensorboard=false",
                        f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / name}")
         assert run.returncode == 0, run.stderr[-3000:]
         summary = json.loads((tmp_path / name / "summary.json").read_text())
@@ -78,6 +79,20 @@ def test_global_batch_must_divide_over_the_processes():
     assert per_rank_batch(64, DistInfo(0, 2, 0)) == 32
     with pytest.raises(ConfigError, match="divide evenly"):
         per_rank_batch(65, DistInfo(1, 2, 1))
+
+
+def test_more_processes_than_gpus_stop_with_one_line_before_joining(monkeypatch):
+    from kdforge.engine.distributed import init_from_env
+    from kdforge.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ConfigError, match="local rank 1 has no GPU: this machine has 1") as err:
+        init_from_env("auto")
+    assert "\n" not in str(err.value)
 
 
 KILL_RANK_SCRIPT = """

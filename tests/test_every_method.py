@@ -23,20 +23,25 @@ def test_the_cases_cover_the_whole_registry():
 
 @pytest.mark.parametrize("name,args", CASES, ids=[f"{n}-{'-'.join(map(str, a.values())) or 'default'}"
                                                      for n, a in CASES])
-def test_every_method_trains_the_same_way(name, args):
+def test_every_method_trains_the_same_way(name, args, device):
     torch.manual_seed(0)
-    images, labels = torch.randn(N, 3, 32, 32), torch.arange(N) % 4  # classmates in every batch
-    teacher = create_model("resnet20", 10) if METHODS.get(name).uses_teacher(args) else None
-    d = kdforge.Distiller(teacher, create_model("resnet8", 10), name, epochs=20, steps_per_epoch=N // BATCH,
-                          dataset_size=N, train_labels=labels, build_student=lambda: create_model("resnet8", 10),
-                          **args)
+    # classmates in every batch
+    images, labels = torch.randn(N, 3, 32, 32, device=device), torch.arange(N, device=device) % 4
+    teacher = create_model("resnet20", 10).to(device) if METHODS.get(name).uses_teacher(args) else None
+
+    def student():
+        return create_model("resnet8", 10).to(device)
+
+    d = kdforge.Distiller(teacher, student(), name, epochs=20, steps_per_epoch=N // BATCH, dataset_size=N,
+                          train_labels=labels, build_student=student, **args)
     if d.method.needs_preparation():
-        d.prepare((images[i:i + BATCH], labels[i:i + BATCH], torch.arange(i, i + BATCH)) for i in range(0, N, BATCH))
+        d.prepare((images[i:i + BATCH], labels[i:i + BATCH], torch.arange(i, i + BATCH, device=device))
+                  for i in range(0, N, BATCH))
     optimizer = torch.optim.SGD(d.parameters(), lr=0.01, momentum=0.9)
     own = [p for p in d.method.parameters() if p.requires_grad]
     names = None
     for step in range(2):
-        index = torch.arange(step * BATCH, (step + 1) * BATCH)
+        index = torch.arange(step * BATCH, (step + 1) * BATCH, device=device)
         # epoch 10 of 20: every warm-up of an in-context or decoupled term is over
         out = d(images[index], labels[index], index, state=StepState(10, step, 10.0))
         assert names is None or list(out.terms) == names, "the term names changed between steps"
@@ -53,10 +58,9 @@ def test_every_method_trains_the_same_way(name, args):
     buffer = io.BytesIO()
     torch.save(d.method.state_dict(), buffer)
     buffer.seek(0)
-    restored = torch.load(buffer, weights_only=True)  # a checkpoint holds tensors only
-    fresh = kdforge.Distiller(teacher, create_model("resnet8", 10), name, epochs=20, steps_per_epoch=N // BATCH,
-                              dataset_size=N, train_labels=labels, build_student=lambda: create_model("resnet8", 10),
-                              **args)
+    restored = torch.load(buffer, weights_only=True, map_location=device)  # a checkpoint holds tensors only
+    fresh = kdforge.Distiller(teacher, student(), name, epochs=20, steps_per_epoch=N // BATCH, dataset_size=N,
+                              train_labels=labels, build_student=student, **args)
     fresh.method.load_state_dict(restored)
     for key, value in d.method.state_dict().items():
         assert torch.equal(fresh.method.state_dict()[key], value), key

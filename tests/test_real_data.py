@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from kdforge.config import load_config
 from kdforge.engine.pipeline import train
@@ -26,7 +27,12 @@ def test_cifar10_jpeg_teacher_and_kd_student_on_a_small_slice(tmp_path, monkeypa
     student = train(load_config("cifar10-cpu-student", [*common, "epochs=1", "method=kd", "teacher=resnet8",
                                                         f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / 's'}"]),
                     echo=lambda m: None)
-    assert student["teacher_top1"] == pytest.approx(teacher["top1_last"], abs=1e-6)
+    # the student's run re-measures the (folded) teacher: the same figure in exact fp32 arithmetic on the CPU; on
+    # CUDA, TF32 convolutions round the folded and the unfolded teacher differently, and an H200 run saw one
+    # borderline test image of 10,000 flip (20.62 against 20.61)
+    one_image = 100 / 10_000
+    exact = not torch.cuda.is_available()
+    assert student["teacher_top1"] == pytest.approx(teacher["top1_last"], abs=1e-6 if exact else one_image + 1e-6)
     assert student["top1_last"] > 10
 
 

@@ -32,10 +32,12 @@ def same(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_float32_cache_trains_bit_identically_and_the_second_run_replays(tmp_path, teacher):
-    _, plain = run(tmp_path, "plain", teacher)
-    cold_summary, cold = run(tmp_path, "cold", teacher, "teacher_cache=true", "teacher_cache_dtype=float32")
-    warm_summary, warm = run(tmp_path, "warm", teacher, "teacher_cache=true", "teacher_cache_dtype=float32")
+def test_float32_cache_trains_bit_identically_and_the_second_run_replays(tmp_path, teacher, device):
+    # on CUDA, bit-identical runs need the deterministic kernels
+    on = [f"device={device.type}", "deterministic=true"]
+    _, plain = run(tmp_path, "plain", teacher, *on)
+    cold_summary, cold = run(tmp_path, "cold", teacher, *on, "teacher_cache=true", "teacher_cache_dtype=float32")
+    warm_summary, warm = run(tmp_path, "warm", teacher, *on, "teacher_cache=true", "teacher_cache_dtype=float32")
     assert same(plain, cold) and same(cold, warm)
     assert cold_summary["teacher_cache"]["epochs_computed"] == 2
     assert warm_summary["teacher_cache"] | {"folder": None, "bytes": None} == {

@@ -66,8 +66,9 @@ def test_teacher_problems_are_config_errors(teacher_dir, tmp_path):
         train(digits("digits-student", tmp_path / "c", "method=kd", f"teacher_checkpoint={tmp_path / 'none.pt'}"))
 
 
-def test_bf16_autocast_path_trains_on_cpu(tmp_path):
-    summary = train(digits("digits-student", tmp_path, "epochs=2", "amp=true"), echo=lambda m: None)
+def test_bf16_autocast_path_trains(tmp_path, device):
+    summary = train(digits("digits-student", tmp_path, "epochs=2", "amp=true", f"device={device.type}"),
+                    echo=lambda m: None)
     assert summary["top1_last"] > 50
 
 

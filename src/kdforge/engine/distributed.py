@@ -43,6 +43,10 @@ def init_from_env(device_name: str) -> tuple[DistInfo, torch.device | None]:
     use_cuda = device_name != "cpu" and torch.cuda.is_available()
     device = torch.device("cuda", info.local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
+        if info.local_rank >= torch.cuda.device_count():
+            raise ConfigError(f"local rank {info.local_rank} has no GPU: this machine has "
+                              f"{torch.cuda.device_count()}; start at most that many processes per node "
+                              "(--nproc_per_node) or train on the CPU with device=cpu")
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")

@@ -77,7 +77,7 @@ class OtherClassSampler(nn.Module):
 
     def __init__(self, labels: torch.Tensor):
         super().__init__()
-        labels = labels.detach().long().cpu()
+        labels = labels.detach().long()  # the buffers live where the labels do
         count = torch.bincount(labels)
         # labels are sorted once: a class's members are one block [start, start + count) of `order`
         self.register_buffer("labels", labels, persistent=False)

@@ -10,6 +10,7 @@ else too) is caught by comparing the folded copy with the original on the probe,
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -37,6 +38,22 @@ def _conv_bn_pairs(model: nn.Module, probe: torch.Tensor) -> list[tuple[str, str
     return [(c, b) for c, b in pairs if convs.count(c) == 1]  # a convolution run more than once is left alone
 
 
+@contextlib.contextmanager
+def full_precision():
+    """fp32 convolutions and matrix products in IEEE precision on CUDA (no TF32) inside the block. A fold is judged
+    by its outputs, and TF32's 10-bit mantissa rounds the folded and the unfolded convolutions differently by more
+    than the fold itself changes them (on an H200 every fold was refused before this)."""
+    backends = [torch.backends.cudnn.conv, torch.backends.cuda.matmul]
+    saved = [b.fp32_precision for b in backends]
+    for b in backends:
+        b.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for b, value in zip(backends, saved):
+            b.fp32_precision = value
+
+
 @torch.no_grad()
 def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(bn.running_var + bn.eps)
@@ -61,7 +78,8 @@ def fold_batchnorm(model: nn.Module, probe: torch.Tensor, atol: float = 1e-4) ->
             continue
         _fold(folded.get_submodule(conv_path), bn)
         folded.set_submodule(bn_path, nn.Identity())
-    reference, result = model(probe).float(), folded(probe).float()
+    with full_precision():
+        reference, result = model(probe).float(), folded(probe).float()
     if not torch.allclose(result, reference, atol=atol * max(1.0, reference.abs().max().item()), rtol=0):
         return model, 0
     return folded, len(pairs)

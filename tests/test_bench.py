@@ -265,6 +265,21 @@ def test_a_results_file_from_before_a_new_column_gains_it_without_losing_rows(tm
     assert "| 88.25 |" in "\n".join(markdown_table(rows))
 
 
+def test_rows_from_before_the_validation_column_read_it_from_their_runs_without_touching_the_csv(tmp_path):
+    import json
+
+    from kdforge.bench.accuracy import REQUIRED, with_summary_values
+
+    path = tmp_path / "old.csv"
+    path.write_text(",".join(REQUIRED) + "\nce,0,70.0000,70.5000,15,1.0,2.0,80.0000\nkd,0,71.0,71.0,15,1.0,2.0,80.0\n")
+    before = path.read_text()
+    (tmp_path / "runs" / "ce-s0").mkdir(parents=True)
+    (tmp_path / "runs" / "ce-s0" / "summary.json").write_text(json.dumps({"val_top1_last": 68.4}))
+    rows = with_summary_values(read_rows(path), tmp_path / "runs", "val_top1", "val_top1_last")
+    assert [r.get("val_top1") for r in rows] == ["68.4000", None]  # kd-s0 has no run folder: left empty
+    assert path.read_text() == before
+
+
 def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_helps(tmp_path):
     from kdforge.bench.regime import assess, write_regime
 

@@ -26,7 +26,9 @@ REQUIRED = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds"
 # another one); absent in rows recorded before it
 # teacher_epochs_computed: epochs whose teacher outputs the run computed itself (0: all replayed from the suite's
 # teacher-output cache; empty: no teacher, no cache, or a row from before the column)
-COLUMNS = REQUIRED + ("train_top1", "epoch_to_90", "threads", "teacher_epochs_computed")
+# val_top1: the final student's top-1 on the validation split (images outside the training subset), where the
+# suite has one: what a suite's settings are chosen on; filled in from the runs' summaries for older rows
+COLUMNS = REQUIRED + ("train_top1", "epoch_to_90", "threads", "teacher_epochs_computed", "val_top1")
 # run-folder settings that do not change what is trained (the teacher-output cache replays the very outputs the
 # teacher gives for each augmented view, so it is how a run is executed, not what it trains)
 NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name",
@@ -67,6 +69,19 @@ def _add_missing_columns(path: Path) -> None:
     rows = read_rows(path)
     lines = [",".join(COLUMNS)] + [",".join(r.get(c) or "" for c in COLUMNS) for r in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def with_summary_values(rows: list[dict], runs: Path, column: str, key: str) -> list[dict]:
+    """The rows with `column`'s empty cells read from each row's run (runs/METHOD-sSEED/summary.json, key `key`):
+    for rows recorded before the column existed. Read-only: the CSV, which parallel lanes append to, is left alone."""
+    out = []
+    for row in rows:
+        summary = runs / f"{row['method']}-s{row['seed']}" / "summary.json"
+        if not row.get(column) and summary.exists():
+            value = json.loads(summary.read_text()).get(key)
+            row = {**row, column: _cell(value)} if value is not None else row
+        out.append(row)
+    return out
 
 
 def _cell(value) -> str:
@@ -209,7 +224,8 @@ class AccuracyBench:
                 "teacher_top1": summary.get("teacher_top1") or (teacher or {}).get("top1_last"),
                 "train_top1": summary.get("train_top1"), "epoch_to_90": epoch_to_fraction(Path(summary["folder"])),
                 "threads": summary.get("threads"),
-                "teacher_epochs_computed": (summary.get("teacher_cache") or {}).get("epochs_computed")})
+                "teacher_epochs_computed": (summary.get("teacher_cache") or {}).get("epochs_computed"),
+                "val_top1": summary.get("val_top1_last")})
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
             write_report(self.suite, self.stem, self.results, self.root / self.stem)

@@ -289,7 +289,7 @@ def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_help
                 append_row(tmp_path / f"cifar10-paper-cpu-{budget}.csv", {
                     "method": method, "seed": seed, "top1_last": value, "top1_best": value, "epochs": 1,
                     "wall_seconds": wall, "images_per_second": 1.0, "teacher_top1": 80.0, "train_top1": 90.0,
-                    "threads": threads})
+                    "threads": threads, "val_top1": value - 1.0})  # validation: one point below test
 
     runs("e30", [60.0, 61.0, 60.5], [62.0, 63.0, 62.4])  # not converged: e60's ce is 4 points higher
     runs("e60", [64.0, 65.0, 64.6], [66.0, 67.2, 66.5])  # converged (e120 within 0.5), kd helps
@@ -299,7 +299,12 @@ def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_help
     assert by["e30"]["converged"] is False and by["e60"]["converged"] is True and by["e60"]["kd_helps"] is True
     assert by["e120"]["converged"] is None and by["e120"]["affordable"] is False  # no e240 runs: not measured
     assert chosen == "e60"
-    assert "Chosen: **e60**" in write_regime("cifar10-paper-cpu", tmp_path).read_text()
+    # decided on the validation column by default; the test split is reported beside
+    assert by["e60"]["split"] == "val" and by["e60"]["ce"] == pytest.approx((64.0 + 65.0 + 64.6) / 3 - 1.0)
+    assert by["e60"]["by_split"]["test"]["ce"] == pytest.approx((64.0 + 65.0 + 64.6) / 3)
+    assert assess("cifar10-paper-cpu", tmp_path, split="test")[0][1]["ce"] == pytest.approx((64.0 + 65.0 + 64.6) / 3)
+    page = write_regime("cifar10-paper-cpu", tmp_path).read_text()
+    assert "Chosen: **e60**" in page and "read on the **validation split**" in page and "the test split (shown" in page
     # runs in 1-thread lanes beside another job do not decide affordability: without a 2-thread run it is unmeasured
     for path in tmp_path.glob("*.csv"):
         path.unlink()
@@ -314,10 +319,12 @@ def test_regime_chooses_the_shortest_converged_affordable_schedule_where_kd_help
     runs("e60", [64.0, 65.0, 64.6], [66.0, 67.2, 66.5])
     append_row(tmp_path / "cifar10-paper-cpu-e60.csv", {
         "method": "kd", "seed": 3, "top1_last": 66.0, "top1_best": 66.0, "epochs": 1, "wall_seconds": 1800.0,
-        "images_per_second": 1.0, "teacher_top1": 80.0, "threads": 2, "teacher_epochs_computed": 60})
+        "images_per_second": 1.0, "teacher_top1": 80.0, "threads": 2, "teacher_epochs_computed": 60,
+        "val_top1": 65.0})
     append_row(tmp_path / "cifar10-paper-cpu-e60.csv", {
         "method": "kd", "seed": 4, "top1_last": 66.0, "top1_best": 66.0, "epochs": 1, "wall_seconds": 900.0,
-        "images_per_second": 1.0, "teacher_top1": 80.0, "threads": 2, "teacher_epochs_computed": 0})
+        "images_per_second": 1.0, "teacher_top1": 80.0, "threads": 2, "teacher_epochs_computed": 0,
+        "val_top1": 65.0})
     e60 = assess("cifar10-paper-cpu", tmp_path)[0][1]
     assert (e60["cold_kd_minutes"], e60["slowest_minutes"], e60["affordable"]) == (30.0, 15.0, True)
 
@@ -456,3 +463,30 @@ def test_paper_gkd_suite_runs_each_setting_at_both_budgets_on_the_shared_teacher
     assert gkd.student_config(rows["disjoint/refilled"], 0, Path("t"))[0].data.classes == [5, 6, 7, 8, 9]
     assert gkd.teacher_config(rows["disjoint/refilled"])[0].data.classes == [0, 1, 2, 3, 4]
     assert SUITES.get("cifar10-paper-gkd-cpu").foreign_teacher_cells() == {"overlap", "disjoint", "incremental"}
+
+
+def test_a_run_revalidated_on_its_own_split_size_matches_its_summary_and_a_larger_split_stays_outside_training(
+        tmp_path):
+    import json
+
+    from kdforge.bench.revalidate import validation_top1
+    from kdforge.config import load_config
+    from kdforge.engine.pipeline import train
+    from kdforge.errors import ConfigError
+
+    run = tmp_path / "run"
+    summary = train(load_config("digits-student", ["data.train_per_class=60", "data.val_per_class=10", "epochs=2",
+                                                   "threads=1", "progress=false", "tensorboard=false",
+                                                   f"out={run}"]), echo=lambda m: None)
+    assert validation_top1(run, 10) == pytest.approx(summary["val_top1_last"], abs=1e-9)
+    larger = validation_top1(run, 40)  # digits' training split has about 125 per class: 65 outside the 60
+    stored = json.loads((run / "val-40.json").read_text())
+    assert stored["top1"] == larger and stored["images"] == 400
+    # 100 training images per class leave about 25 of digits' training split outside: 40 would be carved from them
+    wide = tmp_path / "wide"
+    train(load_config("digits-student", ["data.train_per_class=100", "data.val_per_class=10", "epochs=1",
+                                         "threads=1", "progress=false", "tensorboard=false", f"out={wide}"]),
+          echo=lambda m: None)
+    with pytest.raises(ConfigError, match="do not fit outside the training subset"):
+        validation_top1(wide, 40)
+    assert not (wide / "val-40.json").exists()

@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--results", default="results")
     b.add_argument("--tolerance", type=float, default=0.5, help="points: ce at N vs ce at 2N")
     b.add_argument("--max-minutes", type=float, default=20.0, help="slowest ce / kd run at the chosen schedule")
+    b.add_argument("--split", choices=("val", "test"), default="val",
+                   help="the split the criteria read (validation: a suite setting is never chosen on test)")
+    b.add_argument("--runs", default="runs/bench", help="the suite's run folders")
+    b.add_argument("--val-per-class", type=int, default=None,
+                   help="read validation top-1 from the runs' final weights on this many images per class (drawn "
+                        "outside the training subset) instead of each run's own split")
     b = bench.add_parser("adopt", help="copy a suite's runs into another suite's rows that train exactly the same")
     b.add_argument("source")
     b.add_argument("target")
@@ -302,7 +308,8 @@ def cmd_bench(args) -> int:
     elif args.bench_command == "regime":
         from kdforge.bench.regime import write_regime
 
-        print(Path(write_regime(args.suite, Path(args.results), args.tolerance, args.max_minutes)).read_text())
+        print(Path(write_regime(args.suite, Path(args.results), args.tolerance, args.max_minutes, args.split,
+                                Path(args.runs), args.val_per_class)).read_text())
     elif args.bench_command == "adopt":
         from kdforge.bench.adopt import adopt_rows
 

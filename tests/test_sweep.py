@@ -51,3 +51,25 @@ def test_sweep_refuses_the_test_split_and_configs_without_validation(tmp_path):
     result = run_cli("sweep", "digits-teacher", "epochs=1", "--grid", "optim.lr=0.1", "--select-on", "test",
                      cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "validation split only" in result.stderr
+
+
+def test_lanes_share_a_sweep_by_seed_and_the_choice_waits_for_every_run(tmp_path):
+    grid = parse_grid(["optim.lr=0.0001,0.1"])
+    # 60 training images per class leave about 65 of digits' training split outside for validation
+    args = ("digits-teacher", [*FAST, "data.train_per_class=60"], grid, 2, "val", tmp_path / "runs",
+            tmp_path / "out" / "lr")
+    lines = []
+    assert run_sweep(*args, echo=lines.append, only_seeds=[1]) is None  # seed 0's runs are another lane's
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["lr-0.0001-s1", "lr-0.1-s1"]
+    assert "2 of 4 runs not finished" in lines[-1] and not (tmp_path / "out" / "lr.json").exists()
+    result = run_sweep(*args, echo=lambda m: None, only_seeds=[0], val_per_class=20)
+    assert result is not None and len(result["runs"]) == 4
+    # the larger validation split: each run's final weights on 20 images per class outside its training subset
+    from kdforge.bench.revalidate import validation_top1
+
+    for run in result["runs"]:
+        assert run["val"] == validation_top1(tmp_path / "runs" / f"lr-{run['combination']['optim.lr']}-s{run['seed']}",
+                                             20)
+    assert "--val-per-class 20" in (tmp_path / "out" / "lr.md").read_text()
+    with pytest.raises(ConfigError, match="outside 0..1"):
+        run_sweep(*args, only_seeds=[2])

@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--root", help="where the run folders go (default runs/sweeps/<name>)")
     p.add_argument("--out", help="the table and the choice, as OUT.md and OUT.json (default results/sweeps/<name>)")
     p.add_argument("--name", help="the sweep's name (default: the config's)")
+    p.add_argument("--only-seeds", help="train only these seeds in this sitting, e.g. 0 or 1,2 (parallel lanes); "
+                                        "the choice is written once every seed's runs are done")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="read validation top-1 from each run's final weights on this many images per class (outside "
+                        "the training subset) instead of the run's own validation split")
 
     p = sub.add_parser("detection-data", help="a COCO-format detection benchmark: CIFAR-10 objects on canvases")
     p.add_argument("--out", required=True, help="the folder to write (must not exist)")
@@ -156,8 +161,14 @@ def cmd_sweep(args) -> int:
     from kdforge.sweep import parse_grid, run_sweep
 
     name = args.name or Path(args.config).stem
+    try:
+        only = [int(s) for s in args.only_seeds.split(",") if s.strip()] if args.only_seeds else None
+    except ValueError:
+        raise UserError(f"--only-seeds takes seed numbers separated by commas, e.g. 0,2; got {args.only_seeds!r}") \
+            from None
     run_sweep(args.config, args.overrides, parse_grid(args.grid), args.seeds, args.select_on,
-              Path(args.root or f"runs/sweeps/{name}"), Path(args.out or f"results/sweeps/{name}"))
+              Path(args.root or f"runs/sweeps/{name}"), Path(args.out or f"results/sweeps/{name}"),
+              only_seeds=only, val_per_class=args.val_per_class)
     return 0
 
 

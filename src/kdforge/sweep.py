@@ -50,7 +50,11 @@ def slug(keys: tuple[str, ...], combo: tuple[str, ...]) -> str:
 
 
 def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_on: str, root: Path,
-              out: Path, echo=print) -> dict:
+              out: Path, echo=print, only_seeds: list[int] | None = None, val_per_class: int | None = None) -> dict | None:
+    """Run what is missing, then choose; with `only_seeds`, this sitting trains those seeds alone (parallel lanes
+    share a sweep so) and the choice is written once every run of every seed is done (None until then). With
+    `val_per_class`, the validation figure is each run's final weights on that many images per class outside the
+    training subset (kdforge.bench.revalidate) instead of the run's own split."""
     from kdforge.config import load_config
     from kdforge.engine.pipeline import train
 
@@ -70,32 +74,48 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
                 raise ConfigError("a sweep selects on a validation split: set data.val_per_class (images per class "
                                   "drawn from outside the training subset)")
             configs[combo, seed] = cfg
-    total = len(configs)
-    echo(f"sweep: {len(combos)} combinations x {seeds} seeds = {total} runs under {root}")
-    rows = []
-    for i, ((combo, seed), cfg) in enumerate(configs.items(), 1):
-        summary_path = cfg.run_dir / "summary.json"
-        if summary_path.exists():
-            summary = json.loads(summary_path.read_text())
+    if only_seeds is not None and not set(only_seeds) <= set(range(seeds)):
+        raise ConfigError(f"--only-seeds {only_seeds} names seeds outside 0..{seeds - 1}")
+    mine = {k: cfg for k, cfg in configs.items() if only_seeds is None or k[1] in only_seeds}
+    echo(f"sweep: {len(combos)} combinations x {seeds} seeds = {len(configs)} runs under {root}"
+         + (f"; this sitting: seeds {only_seeds}" if only_seeds is not None else ""))
+    for i, ((combo, seed), cfg) in enumerate(mine.items(), 1):
+        if (cfg.run_dir / "summary.json").exists():
             state = "done before"
         else:
             resume = (cfg.run_dir / "checkpoint.pt").exists() or any(cfg.run_dir.glob("*/checkpoint.pt"))
-            summary = train(cfg, resume=resume, echo=lambda m: None)
+            train(cfg, resume=resume, echo=lambda m: None)
             state = "resumed" if resume else "trained"
-        metric = summary.get(SELECTABLE[select_on])
-        if metric is None:
-            raise UserError(f"{cfg.run_dir} recorded no {SELECTABLE[select_on]}; was it trained with a validation split?")
-        rows.append({"combination": dict(zip(grid.keys, combo)), "seed": seed, select_on: metric,
-                     "test": summary["top1_last"], "folder": str(cfg.run_dir)})
-        echo(f"  [{i}/{total}] {slug(grid.keys, combo)} seed {seed}: {select_on} {metric:.2f} ({state})")
+        echo(f"  [{i}/{len(mine)}] {slug(grid.keys, combo)} seed {seed}: {state}")
+    missing = [cfg.run_dir for cfg in configs.values() if not (cfg.run_dir / "summary.json").exists()]
+    if missing:
+        echo(f"sweep: {len(missing)} of {len(configs)} runs not finished (another sitting's seeds); the choice is "
+             "written when every run is done")
+        return None
+    rows = [_row(cfg, combo, seed, grid, select_on, val_per_class) for (combo, seed), cfg in configs.items()]
     result = _choose(rows, grid, select_on)
-    result.update(config=config, overrides=list(overrides), seeds=seeds, select_on=select_on)
+    result.update(config=config, overrides=list(overrides), seeds=seeds, select_on=select_on,
+                  val_per_class=val_per_class)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out.with_suffix(".json"), result)
     atomic_write_text(out.with_suffix(".md"), _table(result, grid, select_on))
     echo(f"chosen on {select_on}: {result['chosen']} -> {out.with_suffix('.md')}")
     return result
+
+
+def _row(cfg, combo: tuple[str, ...], seed: int, grid: Grid, select_on: str, val_per_class: int | None) -> dict:
+    summary = json.loads((cfg.run_dir / "summary.json").read_text())
+    if val_per_class:
+        from kdforge.bench.revalidate import validation_top1
+
+        metric = validation_top1(cfg.run_dir, val_per_class)
+    else:
+        metric = summary.get(SELECTABLE[select_on])
+    if metric is None:
+        raise UserError(f"{cfg.run_dir} recorded no {SELECTABLE[select_on]}; was it trained with a validation split?")
+    return {"combination": dict(zip(grid.keys, combo)), "seed": seed, select_on: metric,
+            "test": summary["top1_last"], "folder": str(cfg.run_dir)}
 
 
 def _choose(rows: list[dict], grid: Grid, select_on: str) -> dict:
@@ -118,10 +138,13 @@ def _std(values: list[float]) -> float:
 def _table(result: dict, grid: Grid, select_on: str) -> str:
     overrides = " ".join(result["overrides"])
     grid_args = " ".join(f"--grid {k}={','.join(v)}" for k, v in zip(grid.keys, grid.values))
+    n = result.get("val_per_class")
+    sized = f" --val-per-class {n}" if n else ""
+    where = f" ({n} images per class outside the training subset, each run's final weights)" if n else ""
     lines = [f"# Sweep of {result['config']}", "",
              f"Generated by `kdforge sweep {result['config']} {overrides} {grid_args} --seeds {result['seeds']} "
-             f"--select-on {select_on}`. The choice reads the {select_on} split only; test top-1 is reported beside "
-             "it and was never used.", "",
+             f"--select-on {select_on}{sized}`. The choice reads the {select_on} split only{where}; test top-1 is "
+             "reported beside it and was never used.", "",
              "| " + " | ".join(grid.keys) + f" | n | {select_on} top-1 (mean ± std) | test top-1 (mean ± std) | |",
              "|" + "---|" * (len(grid.keys) + 4)]
     for row in result["table"]:

@@ -3,6 +3,7 @@ students trained end to end through `kdforge train`, COCO AP in the summary and 
 detection method's terms, resume, and one-line errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -211,3 +212,15 @@ def test_the_detection_suite_resumes_and_tabulates_ap_with_paired_intervals(tmp_
     assert sorted((r["method"], r["seed"]) for r in rows) == [("ce", "0"), ("ce", "1"), ("kd", "0"), ("kd", "1")]
     assert "| kd | 2 |" in table and "[" in table.split("| kd | 2 |")[1]  # a paired interval from two seeds
     assert (tmp_path / "results" / "detection-cpu-curves.png").stat().st_size > 0 and "curves.png" in table
+
+
+def test_the_canvas_folder_and_the_teacher_are_named_after_the_builder_version(monkeypatch):
+    from kdforge.bench import detection
+    from kdforge.data import detection_build
+
+    root = Path("runs-x")
+    common = lambda: [f"data.root={detection.data_folder(root)}", "progress=false"]  # noqa: E731
+    folder, teacher = detection.data_folder(root), detection.teacher_folder(root, common())
+    assert f"builder{detection_build.BUILDER_VERSION}-" in folder.name
+    monkeypatch.setattr(detection_build, "BUILDER_VERSION", detection_build.BUILDER_VERSION + 1)
+    assert detection.data_folder(root) != folder and detection.teacher_folder(root, common()) != teacher

@@ -24,8 +24,15 @@ COLUMNS = ("method", "seed", "ap_last", "ap50_last", "ap75_last", "ap_best", "ep
            "images_per_second", "teacher_ap")
 
 
+def data_identity() -> dict:
+    """What decides the canvases: the arguments and the builder's version."""
+    from kdforge.data.detection_build import BUILDER_VERSION
+
+    return {"builder": BUILDER_VERSION, **DATA}
+
+
 def data_folder(root: Path) -> Path:
-    tag = "-".join(f"{k}{v}" for k, v in DATA.items())
+    tag = "-".join(f"{k}{v}" for k, v in data_identity().items())
     return root / "detection-data" / f"cifar10-{tag}"
 
 
@@ -45,7 +52,7 @@ def teacher_folder(root: Path, common: list[str]) -> Path:
     recipe never reuses a teacher trained by another."""
     from kdforge.bench.accuracy import config_key
 
-    return root / "teachers" / f"{SUITE}-{config_key(load_config('detection-cpu-teacher', common), json.dumps(DATA))}"
+    return root / "teachers" / f"{SUITE}-{config_key(load_config('detection-cpu-teacher', common), json.dumps(data_identity()))}"
 
 
 def _train(preset: str, overrides: list[str], folder: Path, what: str, echo) -> dict:

@@ -21,6 +21,9 @@ import numpy as np
 from kdforge.errors import ConfigError, UserError
 
 SPLITS = ("train", "val", "test")
+# Bumped whenever the same arguments would build other canvases (2: train / val objects class-stratified), so that
+# folders and teachers named after a build never mix an older one with a newer
+BUILDER_VERSION = 2
 
 
 def _range(text: str, what: str) -> tuple[int, int]:

@@ -213,6 +213,18 @@ def _detection_step_cost(d: dict) -> tuple[str, str]:
             f"Faster R-CNN, batch {d['batch']} of {d['canvas']} px, {d['threads']} threads)", ratios)
 
 
+def _gpu_check(g: dict) -> tuple[str, str]:
+    t, tests = g.get("throughput", {}), g.get("tests", {})
+    rate = lambda name: t.get(name, {}).get("train_images_per_second_last_epoch")  # noqa: E731
+    failed = len(tests.get("failed", []))
+    return (f"GPU check on one {g['device']['name']} (torch {g['device']['torch']}): bf16 + compile + channels_last, "
+            "resnet32x4 → resnet8x4, CIFAR-10 JPEG on the device, last of 3 epochs",
+            f"ce {rate('ce'):,.0f} images/s; kd cold cache {rate('kd_cold_cache'):,.0f}, warm "
+            f"{rate('kd_warm_cache'):,.0f}; test suite there: {'passed' if tests.get('rc') == 0 else f'{failed} failed'}"
+            f" ({tests.get('seconds', 0):.0f} s); 1-process NCCL torchrun rc {g.get('torchrun_nccl', {}).get('rc')} "
+            "(results/gpu_check.md)")
+
+
 @dataclass(frozen=True)
 class ResultFile:
     """A speed or scale figure the page shows: the file under results/, the command that writes it, and how its
@@ -234,6 +246,7 @@ SPEED_FILES = (
     ResultFile("teacher_forward_speed.json", "bench/teacher_forward_speed.py", _teacher_forward),
     ResultFile("ddp_check.json", "bench/ddp_check.py", _ddp),
     ResultFile("detection_step_cost.json", "bench/detection_step_cost.py", _detection_step_cost),
+    ResultFile("gpu_check.json", "bash bench/gpu_check.sh", _gpu_check),
 )
 
 

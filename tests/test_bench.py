@@ -147,6 +147,13 @@ def test_results_page_speed_section_reads_the_bench_files(tmp_path):
     assert "torchdistill 40.0 s; kdforge 30.0 s cold (0.75×), 10.0 s with a warm teacher cache (0.25×); " \
            "cold / warm 3.00×" in page
     assert "| kd 1.040× | `bench/step_overhead.py --warm-cache` |" in page
+    rates = {k: {"train_images_per_second_last_epoch": v} for k, v in
+             (("ce", 20000.0), ("kd_cold_cache", 10000.0), ("kd_warm_cache", 18000.0))}
+    (res / "gpu_check.json").write_text(json.dumps({
+        "device": {"name": "NVIDIA H200", "torch": "2.11.0"}, "throughput": rates,
+        "tests": {"rc": 1, "seconds": 200.0, "failed": ["FAILED tests/x.py::t"]}, "torchrun_nccl": {"rc": 0}}))
+    page = write_results_page(res, tmp_path / "RESULTS.md").read_text()
+    assert "ce 20,000 images/s; kd cold cache 10,000, warm 18,000; test suite there: 1 failed (200 s)" in page
 
 
 def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():

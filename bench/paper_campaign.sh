@@ -2,8 +2,9 @@
 # The paper-regime suite at its chosen schedule (cifar10-paper-cpu, e240), run in two 1-thread lanes, resumable:
 # every command skips what is already recorded, so re-running a phase continues it. Phases, in order:
 #   selection  the free hyper-parameters the spec leaves to us, chosen on the validation split (`kdforge sweep`,
-#              2 seeds each): KR's weight (lambda_KR 1 / 10 / 100; 0.1 is diagnosed too weak in
-#              results/kr_prior_strength.md) and IC-KD's ablation (PICD only / NICD only / both)
+#              2 seeds each, 1,000 validation images per class): KR's weight (lambda_KR 1 / 10 / 100; 0.1 is
+#              diagnosed too weak in results/kr_prior_strength.md) and, per IC-KD paradigm, the ablation
+#              (PICD only / NICD only / both) and the warm-up of the in-context terms
 #   claims     the rows that test the four methods' claims and their baselines, 3 seeds
 #   rest       every other registered method, 3 seeds
 #   kr         KR's capacity suite (cifar10-paper-kr-cpu), 3 seeds
@@ -34,11 +35,30 @@ case $phase in
         --name paper-kr-weight &
     done
     wait
+    # IC-KD per paradigm: the ablation (PICD only / NICD only / both / neither, which is the paradigm's baseline:
+    # KD offline, DML online, CE teacher-free); online and teacher-free with the in-context terms warming up over
+    # a tenth of the schedule (their bank is written by a model that is itself weak early on), then the warm-up
+    # itself chosen for the ablation's winner
+    ablation=(--grid method_args.picd_weight=1,0 --grid method_args.nicd_weight=0.5,0)
     for s in 0 1; do
-      $KD sweep "${common[@]}" method=ickd --grid method_args.picd_weight=1,0 --grid method_args.nicd_weight=0.5,0 \
-        "${pick[@]}" --only-seeds $s --name paper-ickd-ablation &
+      $KD sweep "${common[@]}" method=ickd "${ablation[@]}" "${pick[@]}" --only-seeds $s --name paper-ickd-ablation &
     done
-    wait ;;
+    wait
+    for m in ickd_online ickd_tf; do
+      for s in 0 1; do
+        $KD sweep "${common[@]}" method=$m method_args.warmup_epochs=24 "${ablation[@]}" "${pick[@]}" --only-seeds $s \
+          --name paper-$m-ablation &
+      done
+      wait
+      chosen=$(.venv/bin/python -c "
+import json; c = json.load(open('results/sweeps/paper-$m-ablation.json'))['chosen']
+print(' '.join(f'{k}={v}' for k, v in c.items()))")
+      for s in 0 1; do
+        $KD sweep "${common[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
+          --only-seeds $s --name paper-$m-warmup &
+      done
+      wait
+    done ;;
   claims) lanes "ckd,ckd-paper,ickd,ickd-online,ickd-tf,dml,tfkd,ls,kr,kr_kd,refilled,refilled-paper" cifar10-paper-cpu ;;
   rest)
     rows=$(.venv/bin/python -c "

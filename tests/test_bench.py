@@ -497,3 +497,33 @@ def test_a_run_revalidated_on_its_own_split_size_matches_its_summary_and_a_large
     with pytest.raises(ConfigError, match="do not fit outside the training subset"):
         validation_top1(wide, 40)
     assert not (wide / "val-40.json").exists()
+
+
+def test_gpu_campaign_packs_each_job_and_merge_appends_its_rows_once(tmp_path):
+    """bench/gpu_campaign.sh's two halves on a small CPU suite: `run` packs each job's run folder, CSV and log
+    into one file; `merge` puts the runs back and appends the rows it does not have, once."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "GPU_CAMPAIGN_SUITE": "digits", "GPU_CAMPAIGN_BUDGET": "small",
+           "GPU_CAMPAIGN_RUNS": str(tmp_path / "device-runs"), "GPU_CAMPAIGN_RESULTS": str(tmp_path / "res")}
+    script = str(repo / "bench" / "gpu_campaign.sh")
+    done = subprocess.run(["bash", script, "run", "300", "ce:0", "ce:1"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["job-1.tar.gz", "job-2.tar.gz"]
+    here = {**env, "GPU_CAMPAIGN_RUNS": str(tmp_path / "runs")}
+    for _ in range(2):  # a second merge of the same files adds nothing
+        merged = subprocess.run(["bash", script, "merge", str(out)], env=here, capture_output=True, text=True,
+                                timeout=300)
+        assert merged.returncode == 0, merged.stderr[-2000:]
+    rows = read_rows(tmp_path / "res" / "digits.csv")
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("ce", "0"), ("ce", "1")]
+    for seed in (0, 1):
+        run = tmp_path / "runs" / "digits" / f"ce-s{seed}"
+        assert (run / "summary.json").exists() and (run / "checkpoint.pt").exists()
+        assert not (run / "checkpoint.prev.pt").exists()

@@ -186,6 +186,17 @@ SUITES.add("cifar10-paper-cpu", Suite(
     teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
     special=_paper_rows(),
 ))
+# The same suite trained on one GPU (fp32, TF32 convolutions): its rows are compared within its own table only (a
+# GPU's arithmetic is not the CPU's), the teacher is the CPU suite's; bench/gpu_campaign.sh runs it in the short
+# device sessions this project is lent, several rows at once
+SUITES.add("cifar10-paper-gpu", Suite(
+    "cifar10-paper-gpu", "cifar10-paper-cpu's rows trained on one GPU (its teacher, data and schedule); compared "
+    "within this table only",
+    teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student", "device=cuda"),
+    budgets=PAPER_BUDGETS, special=_paper_rows(), teacher_home="cifar10-paper-cpu",
+))
+
+
 def _paper_gkd_rows() -> tuple[Variant, ...]:
     """REFILLED's settings in the paper regime, each at the equal budget (`refilled`: both stages within the
     schedule) and at the paper's (`refilled-paper`: each stage a full schedule), beside `ce`, `rkd` and (where the

@@ -357,12 +357,12 @@ def test_a_teacher_free_row_neither_trains_nor_waits_for_the_teacher(tmp_path):
 
 
 def test_compile_auto_keeps_the_cache_keys_and_finished_runs_of_compile_false():
-    from kdforge.bench.accuracy import _settings, config_key
-    from kdforge.config import to_dict
+    from kdforge.bench.accuracy import config_key
+    from kdforge.config import to_dict, trained_settings
 
     old, new, forced = (load_config("cifar10-cpu-teacher", [f"compile={v}"]) for v in ("false", "auto", "true"))
     assert config_key(old, "d") == config_key(new, "d") != config_key(forced, "d")
-    assert _settings(to_dict(old)) == _settings(to_dict(new)) != _settings(to_dict(forced))
+    assert trained_settings(to_dict(old)) == trained_settings(to_dict(new)) != trained_settings(to_dict(forced))
 
 
 def test_suites_replay_the_teacher_from_its_output_cache_by_default(tmp_path):
@@ -527,3 +527,26 @@ def test_gpu_campaign_packs_each_job_and_merge_appends_its_rows_once(tmp_path):
         run = tmp_path / "runs" / "digits" / f"ce-s{seed}"
         assert (run / "summary.json").exists() and (run / "checkpoint.pt").exists()
         assert not (run / "checkpoint.prev.pt").exists()
+
+
+def test_a_suite_key_hashes_what_is_trained_and_an_older_folder_is_found_by_what_it_trains(tmp_path):
+    import json
+
+    from kdforge.bench.accuracy import config_key, find_trained
+    from kdforge.config import load_config, to_dict
+
+    cfg = load_config("digits-teacher", ["epochs=2"])
+    # how a run is executed does not change the key; what it trains does
+    assert config_key(cfg, "d") == config_key(load_config("digits-teacher", ["epochs=2", "device=cpu", "threads=2",
+                                                                             "out=elsewhere", "progress=false"]), "d")
+    assert config_key(cfg, "d") != config_key(load_config("digits-teacher", ["epochs=3"]), "d")
+    assert config_key(cfg, "d") != config_key(cfg, "other images")
+    old = tmp_path / "teachers" / "digits-0123456789ab"  # named by an older form of the key
+    old.mkdir(parents=True)
+    (old / "config.json").write_text(json.dumps({"config": {**to_dict(cfg), "out": str(old), "threads": 1}}))
+    wanted = tmp_path / "teachers" / f"digits-{config_key(cfg, 'd')}"
+    assert find_trained(wanted, cfg) == old
+    assert find_trained(wanted, load_config("digits-teacher", ["epochs=3"])) == wanted  # trains something else
+    (tmp_path / "teachers" / "digits-other-0123456789ab").mkdir()  # another stem is never taken
+    wanted.mkdir()
+    assert find_trained(wanted, cfg) == wanted  # the exact name first

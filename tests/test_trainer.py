@@ -196,3 +196,17 @@ def test_summary_records_the_fit_on_the_unaugmented_training_images(teacher_dir)
         expected = 100.0 * (model(x).argmax(1) == data.train.labels).double().mean().item()
     assert summary["train_top1"] == pytest.approx(expected, abs=1e-6)
     assert summary["train_loss"] > 0
+
+
+def test_a_run_resumes_only_with_its_own_trained_settings_but_any_run_settings(teacher_dir, tmp_path):
+    from kdforge.config import trained_settings
+
+    with pytest.raises(UserError, match=r"trained with other settings: optim.lr: 0.05 -> 0.2; resume with its own"):
+        train(digits("digits-teacher", teacher_dir, "epochs=4", "optim.lr=0.2"), resume=True, echo=lambda m: None)
+    # the run section (device, threads, logging, the folder's name) may change between sittings
+    summary = train(digits("digits-teacher", teacher_dir, "epochs=4", "device=cpu", "threads=2", "log_every=7",
+                           "tensorboard=false"), resume=True, echo=lambda m: None)
+    assert summary["epochs"] == 4
+    sections = trained_settings(digits("digits-teacher", tmp_path))
+    assert {"optim", "data", "seed", "method", "epochs"} <= set(sections)
+    assert not {"out", "device", "threads", "progress", "log_every", "checkpoint_every"} & set(sections)

@@ -61,8 +61,15 @@ class DetectorConfig:
             raise ConfigError("detector.fpn_channels, proposals, rois_per_image and box_head must be >= 1")
 
 
+# The config's second section: how a run is executed, not what it trains. Marked on the fields (RUN), read by
+# `trained_settings`, which the suites' teacher keys, their finished-run checks and the resume check compare.
+RUN = {"section": "run"}
+
+
 @dataclass
 class TrainConfig:
+    # --- what is trained: model, method, data, optimiser, schedule, seed, and the settings that change the
+    # arithmetic (bf16, compilation, memory layout, deterministic kernels, the folded teacher)
     task: str = "classification"  # classification | detection
     student: str = "mlp8"
     method: str = "ce"
@@ -70,8 +77,6 @@ class TrainConfig:
     teacher: str | None = None
     teacher_checkpoint: str | None = None
     init_checkpoint: str | None = None  # start the student from these weights (a fresh run only)
-    teacher_cache: bool = False  # record / replay the teacher's outputs per (seed, epoch, index)
-    teacher_cache_dtype: str = "float16"  # float16 | float32 (float32: bit-identical to no cache)
     teacher_fold_bn: bool = True  # run the frozen teacher with BatchNorm folded into its convolutions (exact up to rounding)
     data: DataConfig = field(default_factory=DataConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)  # task: detection only
@@ -86,16 +91,21 @@ class TrainConfig:
     # present, and runs short ones (the demo, the tests) eager; the run's log and summary.json say which and why
     compile: bool | str = "auto"
     sync_batchnorm: bool = False  # torchrun only: BatchNorm statistics over the global batch
-    eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
-    log_every: int = 50  # steps between host reads of the on-device metrics
-    checkpoint_every: int = 0  # steps between mid-epoch checkpoints (0: at epoch ends only)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int | None = None  # CPU threads (torch.set_num_threads)
+    eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated; it decides "best")
     deterministic: bool = False
-    out: str | None = None  # run folder; default runs/<name>
-    name: str | None = None
-    tensorboard: bool = True
-    progress: bool = True
+    # --- how the run is executed: where it writes, on what, what it reports, how often it saves, and whether the
+    # teacher's outputs are replayed from the cache (the very outputs the teacher gives; float16 rounds them)
+    out: str | None = field(default=None, metadata=RUN)  # run folder; default runs/<name>
+    name: str | None = field(default=None, metadata=RUN)
+    device: str = field(default="auto", metadata=RUN)  # auto | cpu | cuda | cuda:N
+    threads: int | None = field(default=None, metadata=RUN)  # CPU threads (torch.set_num_threads)
+    tensorboard: bool = field(default=True, metadata=RUN)
+    progress: bool = field(default=True, metadata=RUN)
+    log_every: int = field(default=50, metadata=RUN)  # steps between host reads of the on-device metrics
+    checkpoint_every: int = field(default=0, metadata=RUN)  # steps between mid-epoch checkpoints (0: epoch ends)
+    teacher_cache: bool = field(default=False, metadata=RUN)  # record / replay the teacher's outputs per (seed, epoch, index)
+    # float16 | float32 (float32: bit-identical to no cache)
+    teacher_cache_dtype: str = field(default="float16", metadata=RUN)
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -205,6 +215,43 @@ def _join(where: str, key: str) -> str:
 
 def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
+
+
+RUN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("section") == "run")
+# Keys added after runs were recorded, with the values they had before they existed (compile's old false or its
+# new auto): at those values they are left out of the trained settings, so that adding a key or changing its
+# default never makes an earlier run of the same recipe look different
+LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,), "task": ("classification",),
+                  "detector": (dataclasses.asdict(DetectorConfig()),)}
+
+
+def _at_later_default(key: str, value) -> bool:
+    return key in LATER_DEFAULTS and any(value is d or (type(value) is type(d) and value == d)
+                                         for d in LATER_DEFAULTS[key])
+
+
+def trained_settings(config: TrainConfig | dict) -> dict:
+    """The config's first section, what is trained: every key but the run section's (RUN_KEYS), as plain data. A
+    recorded config (a dict from config.json) is read with today's defaults for the keys it lacks."""
+    if isinstance(config, dict):
+        try:
+            config = from_dict(TrainConfig, config)
+        except ConfigError:  # a config from a kdforge that had other keys: compared as recorded
+            pass
+    values = to_dict(config) if not isinstance(config, dict) else config
+    return {k: v for k, v in values.items() if k not in RUN_KEYS and not _at_later_default(k, v)}
+
+
+def settings_differences(recorded: dict, wanted: TrainConfig | dict) -> list[str]:
+    """'key: recorded -> wanted' for each trained setting that differs (nested keys dotted), sorted."""
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "method_args" else {prefix + k: v})
+        return out
+
+    a, b = flat(trained_settings(recorded)), flat(trained_settings(wanted))
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
 # --- YAML files, presets and overrides -------------------------------------------------------------

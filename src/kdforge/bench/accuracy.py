@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from kdforge.bench.suites import SUITES, Suite, Variant
-from kdforge.config import DetectorConfig, TrainConfig, load_config, to_dict
+from kdforge.config import TrainConfig, load_config, settings_differences, to_dict, trained_settings
 from kdforge.errors import ConfigError, UserError
 from kdforge.fileio import append_line
 from kdforge.plots import epoch_to_fraction
@@ -29,10 +29,6 @@ REQUIRED = ("method", "seed", "top1_last", "top1_best", "epochs", "wall_seconds"
 # val_top1: the final student's top-1 on the validation split (images outside the training subset), where the
 # suite has one: what a suite's settings are chosen on; filled in from the runs' summaries for older rows
 COLUMNS = REQUIRED + ("train_top1", "epoch_to_90", "threads", "teacher_epochs_computed", "val_top1")
-# run-folder settings that do not change what is trained (the teacher-output cache replays the very outputs the
-# teacher gives for each augmented view, so it is how a run is executed, not what it trains)
-NEUTRAL_KEYS = ("out", "threads", "progress", "tensorboard", "log_every", "checkpoint_every", "name",
-                "teacher_cache", "teacher_cache_dtype")
 
 
 def results_stem(suite: str, budget: str) -> str:
@@ -90,23 +86,25 @@ def _cell(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-# Settings added to TrainConfig after suites were first run: left out of the cache key and of the settings a
-# finished run is compared on while they hold a default (compile's old false or its new auto), so that adding or
-# changing a default never orphans a cached teacher or a finished run.
-LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,), "task": ("classification",),
-                  "detector": (to_dict(DetectorConfig()),)}
-
-
-def _at_default(key: str, value) -> bool:
-    return key in LATER_DEFAULTS and any(value is d or (type(value) is type(d) and value == d)
-                                         for d in LATER_DEFAULTS[key])
-
-
 def config_key(cfg: TrainConfig, data_key: str) -> str:
+    """A hash of what `cfg` trains (its first section) and of the images it reads."""
     from kdforge.memory.incontext import fingerprint
 
-    settings = {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS and not _at_default(k, v)}
-    return fingerprint(json.dumps(settings, sort_keys=True), data_key)[:12]
+    return fingerprint(json.dumps(trained_settings(cfg), sort_keys=True), data_key)[:12]
+
+
+def find_trained(folder: Path, cfg: TrainConfig) -> Path:
+    """`folder`, or a sibling of the same name stem (`<stem>-<key>`) that trains what `cfg` trains (finished, or
+    killed and resumable): folders made before the key's form changed are found by what they train, not by name."""
+    if folder.exists():
+        return folder
+    stem = folder.name.rpartition("-")[0]
+    for sibling in sorted(folder.parent.glob(f"{stem}-*")):
+        config = sibling / "config.json"
+        if sibling.name.rpartition("-")[0] == stem and config.exists() and \
+                not settings_differences(json.loads(config.read_text())["config"], cfg):
+            return sibling
+    return folder
 
 
 def data_fingerprint(cfg: TrainConfig) -> str:
@@ -147,7 +145,7 @@ class AccuracyBench:
         extra = list(self.suite.budgets[self.budget][0]) + list(variant.teacher if variant else ())
         cfg = load_config(preset, overrides + extra + self._common())
         key = config_key(cfg, data_fingerprint(cfg))
-        folder = self.root / "teachers" / f"{self.suite.teacher_home or self.suite.name}-{key}"
+        folder = find_trained(self.root / "teachers" / f"{self.suite.teacher_home or self.suite.name}-{key}", cfg)
         return load_config(preset, overrides + extra + self._common() + [f"out={folder}"]), folder
 
     def student_config(self, variant: Variant, seed: int, teacher: Path | None) -> tuple[TrainConfig, Path]:
@@ -262,7 +260,7 @@ class AccuracyBench:
         summary_path = folder / "summary.json"
         if summary_path.exists():
             summary = json.loads(summary_path.read_text())
-            if _settings(summary["config"]) != _settings(to_dict(cfg)):
+            if settings_differences(summary["config"], cfg):
                 raise UserError(f"{folder} holds a finished run with other settings than {what} needs; "
                                 "move it away or choose another --root")
         else:
@@ -298,18 +296,6 @@ def _has_checkpoint(folder: Path) -> bool:
     """A killed run to resume: a checkpoint in the run folder or, for a staged method (REFILLED), in a stage's."""
     places = [folder, *(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []
     return any((p / name).exists() for p in places for name in ("checkpoint.pt", "checkpoint.prev.pt"))
-
-
-def _settings(config: dict) -> dict:
-    """What a run trains, from its recorded config: neutral keys dropped, keys added to kdforge after the run was
-    made filled with their defaults (so an older run of the same recipe still matches)."""
-    from kdforge.config import from_dict
-
-    try:
-        config = to_dict(from_dict(TrainConfig, config))
-    except ConfigError:
-        pass
-    return {k: v for k, v in config.items() if k not in NEUTRAL_KEYS and not _at_default(k, v)}
 
 
 def run_accuracy(suite: str, seeds: int = 3, methods: list[str] | None = None, budget: str = "small",

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kdforge.bench.accuracy import NEUTRAL_KEYS, AccuracyBench, append_row, read_rows
+from kdforge.bench.accuracy import AccuracyBench, append_row, read_rows
 from kdforge.bench.suites import SUITES, Variant
-from kdforge.config import to_dict
+from kdforge.config import trained_settings
 
 
 def _recipe(bench: AccuracyBench, variant: Variant) -> str:
@@ -23,7 +23,7 @@ def _recipe(bench: AccuracyBench, variant: Variant) -> str:
     student, _ = bench.student_config(variant, 0, Path("teacher"))
 
     def settings(cfg) -> dict:
-        return {k: v for k, v in to_dict(cfg).items() if k not in NEUTRAL_KEYS + ("teacher_checkpoint",)}
+        return {k: v for k, v in trained_settings(cfg).items() if k != "teacher_checkpoint"}
 
     return json.dumps({"teacher": settings(teacher), "student": settings(student)}, sort_keys=True)
 

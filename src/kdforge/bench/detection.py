@@ -50,9 +50,10 @@ def ensure_data(root: Path, echo=print) -> Path:
 def teacher_folder(root: Path, common: list[str]) -> Path:
     """The teacher's run folder, named by a hash of what it trains (its preset and the canvases), so that a changed
     recipe never reuses a teacher trained by another."""
-    from kdforge.bench.accuracy import config_key
+    from kdforge.bench.accuracy import config_key, find_trained
 
-    return root / "teachers" / f"{SUITE}-{config_key(load_config('detection-cpu-teacher', common), json.dumps(data_identity()))}"
+    cfg = load_config("detection-cpu-teacher", common)
+    return find_trained(root / "teachers" / f"{SUITE}-{config_key(cfg, json.dumps(data_identity()))}", cfg)
 
 
 def _train(preset: str, overrides: list[str], folder: Path, what: str, echo) -> dict:

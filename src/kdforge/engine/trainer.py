@@ -5,6 +5,7 @@ what is task-specific is the task object's (`engine/task.py`); the run's folder 
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from kdforge.config import TrainConfig, to_dict
+from kdforge.config import TrainConfig, settings_differences, to_dict
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights
 from kdforge.engine.distributed import average_gradients, init_from_env
 from kdforge.engine.evaluation import EvaluationMixin
@@ -153,12 +154,26 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
         if self.teacher_cache is not None and not self.replaying:
             self.teacher_cache.end_epoch(epoch)
 
+    def _check_same_training(self) -> None:
+        """A run resumes only with the settings it was trained with (the config's first section); how it is
+        executed (device, threads, logging, the run folder...) may change between sittings."""
+        recorded = self.folder / "config.json"
+        if not recorded.exists():
+            return
+        differences = settings_differences(json.loads(recorded.read_text())["config"], self.cfg)
+        if differences:
+            more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+            raise UserError(f"run folder {self.folder} was trained with other settings: {'; '.join(differences[:3])}"
+                            f"{more}; resume with its own settings or choose another out=")
+
     def _fit_locked(self) -> dict:
         cfg = self.cfg
         existing = (self.folder / "checkpoint.pt").exists() or (self.folder / "checkpoint.prev.pt").exists()
         if existing and not self.resume:
             raise UserError(f"run folder {self.folder} already holds a run; pass --resume to continue it "
                             "or choose another out=")
+        if existing:
+            self._check_same_training()
         self._sitting_start = time.perf_counter()
         self._setup()
         self.meter = EpochMeter(self.device)

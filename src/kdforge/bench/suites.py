@@ -165,6 +165,12 @@ PAPER_BUDGETS = {f"e{e}": ((), _schedule(e)) for e in (30, 60, 120, 240, 480)}
 GRID_WARMUP = 20 / 240  # DKD's and ReviewKD's 20-epoch warm-up in the grid's 240 epochs
 
 
+# KR's lambda in the paper regime, chosen on 1,000 validation images per class by `kdforge sweep ... method=kr
+# --grid method_args.kr_weight=1,10,100 --seeds 2 --val-per-class 1000` (results/sweeps/paper-kr-weight.md:
+# val 74.72 / 74.43 / 61.00); the CPU suites' 0.1 is too weak there (results/kr_prior_strength.md)
+PAPER_KR = ("method_args.kr_weight=1",)
+
+
 def _paper_rows() -> dict[str, Variant]:
     """Each paper's recipe scaled to the suite's schedule (warm-ups as fractions of it); where a paper trains
     longer than the shared schedule, a labelled paper-budget row beside the equal-budget one, so that a gain is
@@ -176,6 +182,8 @@ def _paper_rows() -> dict[str, Variant]:
         "ckd-paper": Variant("ckd-paper", "ckd", schedule_factor=2),  # CKD's 480 epochs against the grid's 240
         "refilled": Variant("refilled", "refilled", EQUAL_BUDGET),  # both stages within the shared schedule
         "refilled-paper": Variant("refilled-paper", "refilled"),  # each stage a full schedule (the paper's)
+        "kr": Variant("kr", "kr", PAPER_KR),
+        "kr_kd": Variant("kr_kd", "kr_kd", PAPER_KR),
         **_paradigm_rows(None),
     }
 
@@ -229,7 +237,7 @@ SUITES.add("cifar10-paper-kr-cpu", Suite(
     "students resnet14 / resnet8 / resnet8x0.5, each with ce, kd, kr and kr_kd",
     teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
     teacher_home="cifar10-paper-cpu",
-    rows=tuple(Variant(f"{student}/{method}", method, (f"student={student}",))
+    rows=tuple(Variant(f"{student}/{method}", method, (f"student={student}",) + (PAPER_KR if "kr" in method else ()))
                for student in CAPACITY_LADDER for method in ("ce", "kd", "kr", "kr_kd")),
 ))
 SUITES.add("cifar100-grid", Suite(

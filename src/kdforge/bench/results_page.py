@@ -158,7 +158,8 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
         lines += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                   ["Verdicts: no seed method has run at this schedule yet.", ""])
     if not measured:
-        lines += [f"Not measured yet: `kdforge bench accuracy {suite.name} --budget eN --methods ce,kd`.", ""]
+        how = suite.needs or f"`kdforge bench accuracy {suite.name} --budget eN --methods ce,kd`"
+        lines += [f"Not measured yet: {how}.", ""]
     return lines
 
 

@@ -202,6 +202,8 @@ SUITES.add("cifar10-paper-gpu", Suite(
     "within this table only",
     teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student", "device=cuda"),
     budgets=PAPER_BUDGETS, special=_paper_rows(), teacher_home="cifar10-paper-cpu",
+    needs="a GPU: `bash bench/gpu_campaign.sh run SECONDS ROW:SEED ...` there, `bash bench/gpu_campaign.sh merge "
+          "FOLDER` here",
 ))
 
 

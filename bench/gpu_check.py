@@ -35,12 +35,14 @@ def _record(out: Path, result: dict, key: str, value) -> None:
     os.replace(tmp, out)
 
 
-def _run(cmd: list[str], timeout: float, env: dict | None = None) -> dict:
+def _run(cmd: list[str], timeout: float, env: dict | None = None, full: bool = False) -> dict:
+    """rc, seconds and the output's tail; with `full`, the whole output too (under "full")."""
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-        return {"rc": done.returncode, "seconds": round(time.perf_counter() - start, 1),
-                "tail": (done.stdout + done.stderr)[-1500:], "full": done.stdout + done.stderr}
+        output = done.stdout + done.stderr
+        return {"rc": done.returncode, "seconds": round(time.perf_counter() - start, 1), "tail": output[-1500:],
+                **({"full": output} if full else {})}
     except subprocess.TimeoutExpired:
         return {"rc": None, "seconds": round(time.perf_counter() - start, 1), "tail": f"timed out after {timeout} s"}
 
@@ -51,7 +53,7 @@ def _tests(log: Path) -> dict:
     import importlib.util
 
     spread = ["-n", str(min(8, os.cpu_count() or 1))] if importlib.util.find_spec("xdist") else []
-    done = _run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *spread], 270)
+    done = _run([sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", *spread], 270, full=True)
     full = done.pop("full", "")
     log.write_text(full)  # the whole output beside the JSON: a failure's traceback, not only its name
     done["failed"] = [line for line in full.splitlines() if line.startswith(("FAILED", "ERROR"))]
@@ -136,9 +138,7 @@ def main() -> int:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", "kdforge", "train", "cifar10-cpu-student",
                "method=ce", "epochs=1", "device=cuda", "progress=false", "tensorboard=false", f"out={tmp / 'ddp'}",
                *data_args]
-        ddp = _run(cmd, 180, env)
-        ddp.pop("full")
-        _record(out, result, "torchrun_nccl", ddp)
+        _record(out, result, "torchrun_nccl", _run(cmd, 180, env))
     print(json.dumps(result, indent=1))
     return 0 if result["tests"]["rc"] == 0 and result["torchrun_nccl"]["rc"] == 0 else 1
 

@@ -67,12 +67,17 @@ def _add_missing_columns(path: Path) -> None:
     atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def run_folder(runs: Path, row: str, seed: int | str) -> Path:
+    """Where a suite's (row, seed) run lives under its runs folder."""
+    return Path(runs) / f"{row}-s{seed}"
+
+
 def with_summary_values(rows: list[dict], runs: Path, column: str, key: str) -> list[dict]:
     """The rows with `column`'s empty cells read from each row's run (runs/METHOD-sSEED/summary.json, key `key`):
     for rows recorded before the column existed. Read-only: the CSV, which parallel lanes append to, is left alone."""
     out = []
     for row in rows:
-        summary = runs / f"{row['method']}-s{row['seed']}" / "summary.json"
+        summary = run_folder(runs, row["method"], row["seed"]) / "summary.json"
         if not row.get(column) and summary.exists():
             value = json.loads(summary.read_text()).get(key)
             row = {**row, column: _cell(value)} if value is not None else row
@@ -152,7 +157,7 @@ class AccuracyBench:
         preset, *overrides = self.suite.student
         if variant.preset:
             preset = variant.preset
-        folder = self.root / self.stem / f"{variant.name}-s{seed}"
+        folder = run_folder(self.root / self.stem, variant.name, seed)
         args = overrides + list(self.suite.budgets[self.budget][1]) + [f"method={variant.method}", *variant.overrides,
                                                                         f"seed={seed}", f"out={folder}"]
         cfg = load_config(preset, args + self._common())

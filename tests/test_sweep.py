@@ -6,7 +6,7 @@ import json
 import pytest
 
 from kdforge.errors import ConfigError
-from kdforge.sweep import parse_grid, run_sweep
+from kdforge.sweep import parse_cells, parse_grid, run_sweep
 
 from conftest import run_cli
 
@@ -51,6 +51,8 @@ def test_sweep_refuses_the_test_split_and_configs_without_validation(tmp_path):
     result = run_cli("sweep", "digits-teacher", "epochs=1", "--grid", "optim.lr=0.1", "--select-on", "test",
                      cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "validation split only" in result.stderr
+    result = run_cli("sweep", "digits-teacher", "--grid", "optim.lr=0.1", "--cell", "", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "do not mix" in result.stderr
 
 
 def test_lanes_share_a_sweep_by_seed_and_the_choice_waits_for_every_run(tmp_path):
@@ -73,3 +75,42 @@ def test_lanes_share_a_sweep_by_seed_and_the_choice_waits_for_every_run(tmp_path
     assert "--val-per-class 20" in (tmp_path / "out" / "lr.md").read_text()
     with pytest.raises(ConfigError, match="outside 0..1"):
         run_sweep(*args, only_seeds=[2])
+
+
+def test_cells_list_an_ablation_one_by_one_and_refuse_bad_input():
+    grid = parse_cells(["", "fast: optim.lr=0.1", "optim.lr=0.05 optim.momentum=0"])
+    assert grid.keys == ("optim.lr", "optim.momentum")
+    assert grid.combinations() == [(None, None), ("0.1", None), ("0.05", "0")]  # None: the config's own value
+    assert [grid.name(c) for c in grid.combinations()] == ["base", "fast", "lr-0.05_momentum-0"]
+    assert grid.overrides(("0.1", None)) == ["optim.lr=0.1"]
+    for bad in ([], ["optim.lr"], ["a: optim.lr=0.1", "a: optim.lr=0.2"], ["optim.lr=0.1", "optim.lr=0.1"],
+                ["optim.lr=0.1 optim.lr=0.2"], ["a/b: optim.lr=0.1"]):
+        with pytest.raises(ConfigError):
+            parse_cells(bad)
+
+
+def test_a_sweep_over_cells_trains_each_cell_as_named_and_leaves_the_rest_to_the_config(tmp_path):
+    cells = parse_cells(["", "slow: optim.lr=0.0001"])
+    result = run_sweep("digits-teacher", [*FAST, "optim.lr=0.1"], cells, 1, "val", tmp_path / "runs",
+                       tmp_path / "out" / "ablation", echo=lambda m: None)
+    lr = {p.name: json.loads((p / "config.json").read_text())["config"]["optim"]["lr"]
+          for p in (tmp_path / "runs").iterdir()}
+    assert lr == {"base-s0": 0.1, "slow-s0": 0.0001}
+    assert [r["combination"] for r in result["table"]] == [{}, {"optim.lr": "0.0001"}]
+    assert result["chosen"] == {}  # the rate that learns
+    md = (tmp_path / "out" / "ablation.md").read_text()
+    assert '--cell "slow: optim.lr=0.0001"' in md and "| base | - | 1 |" in md
+
+
+def test_a_run_folder_is_a_config_its_settings_as_trained(tmp_path):
+    from kdforge.config import load_config, to_dict
+    from kdforge.engine.pipeline import train
+
+    cfg = load_config("digits-teacher", [*FAST, f"out={tmp_path / 'run'}", "optim.lr=0.07"])
+    train(cfg, echo=lambda m: None)
+    again = load_config(str(tmp_path / "run"), ["seed=5"])
+    assert again.optim.lr == 0.07 and again.seed == 5
+    assert {k: v for k, v in to_dict(again).items() if k != "seed"} == \
+        {k: v for k, v in to_dict(cfg).items() if k != "seed"}
+    with pytest.raises(ConfigError, match="without a run's config.json"):
+        load_config(str(tmp_path))

@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="key=value overrides shared by every run")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="a setting and its values (repeat for more settings; every combination runs)")
+    p.add_argument("--cell", action="append", default=[], metavar='"[NAME:] KEY=V KEY=V"',
+                   help="one combination (repeat; instead of --grid): an ablation's cells, each changing a few "
+                        "settings; \"\" is the config as given")
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--select-on", default="val", help="the split the choice reads: val (the test split never)")
     p.add_argument("--root", help="where the run folders go (default runs/sweeps/<name>)")
@@ -158,7 +161,7 @@ def cmd_detection_data(args) -> int:
 def cmd_sweep(args) -> int:
     from pathlib import Path
 
-    from kdforge.sweep import parse_grid, run_sweep
+    from kdforge.sweep import parse_cells, parse_grid, run_sweep
 
     name = args.name or Path(args.config).stem
     try:
@@ -166,7 +169,10 @@ def cmd_sweep(args) -> int:
     except ValueError:
         raise UserError(f"--only-seeds takes seed numbers separated by commas, e.g. 0,2; got {args.only_seeds!r}") \
             from None
-    run_sweep(args.config, args.overrides, parse_grid(args.grid), args.seeds, args.select_on,
+    if args.grid and args.cell:
+        raise UserError("--grid and --cell do not mix: list the combinations with --cell, or the values with --grid")
+    grid = parse_cells(args.cell) if args.cell else parse_grid(args.grid)
+    run_sweep(args.config, args.overrides, grid, args.seeds, args.select_on,
               Path(args.root or f"runs/sweeps/{name}"), Path(args.out or f"results/sweeps/{name}"),
               only_seeds=only, val_per_class=args.val_per_class)
     return 0

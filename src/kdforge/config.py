@@ -278,8 +278,16 @@ def _load_yaml(path: Path) -> dict:
     return data
 
 
+RUN_CONFIG = "config.json"  # what a run folder records of its settings (kdforge.engine.run)
+
+
 def resolve_source(name_or_path: str) -> Path:
     path = Path(name_or_path)
+    if path.is_dir():  # a run folder: the settings it was trained with
+        if not (path / RUN_CONFIG).exists():
+            raise ConfigError(f"{path} is a folder without a run's {RUN_CONFIG}; pass a config file, a preset or a "
+                              "run folder")
+        return path / RUN_CONFIG
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise ConfigError(f"config file {path} does not exist")
@@ -293,11 +301,14 @@ def resolve_source(name_or_path: str) -> Path:
 
 
 def load_raw(name_or_path: str, _seen: tuple = ()) -> dict:
-    """The YAML mapping of a file or preset, with its `base:` chain merged underneath."""
+    """The YAML mapping of a file or preset, with its `base:` chain merged underneath; or the settings a run was
+    trained with (a run folder or its config.json: a sweep or a new run around a finished one)."""
     path = resolve_source(name_or_path)
     if path.resolve() in _seen:
         raise ConfigError(f"config {path} inherits from itself through `base:`")
     data = _load_yaml(path)
+    if path.name == RUN_CONFIG and isinstance(data.get("config"), dict) and "versions" in data:
+        return data["config"]
     base = data.pop("base", None)
     if base is None:
         return data

@@ -1,6 +1,7 @@
 """`kdforge sweep CONFIG [overrides] --grid KEY=V1,V2 ... --seeds N --select-on val`: every combination of the
 grid's values, N seeds each, one resumable run folder per (combination, seed); the combination with the best mean
-validation top-1 is chosen. Never the test split: a config without a validation split is refused. Writes a
+validation top-1 is chosen. `--cell "[NAME:] KEY=V KEY=V"` (repeated) lists the combinations one by one instead
+(an ablation table: each cell changes a few settings of the config, the rest stay as the config has them). Never the test split: a config without a validation split is refused. Writes a
 markdown table (test top-1 reported beside, never used) and the choice as JSON.
 """
 
@@ -23,9 +24,23 @@ SELECTABLE = {"val": "val_top1_last"}  # what a sweep may select on: the validat
 class Grid:
     keys: tuple[str, ...]
     values: tuple[tuple[str, ...], ...]  # per key, the values as written (YAML scalars, parsed by the config)
+    # listed cells instead of the product: per cell, a value per key (None: the config's own) and a name
+    cells: tuple[tuple[str | None, ...], ...] = ()
+    names: tuple[str, ...] = ()
 
-    def combinations(self) -> list[tuple[str, ...]]:
-        return list(itertools.product(*self.values))
+    def combinations(self) -> list[tuple[str | None, ...]]:
+        return list(self.cells) if self.cells else list(itertools.product(*self.values))
+
+    def name(self, combo: tuple[str | None, ...]) -> str:
+        return self.names[self.cells.index(combo)] if self.cells else slug(self.keys, combo)
+
+    def overrides(self, combo: tuple[str | None, ...]) -> list[str]:
+        return [f"{k}={v}" for k, v in zip(self.keys, combo) if v is not None]
+
+    def command_args(self) -> str:
+        if self.cells:
+            return " ".join(f'--cell "{n}: {" ".join(self.overrides(c))}"' for n, c in zip(self.names, self.cells))
+        return " ".join(f"--grid {k}={','.join(v)}" for k, v in zip(self.keys, self.values))
 
 
 def parse_grid(specs: list[str]) -> Grid:
@@ -40,8 +55,37 @@ def parse_grid(specs: list[str]) -> Grid:
         keys.append(key)
         values.append(tuple(v.strip() for v in re.split(r",(?![^\[]*\])", rest) if v.strip()))
     if not keys:
-        raise ConfigError("a sweep needs at least one --grid KEY=V1,V2,...")
+        raise ConfigError("a sweep needs at least one --grid KEY=V1,V2,... (or --cell)")
     return Grid(tuple(keys), tuple(values))
+
+
+def parse_cells(specs: list[str]) -> Grid:
+    """Each spec one combination: `[NAME:] KEY=V KEY=V ...` (an empty spec is the config as given)."""
+    names, settings = [], []
+    for spec in specs:
+        head, colon, tail = spec.partition(":")
+        named = colon and "=" not in head
+        pairs = {}
+        for item in (tail if named else spec).split():
+            key, sep, value = item.partition("=")
+            if not sep or not key or not value:
+                raise ConfigError(f"--cell takes [NAME:] KEY=VALUE ..., got {item!r} in {spec!r}")
+            if key in pairs:
+                raise ConfigError(f"--cell {spec!r} sets {key!r} twice")
+            pairs[key] = value
+        name = head.strip() if named else (slug(tuple(pairs), tuple(pairs.values())) or "base")
+        if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+            raise ConfigError(f"--cell name {name!r}: letters, digits, '.', '_' and '-' only (it names run folders)")
+        if name in names or pairs in settings:
+            raise ConfigError(f"--cell {spec!r} repeats another cell")
+        names.append(name)
+        settings.append(pairs)
+    if not names:
+        raise ConfigError("a sweep needs at least one --cell [NAME:] KEY=VALUE ... (or --grid)")
+    keys = tuple(dict.fromkeys(k for pairs in settings for k in pairs))
+    cells = tuple(tuple(pairs.get(k) for k in keys) for pairs in settings)
+    return Grid(keys, tuple(tuple(dict.fromkeys(v for v in col if v is not None)) for col in zip(*cells)),
+                cells, tuple(names))
 
 
 def slug(keys: tuple[str, ...], combo: tuple[str, ...]) -> str:
@@ -66,9 +110,8 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     configs = {}
     for combo in combos:  # every configuration validated before the first run starts
         for seed in range(seeds):
-            folder = Path(root) / f"{slug(grid.keys, combo)}-s{seed}"
-            args = [*overrides, *(f"{k}={v}" for k, v in zip(grid.keys, combo)), f"seed={seed}", f"out={folder}",
-                    "progress=false"]
+            folder = Path(root) / f"{grid.name(combo)}-s{seed}"
+            args = [*overrides, *grid.overrides(combo), f"seed={seed}", f"out={folder}", "progress=false"]
             cfg = load_config(config, args)
             if not cfg.data.val_per_class:
                 raise ConfigError("a sweep selects on a validation split: set data.val_per_class (images per class "
@@ -86,7 +129,7 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
             resume = (cfg.run_dir / "checkpoint.pt").exists() or any(cfg.run_dir.glob("*/checkpoint.pt"))
             train(cfg, resume=resume, echo=lambda m: None)
             state = "resumed" if resume else "trained"
-        echo(f"  [{i}/{len(mine)}] {slug(grid.keys, combo)} seed {seed}: {state}")
+        echo(f"  [{i}/{len(mine)}] {grid.name(combo)} seed {seed}: {state}")
     missing = [cfg.run_dir for cfg in configs.values() if not (cfg.run_dir / "summary.json").exists()]
     if missing:
         echo(f"sweep: {len(missing)} of {len(configs)} runs not finished (another sitting's seeds); the choice is "
@@ -114,21 +157,26 @@ def _row(cfg, combo: tuple[str, ...], seed: int, grid: Grid, select_on: str, val
         metric = summary.get(SELECTABLE[select_on])
     if metric is None:
         raise UserError(f"{cfg.run_dir} recorded no {SELECTABLE[select_on]}; was it trained with a validation split?")
-    return {"combination": dict(zip(grid.keys, combo)), "seed": seed, select_on: metric,
+    return {"combination": _setting(grid, combo), "seed": seed, select_on: metric,
             "test": summary["top1_last"], "folder": str(cfg.run_dir)}
 
 
 def _choose(rows: list[dict], grid: Grid, select_on: str) -> dict:
     table = []
     for combo in grid.combinations():
-        mine = [r for r in rows if tuple(r["combination"].values()) == combo]
+        mine = [r for r in rows if r["combination"] == _setting(grid, combo)]
         sel = [r[select_on] for r in mine]
         test = [r["test"] for r in mine]
-        table.append({"combination": dict(zip(grid.keys, combo)), "n": len(mine),
+        table.append({"combination": _setting(grid, combo), "name": grid.name(combo), "n": len(mine),
                       f"{select_on}_mean": statistics.fmean(sel), f"{select_on}_std": _std(sel),
                       "test_mean": statistics.fmean(test), "test_std": _std(test)})
     best = max(table, key=lambda r: r[f"{select_on}_mean"])  # ties: the first in grid order
     return {"chosen": best["combination"], "table": table, "runs": rows}
+
+
+def _setting(grid: Grid, combo: tuple[str | None, ...]) -> dict:
+    """What a combination sets (a cell leaves the keys it does not name to the config)."""
+    return {k: v for k, v in zip(grid.keys, combo) if v is not None}
 
 
 def _std(values: list[float]) -> float:
@@ -137,7 +185,7 @@ def _std(values: list[float]) -> float:
 
 def _table(result: dict, grid: Grid, select_on: str) -> str:
     overrides = " ".join(result["overrides"])
-    grid_args = " ".join(f"--grid {k}={','.join(v)}" for k, v in zip(grid.keys, grid.values))
+    grid_args = grid.command_args()
     n = result.get("val_per_class")
     sized = f" --val-per-class {n}" if n else ""
     where = f" ({n} images per class outside the training subset, each run's final weights)" if n else ""
@@ -145,11 +193,13 @@ def _table(result: dict, grid: Grid, select_on: str) -> str:
              f"Generated by `kdforge sweep {result['config']} {overrides} {grid_args} --seeds {result['seeds']} "
              f"--select-on {select_on}{sized}`. The choice reads the {select_on} split only{where}; test top-1 is "
              "reported beside it and was never used.", "",
-             "| " + " | ".join(grid.keys) + f" | n | {select_on} top-1 (mean ± std) | test top-1 (mean ± std) | |",
-             "|" + "---|" * (len(grid.keys) + 4)]
+             "| " + ("cell | " if grid.cells else "") + " | ".join(grid.keys) +
+             f" | n | {select_on} top-1 (mean ± std) | test top-1 (mean ± std) | |",
+             "|" + "---|" * (len(grid.keys) + 4 + bool(grid.cells))]
     for row in result["table"]:
         mark = "**chosen**" if row["combination"] == result["chosen"] else ""
-        lines.append("| " + " | ".join(str(v) for v in row["combination"].values()) +
+        named = f"{row['name']} | " if grid.cells else ""
+        lines.append("| " + named + " | ".join(str(row["combination"].get(k, "-")) for k in grid.keys) +
                      f" | {row['n']} | {row[f'{select_on}_mean']:.2f} ± {row[f'{select_on}_std']:.2f} | "
                      f"{row['test_mean']:.2f} ± {row['test_std']:.2f} | {mark} |")
     return "\n".join(lines) + "\n"

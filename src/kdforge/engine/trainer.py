@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from kdforge.config import TrainConfig, settings_differences, to_dict
+from kdforge.config import RUN_CONFIG, TrainConfig, settings_differences, to_dict
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights
 from kdforge.engine.distributed import average_gradients, init_from_env
 from kdforge.engine.evaluation import EvaluationMixin
@@ -157,7 +157,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
     def _check_same_training(self) -> None:
         """A run resumes only with the settings it was trained with (the config's first section); how it is
         executed (device, threads, logging, the run folder...) may change between sittings."""
-        recorded = self.folder / "config.json"
+        recorded = self.folder / RUN_CONFIG
         if not recorded.exists():
             return
         differences = settings_differences(json.loads(recorded.read_text())["config"], self.cfg)
@@ -196,7 +196,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
             load_into(self.student, state, str(cfg.init_checkpoint))
             self.logger.info(f"student initialised from {cfg.init_checkpoint}")
         if self.dist.is_main:
-            atomic_write_json(self.folder / "config.json", {"config": to_dict(cfg), "versions": versions(),
+            atomic_write_json(self.folder / RUN_CONFIG, {"config": to_dict(cfg), "versions": versions(),
                                                             "world_size": self.dist.world_size})
         if self.teacher_same_classes and self.teacher_top1 is None:
             self.teacher_top1 = self.task.evaluate(self.teacher_forward, self.test_stream, self.device,

@@ -19,8 +19,9 @@ from kdforge.errors import ConfigError
 from kdforge.fileio import atomic_write_json
 
 
-def validation_top1(run: Path, val_per_class: int, device: str = "cpu") -> float:
-    """Top-1 (%) of the run's final weights on `val_per_class` validation images per class."""
+def validation_top1(run: Path, val_per_class: int, device: str | None = None) -> float:
+    """Top-1 (%) of the run's final weights on `val_per_class` validation images per class (on the GPU when there
+    is one, unless `device` says otherwise)."""
     cached = Path(run) / f"val-{val_per_class}.json"
     if cached.exists():
         return float(json.loads(cached.read_text())["top1"])
@@ -29,6 +30,7 @@ def validation_top1(run: Path, val_per_class: int, device: str = "cpu") -> float
     from kdforge.engine.models import load_model
     from kdforge.engine.task import evaluate
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = Path(run) / "config.json"
     if not config.exists():
         raise ConfigError(f"{run} has no config.json: not a finished kdforge run folder")

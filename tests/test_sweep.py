@@ -97,7 +97,7 @@ def test_a_sweep_over_cells_trains_each_cell_as_named_and_leaves_the_rest_to_the
           for p in (tmp_path / "runs").iterdir()}
     assert lr == {"base-s0": 0.1, "slow-s0": 0.0001}
     assert [r["combination"] for r in result["table"]] == [{}, {"optim.lr": "0.0001"}]
-    assert result["chosen"] == {}  # the rate that learns
+    assert result["chosen"] == {} and result["chosen_name"] == "base"  # the rate that learns
     md = (tmp_path / "out" / "ablation.md").read_text()
     assert '--cell "slow: optim.lr=0.0001"' in md and "| base | - | 1 |" in md
 

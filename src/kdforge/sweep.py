@@ -171,7 +171,7 @@ def _choose(rows: list[dict], grid: Grid, select_on: str) -> dict:
                       f"{select_on}_mean": statistics.fmean(sel), f"{select_on}_std": _std(sel),
                       "test_mean": statistics.fmean(test), "test_std": _std(test)})
     best = max(table, key=lambda r: r[f"{select_on}_mean"])  # ties: the first in grid order
-    return {"chosen": best["combination"], "table": table, "runs": rows}
+    return {"chosen": best["combination"], "chosen_name": best["name"], "table": table, "runs": rows}
 
 
 def _setting(grid: Grid, combo: tuple[str | None, ...]) -> dict:

@@ -84,6 +84,12 @@ def _kr_rows(kr_weight: float) -> dict[str, Variant]:
     return {"kr": Variant("kr", "kr", pinned), "kr_kd": Variant("kr_kd", "kr_kd", pinned)}
 
 
+# IC-KD (offline) on fmnist-cpu: the ablation's choice on its validation split, NICD without PICD at k 8, by
+# `kdforge sweep` (results/sweeps/fmnist-ickd-defaults.md); the other suites run the method's defaults
+FMNIST_ICKD = ("method_args.picd_weight=0", "method_args.nicd_weight=0.5", "method_args.aggregation=weighted",
+               "method_args.k_pos=8", "method_args.k_neg=8")
+
+
 def _refilled(val_per_class: int, spec: bool = False) -> Variant:
     """REFILLED picks its stage-1 checkpoint on a held-out split drawn from the images outside the suite's
     training subset (never the test set). `refilled` runs with the CPU suites' stage-2 weight, `refilled-spec`
@@ -119,7 +125,7 @@ SUITES.add("fmnist-cpu", Suite(
     budgets={"small": ((), ()), "full": (("data.train_per_class=null", "epochs=20"), ("data.train_per_class=null",
                                                                                       "epochs=12"))},
     special={"dkd": _dkd_short(6), "refilled": _refilled(100), "crd-uniform": _crd_uniform(),
-             **_paradigm_rows(None), **_kr_rows(0.01)},
+             **_paradigm_rows(None), **_kr_rows(0.01), "ickd": Variant("ickd", "ickd", FMNIST_ICKD)},
 ))
 SUITES.add("cifar10-cpu", Suite(
     "cifar10-cpu", "CIFAR-10 (JPEG), 20,000-image subset, teacher resnet20 (30 epochs), student resnet8 (15 epochs)",

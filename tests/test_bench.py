@@ -163,7 +163,7 @@ def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():
     assert {"same/kd", "overlap/refilled", "disjoint/refilled", "incremental/refilled", "fewshot/ce",
             "overlap/refilled-spec", "disjoint/refilled-spec"} <= set(rows)
     # the CPU suites' validation-chosen stage 2 on `refilled`, the spec's defaults on `refilled-spec`
-    assert "method_args.stage2_weight=1" in rows["overlap/refilled"].overrides
+    assert "method_args.stage2_weight=10" in rows["overlap/refilled"].overrides
     spec_args = [o for o in rows["overlap/refilled-spec"].overrides if o.startswith("method_args")]
     assert spec_args == ["method_args.budget=equal"]  # the spec's loss settings; the suite's equal budget
     assert "method_args.budget=equal" in rows["overlap/refilled"].overrides

@@ -159,7 +159,7 @@ def test_two_stage_refilled_with_overlapping_classes(tmp_path):
     teacher = _digits_teacher_on([0, 1, 2, 3, 4, 5], tmp_path / "t")
     args = [f"out={tmp_path / 's'}", "epochs=6", "method=refilled", f"teacher_checkpoint={teacher}",
             "data.classes=[4,5,6,7,8,9]", "data.val_per_class=10", "threads=1", "tensorboard=false", "progress=false",
-            # lambda 1, as the CPU suites: with the spec's 100 and the whole student at the stage-2 rate, the 32-unit
+            # lambda 1: with the spec's 100 and the whole student at the stage-2 rate, the 32-unit
             # MLP's stage 2 does not train on 6 epochs of digits (18 % top-1)
             "method_args.stage2_weight=1"]
     logs = []

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from kdforge.bench.suites import SUITES, Suite, Variant
-from kdforge.config import TrainConfig, load_config, settings_differences, to_dict, trained_settings
+from kdforge.config import RUN_CONFIG, TrainConfig, load_config, settings_differences, to_dict, trained_settings
 from kdforge.errors import ConfigError, UserError
 from kdforge.fileio import append_line
 from kdforge.plots import epoch_to_fraction
@@ -105,7 +105,7 @@ def find_trained(folder: Path, cfg: TrainConfig) -> Path:
         return folder
     stem = folder.name.rpartition("-")[0]
     for sibling in sorted(folder.parent.glob(f"{stem}-*")):
-        config = sibling / "config.json"
+        config = sibling / RUN_CONFIG
         if sibling.name.rpartition("-")[0] == stem and config.exists() and \
                 not settings_differences(json.loads(config.read_text())["config"], cfg):
             return sibling

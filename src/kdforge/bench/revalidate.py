@@ -25,13 +25,13 @@ def validation_top1(run: Path, val_per_class: int, device: str | None = None) ->
     cached = Path(run) / f"val-{val_per_class}.json"
     if cached.exists():
         return float(json.loads(cached.read_text())["top1"])
-    from kdforge.config import from_dict
+    from kdforge.config import RUN_CONFIG, from_dict
     from kdforge.data import DataConfig, load_data
     from kdforge.engine.models import load_model
     from kdforge.engine.task import evaluate
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    config = Path(run) / "config.json"
+    config = Path(run) / RUN_CONFIG
     if not config.exists():
         raise ConfigError(f"{run} has no config.json: not a finished kdforge run folder")
     data = from_dict(DataConfig, json.loads(config.read_text())["config"]["data"], "config.data")

@@ -79,8 +79,7 @@ EQUAL_BUDGET = ("method_args.budget=equal",)
 # on its validation split by `kdforge sweep` (results/sweeps/fmnist-kr-defaults.md: the weakest prior tried scores
 # best, validation falls as lambda grows). cifar10-cpu: 0.1, the value its rows were recorded with (chosen by the
 # retired bench/kr_sweep.py on the older validation split carved from the training set, results/kr_sweep.md)
-def _kr_rows(kr_weight: float) -> dict[str, Variant]:
-    pinned = (f"method_args.kr_weight={kr_weight:g}",)
+def _kr_rows(pinned: tuple[str, ...]) -> dict[str, Variant]:
     return {"kr": Variant("kr", "kr", pinned), "kr_kd": Variant("kr_kd", "kr_kd", pinned)}
 
 
@@ -125,7 +124,7 @@ SUITES.add("fmnist-cpu", Suite(
     budgets={"small": ((), ()), "full": (("data.train_per_class=null", "epochs=20"), ("data.train_per_class=null",
                                                                                       "epochs=12"))},
     special={"dkd": _dkd_short(6), "refilled": _refilled(100), "crd-uniform": _crd_uniform(),
-             **_paradigm_rows(None), **_kr_rows(0.01), "ickd": Variant("ickd", "ickd", FMNIST_ICKD)},
+             **_paradigm_rows(None), **_kr_rows(("method_args.kr_weight=0.01",)), "ickd": Variant("ickd", "ickd", FMNIST_ICKD)},
 ))
 SUITES.add("cifar10-cpu", Suite(
     "cifar10-cpu", "CIFAR-10 (JPEG), 20,000-image subset, teacher resnet20 (30 epochs), student resnet8 (15 epochs)",
@@ -136,7 +135,7 @@ SUITES.add("cifar10-cpu", Suite(
              "dkd": Variant("dkd", "dkd", preset="cifar10-cpu-dkd"),
              "crd": Variant("crd", "crd", preset="cifar10-cpu-crd"), "crd-uniform": _crd_uniform("cifar10-cpu-crd"),
              "refilled": _refilled(200), "refilled-spec": _refilled(200, spec=True),
-             **_paradigm_rows("cifar10-cpu"), **_kr_rows(0.1)},
+             **_paradigm_rows("cifar10-cpu"), **_kr_rows(("method_args.kr_weight=0.1",))},
 ))
 OLD, NEW, OVERLAP_T, OVERLAP_S = "[0,1,2,3,4]", "[5,6,7,8,9]", "[0,1,2,3,4,5]", "[4,5,6,7,8,9]"
 
@@ -197,8 +196,7 @@ def _paper_rows() -> dict[str, Variant]:
         "ckd-paper": Variant("ckd-paper", "ckd", schedule_factor=2),  # CKD's 480 epochs against the grid's 240
         "refilled": Variant("refilled", "refilled", EQUAL_BUDGET),  # both stages within the shared schedule
         "refilled-paper": Variant("refilled-paper", "refilled"),  # each stage a full schedule (the paper's)
-        "kr": Variant("kr", "kr", PAPER_KR),
-        "kr_kd": Variant("kr_kd", "kr_kd", PAPER_KR),
+        **_kr_rows(PAPER_KR),
         **_paradigm_rows(None),
     }
 

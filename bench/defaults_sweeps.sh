@@ -17,9 +17,7 @@ need() {  # need PATH WHAT: stop with one line when a run the sweep starts from 
   [ -e "$1" ] || { echo "bench/defaults_sweeps.sh: $1 is missing; first run: $2" >&2; exit 2; }
 }
 fmnist() {  # the fmnist-cpu suite's teacher and student, 100 validation images per class
-  teacher=$(ls -d runs/bench/teachers/fmnist-cpu-*/ 2>/dev/null | head -1 || true)
-  teacher=${teacher%/}
-  need "${teacher:-runs/bench/teachers/fmnist-cpu-*}" "$KD bench accuracy fmnist-cpu --methods kd --seeds 1"
+  teacher=$($KD bench teacher fmnist-cpu)  # trained first if this machine has none
   common=(fmnist-cpu-student "teacher_checkpoint=$teacher" data.val_per_class=100 threads=1 tensorboard=false
           teacher_cache=true teacher_cache_dtype=float32)
 }

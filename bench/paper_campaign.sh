@@ -24,7 +24,7 @@ lanes() {  # lanes "ROWS" SUITE: seeds 0,2 in one lane and seed 1 in the other (
 }
 case $phase in
   selection)
-    teacher=$(ls -d runs/bench/teachers/cifar10-paper-cpu-*/ | head -1)
+    teacher=$($KD bench teacher cifar10-paper-cpu --budget e240)
     common=(cifar10-paper-cpu-student "${SCHEDULE[@]}" "teacher_checkpoint=$teacher" teacher_cache=true
             teacher_cache_dtype=float32 threads=1 progress=false tensorboard=false)
     # each sweep in two lanes (one seed each); read on 1,000 validation images per class (the runs' own 100 per

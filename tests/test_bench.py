@@ -241,6 +241,18 @@ def test_adopt_copies_only_the_rows_that_train_exactly_the_same(tmp_path):
     assert adopt_rows("cifar10-cpu", "cifar10-gkd-cpu", tmp_path, echo=lambda m: None) == []  # nothing twice
 
 
+def test_adopt_at_a_paper_budget_takes_the_paper_suites_resnet8_rows_into_the_capacity_suite(tmp_path):
+    from kdforge.bench.adopt import adopt_rows
+
+    for method in ("ce", "kd", "kr", "kr_kd", "ckd"):
+        append_row(tmp_path / "cifar10-paper-cpu-e240.csv", {"method": method, "seed": 0, "top1_last": 70.0,
+                                                             "top1_best": 71.0, "epochs": 240})
+    adopted = adopt_rows("cifar10-paper-cpu", "cifar10-paper-kr-cpu", tmp_path, echo=lambda m: None, budget="e240")
+    # the suite's own student is resnet8; resnet14 and resnet8x0.5 train other students
+    assert adopted == ["resnet8/ce", "resnet8/kd", "resnet8/kr", "resnet8/kr_kd"]
+    assert {r["method"] for r in read_rows(tmp_path / "cifar10-paper-kr-cpu-e240.csv")} == set(adopted)
+
+
 def test_before_after_pairs_each_file_with_its_own_ce(tmp_path):
     from kdforge.bench.report import before_after
 
@@ -550,3 +562,27 @@ def test_a_suite_key_hashes_what_is_trained_and_an_older_folder_is_found_by_what
     (tmp_path / "teachers" / "digits-other-0123456789ab").mkdir()  # another stem is never taken
     wanted.mkdir()
     assert find_trained(wanted, cfg) == wanted  # the exact name first
+
+
+def test_bench_teacher_names_the_folder_the_suite_rows_distil_from(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from kdforge.bench.accuracy import suite_teacher
+    from kdforge.cli import main
+
+    root = tmp_path / "runs"
+    # an older teacher of the same suite with other settings sits beside it: never the one named
+    stale = root / "teachers" / "digits-000000000000"
+    stale.mkdir(parents=True)
+    (stale / "summary.json").write_text("{}")
+    assert main(["bench", "teacher", "digits", "--root", str(root), "--no-train"]) == 2
+    assert "no finished teacher" in capsys.readouterr().err
+    assert main(["bench", "teacher", "digits", "--root", str(root), "--threads", "1"]) == 0
+    folder = capsys.readouterr().out.strip()
+    assert folder != str(stale) and (Path(folder) / "summary.json").exists()
+    run_accuracy("digits", seeds=1, methods=["kd"], root=str(root), results=str(tmp_path / "res"), threads=1,
+                 echo=lambda m: None)
+    student = json.loads((root / "digits" / "kd-s0" / "summary.json").read_text())
+    assert student["config"]["teacher_checkpoint"].startswith(folder)
+    assert str(suite_teacher("digits", root=str(root), train=False)) == folder

@@ -110,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default="runs/bench")
     b.add_argument("--results", default="results")
     b.add_argument("--threads", type=int, default=None)
+    b = bench.add_parser("teacher", help="print the folder of a suite's teacher, training it first if needed")
+    b.add_argument("suite")
+    b.add_argument("--budget", default="small", help="one of the suite's budgets")
+    b.add_argument("--root", default="runs/bench", help="where run folders go")
+    b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--no-train", action="store_true", help="fail (exit 2) instead of training a missing teacher")
     b = bench.add_parser("smoke", help="validate every cell of a GPU suite and run each for two steps on tiny data")
     b.add_argument("suite", choices=("cifar100-grid", "imagenet"))
     b.add_argument("--only", help="comma-separated cells or methods")
@@ -132,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     b = bench.add_parser("adopt", help="copy a suite's runs into another suite's rows that train exactly the same")
     b.add_argument("source")
     b.add_argument("target")
+    b.add_argument("--budget", default="small", help="the budget of both suites (e240... for the paper regime)")
     b.add_argument("--results", default="results")
     b = bench.add_parser("before-after", help="rows of suites as recorded in two results folders, side by side")
     b.add_argument("--before", required=True, help="results folder recorded before a change")
@@ -317,6 +324,15 @@ def cmd_bench(args) -> int:
         only = [int(s) for s in args.only_seeds.split(",")] if args.only_seeds else None
         methods = [m for m in (args.methods or "").split(",") if m] or None
         print(run_detection_suite(args.seeds, methods, only, args.threads, Path(args.root), Path(args.results)))
+    elif args.bench_command == "teacher":
+        import sys
+
+        from kdforge.bench.accuracy import suite_teacher
+
+        def to_stderr(message):  # stdout carries the folder alone, for $(kdforge bench teacher ...)
+            print(message, file=sys.stderr)
+
+        print(suite_teacher(args.suite, args.budget, args.root, args.threads, not args.no_train, to_stderr))
     elif args.bench_command == "smoke":
         from kdforge.bench.smoke import run_smoke
 
@@ -330,7 +346,7 @@ def cmd_bench(args) -> int:
     elif args.bench_command == "adopt":
         from kdforge.bench.adopt import adopt_rows
 
-        adopted = adopt_rows(args.source, args.target, args.results)
+        adopted = adopt_rows(args.source, args.target, args.results, budget=args.budget)
         print(f"adopted {len(adopted)} row(s): {', '.join(adopted) or 'none'}")
     elif args.bench_command == "before-after":
         from kdforge.bench.report import before_after

@@ -28,14 +28,14 @@ def _recipe(bench: AccuracyBench, variant: Variant) -> str:
     return json.dumps({"teacher": settings(teacher), "student": settings(student)}, sort_keys=True)
 
 
-def adopt_rows(source: str, target: str, results: str | Path = "results", echo=print) -> list[str]:
-    """Copy SOURCE's runs of every row whose recipe equals a TARGET row's into TARGET.csv (seeds it lacks);
-    returns the adopted target rows and regenerates TARGET's report."""
+def adopt_rows(source: str, target: str, results: str | Path = "results", echo=print, budget: str = "small") -> list[str]:
+    """Copy SOURCE's runs of every row whose recipe equals a TARGET row's into TARGET.csv (seeds it lacks), both
+    suites at `budget`; returns the adopted target rows and regenerates TARGET's report."""
     from kdforge.bench.report import write_report
 
     results = Path(results)
-    src = AccuracyBench(SUITES.get(source), results=results)
-    dst = AccuracyBench(SUITES.get(target), results=results)
+    src = AccuracyBench(SUITES.get(source), budget, results=results)
+    dst = AccuracyBench(SUITES.get(target), budget, results=results)
     by_recipe = {_recipe(src, v): v.name for v in src.variants(None)}
     runs = read_rows(src.csv)
     adopted = []

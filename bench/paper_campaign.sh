@@ -9,8 +9,10 @@
 #   rest       every other registered method, 3 seeds
 #   kr         KR's capacity suite (cifar10-paper-kr-cpu), 3 seeds
 #   gkd        REFILLED's settings (cifar10-paper-gkd-cpu), 3 seeds
-# A choice made in `selection` is written into the suite's rows (src/kdforge/bench/suites.py) and the method's doc
-# page by hand, with the sweep's table, before `claims` runs those rows.
+# A choice made in `selection` is written into the suite's rows (src/kdforge/bench/suites.py, the chosen cell's
+# settings spelled out) and the method's doc page by hand, with the sweep's table, before `claims` runs those rows.
+# `claims` first adopts the sweeps' runs of the chosen cells: a run with exactly a row's settings at its seed is
+# that row's run (training is deterministic), so only the seeds the sweeps did not run are trained.
 #     bench/paper_campaign.sh PHASE        (from the repository root; KDFORGE_DATA as for make)
 set -euo pipefail
 phase=${1:?usage: bench/paper_campaign.sh selection|claims|rest|kr|gkd}
@@ -59,7 +61,9 @@ print(' '.join(f'{k}={v}' for k, v in c.items()))")
       done
       wait
     done ;;
-  claims) lanes "ckd,ckd-paper,ickd,ickd-online,ickd-tf,dml,tfkd,ls,kr,kr_kd,refilled,refilled-paper" cifar10-paper-cpu ;;
+  claims)
+    for sweep in runs/sweeps/paper-*; do $KD bench adopt "$sweep" cifar10-paper-cpu --budget e240; done
+    lanes "ckd,ckd-paper,ickd,ickd-online,ickd-tf,dml,tfkd,ls,kr,kr_kd,refilled,refilled-paper" cifar10-paper-cpu ;;
   rest)
     rows=$(.venv/bin/python -c "
 from kdforge.bench.suites import SUITES; from kdforge.methods import METHODS

@@ -586,3 +586,32 @@ def test_bench_teacher_names_the_folder_the_suite_rows_distil_from(tmp_path, cap
     student = json.loads((root / "digits" / "kd-s0" / "summary.json").read_text())
     assert student["config"]["teacher_checkpoint"].startswith(folder)
     assert str(suite_teacher("digits", root=str(root), train=False)) == folder
+
+
+def test_adopt_takes_a_sweeps_runs_into_the_suite_rows_with_exactly_their_settings(tmp_path):
+    import json
+    import shutil
+
+    from kdforge.bench.adopt import adopt_runs
+    from kdforge.config import settings_differences
+
+    root, sweep = tmp_path / "runs", tmp_path / "sweep"
+    args = dict(root=str(root), results=str(tmp_path / "a"), threads=1, echo=lambda m: None)
+    run_accuracy("digits", seeds=2, methods=["ce", "kd"], **args)
+    trained = {(r["method"], r["seed"]): r["top1_last"] for r in read_rows(tmp_path / "a" / "digits.csv")}
+    # the suite's runs become a sweep's folder (the teacher stays where the suite keeps it) ...
+    shutil.move(root / "digits", sweep)
+    # ... and one of them is made to record other settings: never adopted
+    for name in ("config.json", "summary.json"):
+        data = json.loads((sweep / "kd-s1" / name).read_text())
+        data["config"]["optim"]["lr"] = 0.5
+        (sweep / "kd-s1" / name).write_text(json.dumps(data))
+    adopted = adopt_runs(sweep, "digits", results=tmp_path / "b", root=root, echo=lambda m: None)
+    assert sorted(adopted) == ["ce seed 0", "ce seed 1", "kd seed 0"]
+    rows = {(r["method"], r["seed"]): r["top1_last"] for r in read_rows(tmp_path / "b" / "digits.csv")}
+    assert rows == {k: v for k, v in trained.items() if k != ("kd", "1")}
+    assert (root / "digits" / "kd-s0" / "metrics.jsonl").exists() and not (root / "digits" / "kd-s1").exists()
+    assert adopt_runs(sweep, "digits", results=tmp_path / "b", root=root, echo=lambda m: None) == []
+    # a folder path written with or without its trailing slash is the same setting
+    config = json.loads((root / "digits" / "kd-s0" / "config.json").read_text())["config"]
+    assert not settings_differences({**config, "teacher_checkpoint": config["teacher_checkpoint"] + "/"}, config)

@@ -135,9 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--val-per-class", type=int, default=None,
                    help="read validation top-1 from the runs' final weights on this many images per class (drawn "
                         "outside the training subset) instead of each run's own split")
-    b = bench.add_parser("adopt", help="copy a suite's runs into another suite's rows that train exactly the same")
-    b.add_argument("source")
+    b = bench.add_parser("adopt", help="copy a suite's runs (or a sweep's finished runs) into another suite's rows "
+                                       "that train exactly the same")
+    b.add_argument("source", help="a suite, or a folder of finished runs (e.g. runs/sweeps/NAME)")
     b.add_argument("target")
+    b.add_argument("--root", default="runs/bench", help="where the target suite's run folders go")
     b.add_argument("--budget", default="small", help="the budget of both suites (e240... for the paper regime)")
     b.add_argument("--results", default="results")
     b = bench.add_parser("before-after", help="rows of suites as recorded in two results folders, side by side")
@@ -344,9 +346,13 @@ def cmd_bench(args) -> int:
         print(Path(write_regime(args.suite, Path(args.results), args.tolerance, args.max_minutes, args.split,
                                 Path(args.runs), args.val_per_class)).read_text())
     elif args.bench_command == "adopt":
-        from kdforge.bench.adopt import adopt_rows
+        from kdforge.bench.adopt import adopt_rows, adopt_runs
+        from kdforge.bench.suites import SUITES
 
-        adopted = adopt_rows(args.source, args.target, args.results, budget=args.budget)
+        if args.source not in SUITES.names() and Path(args.source).is_dir():
+            adopted = adopt_runs(Path(args.source), args.target, args.budget, args.results, args.root)
+        else:
+            adopted = adopt_rows(args.source, args.target, args.results, budget=args.budget)
         print(f"adopted {len(adopted)} row(s): {', '.join(adopted) or 'none'}")
     elif args.bench_command == "before-after":
         from kdforge.bench.report import before_after

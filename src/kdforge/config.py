@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -242,11 +243,16 @@ def trained_settings(config: TrainConfig | dict) -> dict:
     return {k: v for k, v in values.items() if k not in RUN_KEYS and not _at_later_default(k, v)}
 
 
+PATH_KEYS = ("teacher_checkpoint",)  # trained settings that name a file or folder
+
+
 def settings_differences(recorded: dict, wanted: TrainConfig | dict) -> list[str]:
     """'key: recorded -> wanted' for each trained setting that differs (nested keys dotted), sorted."""
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
         for k, v in d.items():
+            if k in PATH_KEYS and isinstance(v, str):  # 'teachers/t/' and 'teachers/t' name the same folder
+                v = os.path.normpath(v)
             out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) and k != "method_args" else {prefix + k: v})
         return out
 

@@ -1,16 +1,20 @@
 """`kdforge bench adopt SOURCE TARGET`: a row of one suite that trains exactly what a row of another suite trains
 (the same teacher recipe, the same student recipe, method and arguments) need not be trained twice. Its recorded
 runs are copied into the other suite's CSV under that suite's row name; rows whose recipes differ in anything
-but the run folder are never matched."""
+but the run folder are never matched. SOURCE may also be a folder of finished runs (a sweep's): a run whose
+recorded settings are exactly those of a TARGET row at the run's seed (teacher included) is that row's run, since
+training is deterministic for a given config and seed; it is copied into the suite's runs and recorded."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from kdforge.bench.accuracy import AccuracyBench, append_row, read_rows
 from kdforge.bench.suites import SUITES, Variant
-from kdforge.config import trained_settings
+from kdforge.config import settings_differences, trained_settings
+from kdforge.errors import UserError
 
 
 def _recipe(bench: AccuracyBench, variant: Variant) -> str:
@@ -51,4 +55,30 @@ def adopt_rows(source: str, target: str, results: str | Path = "results", echo=p
             adopted.append(variant.name)
             echo(f"{target}/{variant.name}: {len(new)} run(s) of {source}/{match} (the same recipe)")
     write_report(dst.suite, dst.stem, results, dst.root / dst.stem)
+    return adopted
+
+
+def adopt_runs(source: Path, target: str, budget: str = "small", results: str | Path = "results",
+               root: str | Path = "runs/bench", echo=print) -> list[str]:
+    """Copy each finished run under `source` whose recorded settings are a TARGET row's at its seed into that row's
+    run folder and record it (the suite's own recording path: the same CSV row a trained run gets); returns the
+    adopted 'row seed N'. Rows already recorded, and run folders already in place, are left as they are."""
+    bench = AccuracyBench(SUITES.get(target), budget, Path(root), Path(results), echo=lambda m: None)
+    _, teacher = bench.teacher_config()
+    recorded = bench._recorded_runs()
+    runs = sorted(p.parent for p in Path(source).glob("*/summary.json"))
+    if not runs:
+        raise UserError(f"{source} holds no finished run (no */summary.json); pass a sweep's folder or a suite name")
+    adopted = []
+    for run in runs:
+        config = json.loads((run / "summary.json").read_text())["config"]
+        for variant in bench.variants(None):
+            cfg, dest = bench.student_config(variant, config["seed"], teacher)
+            if (variant.name, config["seed"]) in recorded or dest.exists() or settings_differences(config, cfg):
+                continue
+            shutil.copytree(run, dest)
+            bench.run(config["seed"] + 1, [variant.name], [config["seed"]])
+            adopted.append(f"{variant.name} seed {config['seed']}")
+            echo(f"{target}/{variant.name} seed {config['seed']}: the run in {run} (the same settings)")
+            break
     return adopted

@@ -19,10 +19,13 @@ phase=${1:?usage: bench/paper_campaign.sh selection|claims|rest|kr|gkd}
 export KDFORGE_DATA=${KDFORGE_DATA:-$(cd .. && pwd)/shared/data}
 KD=".venv/bin/kdforge"
 SCHEDULE=("epochs=240" "optim.milestones=[150,180,210]" "eval_every=24")
-lanes() {  # lanes "ROWS" SUITE: seeds 0,2 in one lane and seed 1 in the other (a third of the work each... roughly)
-  $KD bench accuracy "$2" --budget e240 --methods "$1" --seeds 3 --only-seeds 0,2 --threads 1 &
-  $KD bench accuracy "$2" --budget e240 --methods "$1" --seeds 3 --only-seeds 1 --threads 1 &
-  wait
+lanes() {  # lanes "ROWS" SUITE: every (row, seed) run is one job; two 1-thread lanes take the next job as they
+  # free up, so neither waits on the other (the teacher-output cache is written atomically, so lanes may share it).
+  # Each row's teacher is trained first, at 2 threads, so that two lanes never train the same teacher
+  for row in ${1//,/ }; do $KD bench teacher "$2" --budget e240 --row "$row" --threads 2 > /dev/null; done
+  for row in ${1//,/ }; do for seed in 0 1 2; do
+    echo "$KD bench accuracy $2 --budget e240 --methods $row --seeds 3 --only-seeds $seed --threads 1"
+  done; done | xargs -P 2 -I{} sh -c {}
 }
 case $phase in
   selection)
@@ -57,7 +60,7 @@ import json; c = json.load(open('results/sweeps/paper-$m-ablation.json'))['chose
 print(' '.join(f'{k}={v}' for k, v in c.items()))")
       for s in 0 1; do
         $KD sweep "${common[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
-          --only-seeds $s --name paper-$m-warmup &
+          --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-ablation &  # 24: the ablation's runs
       done
       wait
     done ;;

@@ -586,6 +586,7 @@ def test_bench_teacher_names_the_folder_the_suite_rows_distil_from(tmp_path, cap
     student = json.loads((root / "digits" / "kd-s0" / "summary.json").read_text())
     assert student["config"]["teacher_checkpoint"].startswith(folder)
     assert str(suite_teacher("digits", root=str(root), train=False)) == folder
+    assert str(suite_teacher("digits", root=str(root), train=False, row="kd")) == folder  # rows share it here
 
 
 def test_adopt_takes_a_sweeps_runs_into_the_suite_rows_with_exactly_their_settings(tmp_path):

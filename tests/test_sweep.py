@@ -114,3 +114,19 @@ def test_a_run_folder_is_a_config_its_settings_as_trained(tmp_path):
         {k: v for k, v in to_dict(cfg).items() if k != "seed"}
     with pytest.raises(ConfigError, match="without a run's config.json"):
         load_config(str(tmp_path))
+
+
+def test_a_finished_run_with_other_settings_is_refused_and_another_sweeps_same_run_is_reused(tmp_path):
+    first = run_sweep("digits-teacher", FAST, parse_grid(["optim.lr=0.1"]), 1, "val", tmp_path / "a",
+                      tmp_path / "out" / "a", echo=lambda m: None)
+    # the same folder asked for other shared settings: refused before anything trains, nothing silently reused
+    with pytest.raises(ConfigError, match="other settings"):
+        run_sweep("digits-teacher", [*FAST, "optim.weight_decay=0.01"], parse_grid(["optim.lr=0.1"]), 1, "val",
+                  tmp_path / "a", tmp_path / "out" / "a", echo=lambda m: None)
+    lines = []
+    second = run_sweep("digits-teacher", FAST, parse_grid(["optim.lr=0.1,0.0001"]), 1, "val", tmp_path / "b",
+                       tmp_path / "out" / "b", echo=lines.append, reuse=[tmp_path / "a"])
+    assert sum("copied" in line for line in lines) == 1 and sum("trained" in line for line in lines) == 1
+    reused = {r["combination"]["optim.lr"]: r["val"] for r in second["runs"]}
+    assert reused["0.1"] == first["runs"][0]["val"]
+    assert (tmp_path / "b" / "lr-0.1-s0" / "metrics.jsonl").exists()

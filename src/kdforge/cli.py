@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--val-per-class", type=int, default=None,
                    help="read validation top-1 from each run's final weights on this many images per class (outside "
                         "the training subset) instead of the run's own validation split")
+    p.add_argument("--reuse", action="append", default=[], metavar="FOLDER",
+                   help="another sweep's run folders: a finished run there with exactly a cell's settings and seed is "
+                        "copied instead of trained (repeatable)")
 
     p = sub.add_parser("detection-data", help="a COCO-format detection benchmark: CIFAR-10 objects on canvases")
     p.add_argument("--out", required=True, help="the folder to write (must not exist)")
@@ -116,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default="runs/bench", help="where run folders go")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--no-train", action="store_true", help="fail (exit 2) instead of training a missing teacher")
+    b.add_argument("--row", help="the teacher of this row (rows whose teacher sees other classes have their own)")
     b = bench.add_parser("smoke", help="validate every cell of a GPU suite and run each for two steps on tiny data")
     b.add_argument("suite", choices=("cifar100-grid", "imagenet"))
     b.add_argument("--only", help="comma-separated cells or methods")
@@ -183,7 +187,7 @@ def cmd_sweep(args) -> int:
     grid = parse_cells(args.cell) if args.cell else parse_grid(args.grid)
     run_sweep(args.config, args.overrides, grid, args.seeds, args.select_on,
               Path(args.root or f"runs/sweeps/{name}"), Path(args.out or f"results/sweeps/{name}"),
-              only_seeds=only, val_per_class=args.val_per_class)
+              only_seeds=only, val_per_class=args.val_per_class, reuse=[Path(f) for f in args.reuse])
     return 0
 
 
@@ -334,7 +338,7 @@ def cmd_bench(args) -> int:
         def to_stderr(message):  # stdout carries the folder alone, for $(kdforge bench teacher ...)
             print(message, file=sys.stderr)
 
-        print(suite_teacher(args.suite, args.budget, args.root, args.threads, not args.no_train, to_stderr))
+        print(suite_teacher(args.suite, args.budget, args.root, args.threads, not args.no_train, to_stderr, args.row))
     elif args.bench_command == "smoke":
         from kdforge.bench.smoke import run_smoke
 

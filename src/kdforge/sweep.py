@@ -93,13 +93,32 @@ def slug(keys: tuple[str, ...], combo: tuple[str, ...]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "", text.replace("[", "").replace("]", "").replace(",", "-"))
 
 
+def _recorded(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())["config"]
+
+
+def _same_run(cfg, folders: list[Path]) -> Path | None:
+    """A finished run under `folders` whose recorded settings are exactly `cfg`'s: training is deterministic for a
+    config and seed, so that run is this one."""
+    from kdforge.config import settings_differences
+
+    for run in sorted(p.parent for folder in folders for p in Path(folder).glob("*/summary.json")):
+        if not settings_differences(_recorded(run), cfg):
+            return run
+    return None
+
+
 def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_on: str, root: Path,
-              out: Path, echo=print, only_seeds: list[int] | None = None, val_per_class: int | None = None) -> dict | None:
+              out: Path, echo=print, only_seeds: list[int] | None = None, val_per_class: int | None = None,
+              reuse: list[Path] = ()) -> dict | None:
     """Run what is missing, then choose; with `only_seeds`, this sitting trains those seeds alone (parallel lanes
     share a sweep so) and the choice is written once every run of every seed is done (None until then). With
     `val_per_class`, the validation figure is each run's final weights on that many images per class outside the
-    training subset (kdforge.bench.revalidate) instead of the run's own split."""
-    from kdforge.config import load_config
+    training subset (kdforge.bench.revalidate) instead of the run's own split. A run missing here that a finished
+    run under a `reuse` folder (another sweep's) already trained with exactly its settings is copied, not trained."""
+    import shutil
+
+    from kdforge.config import load_config, settings_differences
     from kdforge.engine.pipeline import train
 
     if select_on not in SELECTABLE:
@@ -116,6 +135,10 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
             if not cfg.data.val_per_class:
                 raise ConfigError("a sweep selects on a validation split: set data.val_per_class (images per class "
                                   "drawn from outside the training subset)")
+            if (folder / "summary.json").exists() and settings_differences(_recorded(folder), cfg):
+                raise ConfigError(f"{folder} holds a finished run with other settings "
+                                  f"({settings_differences(_recorded(folder), cfg)[0]}); move it away or choose "
+                                  "another --name")
             configs[combo, seed] = cfg
     if only_seeds is not None and not set(only_seeds) <= set(range(seeds)):
         raise ConfigError(f"--only-seeds {only_seeds} names seeds outside 0..{seeds - 1}")
@@ -123,8 +146,12 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     echo(f"sweep: {len(combos)} combinations x {seeds} seeds = {len(configs)} runs under {root}"
          + (f"; this sitting: seeds {only_seeds}" if only_seeds is not None else ""))
     for i, ((combo, seed), cfg) in enumerate(mine.items(), 1):
+        same = None if cfg.run_dir.exists() else _same_run(cfg, list(reuse))
         if (cfg.run_dir / "summary.json").exists():
             state = "done before"
+        elif same is not None:
+            shutil.copytree(same, cfg.run_dir)
+            state = f"the same run as {same}, copied"
         else:
             resume = (cfg.run_dir / "checkpoint.pt").exists() or any(cfg.run_dir.glob("*/checkpoint.pt"))
             train(cfg, resume=resume, echo=lambda m: None)

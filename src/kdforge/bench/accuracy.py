@@ -311,16 +311,18 @@ def run_accuracy(suite: str, seeds: int = 3, methods: list[str] | None = None, b
 
 
 def suite_teacher(suite: str, budget: str = "small", root: str = "runs/bench", threads: int | None = None,
-                  train: bool = True, echo=print) -> Path:
-    """The folder of a suite's teacher, the one its rows distil from (scripts that sweep around a suite name it
-    by this, never by globbing the teachers folder, which may hold older teachers). Trained first when it is
-    not finished (resuming a killed one) unless `train` is False, then a missing teacher is a one-line error."""
+                  train: bool = True, echo=print, row: str | None = None) -> Path:
+    """The folder of a suite's teacher, the one its rows (or `row`, where rows have teachers of their own classes)
+    distil from: scripts that sweep around a suite name it by this, never by globbing the teachers folder, which
+    may hold older teachers. Trained first when it is not finished (resuming a killed one) unless `train` is
+    False, then a missing teacher is a one-line error."""
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path("results"), threads, echo)
-    _, folder = bench.teacher_config()
+    variant = bench.variants([row])[0] if row else None
+    _, folder = bench.teacher_config(variant)
     if not (folder / "summary.json").exists():
         if not train:
             raise UserError(f"suite {suite!r} has no finished teacher at {folder}; train it with `kdforge bench "
-                            f"teacher {suite} --budget {budget}`")
-        bench._teacher()
+                            f"teacher {suite} --budget {budget}" + (f" --row {row}`" if row else "`"))
+        bench._teacher(variant)
     return folder
 

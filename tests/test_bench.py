@@ -616,3 +616,31 @@ def test_adopt_takes_a_sweeps_runs_into_the_suite_rows_with_exactly_their_settin
     # a folder path written with or without its trailing slash is the same setting
     config = json.loads((root / "digits" / "kd-s0" / "config.json").read_text())["config"]
     assert not settings_differences({**config, "teacher_checkpoint": config["teacher_checkpoint"] + "/"}, config)
+
+
+def test_bench_status_counts_recorded_seeds_runs_under_way_and_hours_left(tmp_path):
+    import json
+
+    from kdforge.bench.status import status_table, suite_status
+
+    (tmp_path / "res").mkdir()
+    for seed, wall in ((0, 3600.0), (1, 7200.0)):
+        append_row(tmp_path / "res" / "digits.csv", {"method": "ce", "seed": seed, "top1_last": 90.0, "top1_best": 90.0,
+                                                     "epochs": 30, "wall_seconds": wall, "images_per_second": 1.0})
+    # a killed staged run: 12 epochs in stage 1, 3 in stage 2
+    for stage, epochs in (("stage1", 12), ("stage2", 3)):
+        (tmp_path / "runs" / "digits" / "refilled-s0" / stage).mkdir(parents=True)
+        records = [{"type": "epoch", "epoch": e} for e in range(1, epochs + 1)] + [{"type": "eval", "epoch": epochs}]
+        (tmp_path / "runs" / "digits" / "refilled-s0" / stage / "metrics.jsonl").write_text(
+            "\n".join(json.dumps(r) for r in records) + "\n")
+    status = {s["row"]: s for s in suite_status("digits", seeds=3, methods=["ce", "refilled"], root=tmp_path / "runs",
+                                                results=tmp_path / "res")}
+    assert status["ce"]["done"] == [0, 1] and status["ce"]["todo"] == [2]
+    assert status["ce"]["hours_left"] == pytest.approx(1.5)  # one run at the row's mean pace, 5,400 s
+    assert status["refilled"]["running"] == {0: 15} and status["refilled"]["todo"] == [1, 2]
+    # refilled has no recorded run: timed at the suite's median pace per epoch (5,400 s / 30 epochs)
+    planned = status["refilled"]["epochs"]
+    assert status["refilled"]["estimated"]
+    assert status["refilled"]["hours_left"] == pytest.approx((2 + 1 - 15 / planned) * planned * 180 / 3600)
+    table = status_table(list(status.values()))
+    assert "| refilled | – | s0: 15/" in table and "~" in table

@@ -113,6 +113,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default="runs/bench")
     b.add_argument("--results", default="results")
     b.add_argument("--threads", type=int, default=None)
+    b = bench.add_parser("status", help="where a suite stands: seeds recorded, runs under way, runs left, hours left")
+    b.add_argument("suite")
+    b.add_argument("--budget", default="small", help="one of the suite's budgets")
+    b.add_argument("--seeds", type=int, default=3)
+    b.add_argument("--methods", help="comma-separated rows (default: every row)")
+    b.add_argument("--root", default="runs/bench")
+    b.add_argument("--results", default="results")
     b = bench.add_parser("teacher", help="print the folder of a suite's teacher, training it first if needed")
     b.add_argument("suite")
     b.add_argument("--budget", default="small", help="one of the suite's budgets")
@@ -330,6 +337,11 @@ def cmd_bench(args) -> int:
         only = [int(s) for s in args.only_seeds.split(",")] if args.only_seeds else None
         methods = [m for m in (args.methods or "").split(",") if m] or None
         print(run_detection_suite(args.seeds, methods, only, args.threads, Path(args.root), Path(args.results)))
+    elif args.bench_command == "status":
+        from kdforge.bench.status import status_table, suite_status
+
+        methods = [m for m in (args.methods or "").split(",") if m] or None
+        print(status_table(suite_status(args.suite, args.budget, args.seeds, methods, args.root, args.results)))
     elif args.bench_command == "teacher":
         import sys
 

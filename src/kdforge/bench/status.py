@@ -1,0 +1,64 @@
+"""`kdforge bench status SUITE`: where a long suite stands, row by row: the seeds recorded, the runs under way (or
+killed and resumable) with the epochs they have trained, the seeds still to run, and the hours left at the pace
+of the row's recorded runs. It reads the results CSV and the run folders, and starts nothing."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from kdforge.bench.accuracy import AccuracyBench, read_rows, run_folder
+from kdforge.bench.suites import SUITES
+
+
+def epochs_trained(folder: Path) -> int:
+    """Epochs a run folder has finished, every stage of a staged method counted (the last epoch record of each
+    metrics.jsonl in the folder or one level down)."""
+    total = 0
+    for metrics in [folder / "metrics.jsonl", *sorted(folder.glob("*/metrics.jsonl"))]:
+        if metrics.exists():
+            epochs = [json.loads(line).get("epoch", 0) for line in metrics.read_text().splitlines()
+                      if '"type": "epoch"' in line]
+            total += max(epochs, default=0)
+    return total
+
+
+def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: list[str] | None = None,
+                 root: str | Path = "runs/bench", results: str | Path = "results") -> list[dict]:
+    """One entry per row: done / running (seed -> epochs trained) / todo seeds, planned epochs, hours left."""
+    bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), echo=lambda m: None)
+    recorded = read_rows(bench.csv)
+    # a row with no recorded run is timed at the suite's median pace per epoch (an estimate: methods differ)
+    per_epoch = statistics.median([float(r["wall_seconds"]) / int(r["epochs"]) for r in recorded] or [float("nan")])
+    status = []
+    for variant in bench.variants(methods):
+        mine = [r for r in recorded if r["method"] == variant.name]
+        done = sorted(int(r["seed"]) for r in mine)
+        planned = int(mine[0]["epochs"]) if mine else bench.student_config(variant, 0, None)[0].epochs
+        running, todo = {}, []
+        for seed in (s for s in range(seeds) if s not in done):
+            folder = run_folder(bench.root / bench.stem, variant.name, seed)
+            trained = epochs_trained(folder) if folder.exists() else 0
+            if folder.exists():
+                running[seed] = trained
+            else:
+                todo.append(seed)
+        pace = statistics.mean(float(r["wall_seconds"]) for r in mine) if mine else per_epoch * planned
+        left = len(todo) + sum(1 - min(e, planned) / planned for e in running.values())
+        status.append({"row": variant.name, "done": done, "running": running, "todo": todo, "epochs": planned,
+                       "hours_left": left * pace / 3600, "estimated": not mine, "runs_left": left})
+    return status
+
+
+def status_table(status: list[dict]) -> str:
+    lines = ["| row | recorded seeds | under way (epochs trained) | to run | lane-hours left |", "|---|---|---|---|---|"]
+    for s in status:
+        running = ", ".join(f"s{seed}: {e}/{s['epochs']}" for seed, e in s["running"].items()) or "–"
+        hours = "–" if not s["runs_left"] else ("~" if s["estimated"] else "") + f"{s['hours_left']:.1f}"
+        lines.append(f"| {s['row']} | {', '.join(map(str, s['done'])) or '–'} | {running} | "
+                     f"{', '.join(map(str, s['todo'])) or '–'} | {hours} |")
+    total = sum(s["hours_left"] for s in status if s["runs_left"])
+    lines.append(f"\n{sum(s['runs_left'] for s in status):.1f} runs left, about {total:.1f} lane-hours: each row at the "
+                 "pace of its recorded runs, ~ where it has none (the suite's median pace per epoch)")
+    return "\n".join(lines)

@@ -644,3 +644,30 @@ def test_bench_status_counts_recorded_seeds_runs_under_way_and_hours_left(tmp_pa
     assert status["refilled"]["hours_left"] == pytest.approx((2 + 1 - 15 / planned) * planned * 180 / 3600)
     table = status_table(list(status.values()))
     assert "| refilled | – | s0: 15/" in table and "~" in table
+
+
+def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_their_wall_time(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "suite_speed.py"
+    (tmp_path / "res").mkdir()
+    for seed, top1 in ((0, 80.0), (1, 99.0)):  # the row's recorded spread: 80 to 99
+        append_row(tmp_path / "res" / "digits.csv", {"method": "kd", "seed": seed, "top1_last": top1, "top1_best": top1,
+                                                     "epochs": 30, "wall_seconds": 1.0, "images_per_second": 1.0})
+    args = [sys.executable, str(script), "--suite", "digits", "--methods", "ce,kd", "--threads", "1",
+            "--results", "res", "--out", "speed.json"]
+    done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "speed.json").read_text())
+    rows = report["rows"]
+    assert report["wall_seconds"]["new"] == pytest.approx(sum(r["new"]["wall_seconds"] for r in rows.values()))
+    assert report["ratio_new_to_old"] == pytest.approx(report["wall_seconds"]["new"] / report["wall_seconds"]["old"])
+    # the old side runs without the cache; the new side's kd fills a cache that starts empty
+    assert rows["kd"]["old"]["teacher_cache"] is None and rows["kd"]["new"]["teacher_cache"]["epochs_computed"] == 30
+    assert rows["kd"]["recorded_spread"] == [80.0, 99.0] and rows["kd"]["new_within_spread"] is True
+    assert rows["ce"]["recorded_spread"] is None
+    again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # resumable: reads back
+    assert json.loads((tmp_path / "speed.json").read_text())["rows"] == rows and again.returncode == 0

@@ -1,0 +1,102 @@
+"""One seed of every row of a suite, trained twice: with today's defaults (compilation `auto`, the BatchNorm-folded
+teacher, the suite's teacher-output cache, which the first cache-capable row fills and the later rows replay) and
+with the old ones (`compile=false teacher_fold_bn=false teacher_cache=false`). The two sides of each row run back
+to back, their order alternating from row to row, so both see the same machine. Reports the summed wall time of
+each side, their ratio, and whether each new run's top-1 lies within the row's recorded 3-seed spread. Resumable:
+a finished (row, side) is read back, a killed one continues; the JSON is rewritten after every run.
+
+    KDFORGE_DATA=../shared/data .venv/bin/python bench/suite_speed.py [--suite cifar10-cpu] [--seed 0]
+        [--threads 2] [--methods ce,kd,...] [--root runs/suite-speed] [--out results/suite_speed.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+OLD_DEFAULTS = ("compile=false", "teacher_fold_bn=false", "teacher_cache=false")
+
+
+def fresh_cache(root: Path) -> Path:
+    """A teacher-output cache that starts empty (the new side pays for filling it), beside links to the decoded
+    datasets of the usual cache, which neither side should pay for."""
+    from kdforge.data.sources import cache_dir
+
+    fresh = root / "cache"
+    fresh.mkdir(parents=True, exist_ok=True)
+    for decoded in cache_dir().glob("*.npz"):
+        link = fresh / decoded.name
+        if not link.exists():
+            link.symlink_to(decoded.resolve())
+    return fresh
+
+
+def spread(csv: Path, row: str) -> tuple[float, float] | None:
+    from kdforge.bench.accuracy import read_rows
+
+    values = [float(r["top1_last"]) for r in read_rows(csv) if r["method"] == row] if csv.exists() else []
+    return (min(values), max(values)) if len(values) >= 2 else None
+
+
+def run_side(bench, variant, seed: int, teacher: Path, side: str, root: Path) -> dict:
+    from kdforge.config import TrainConfig, apply_overrides, from_dict, to_dict
+    from kdforge.engine.pipeline import train
+
+    cfg, _ = bench.student_config(variant, seed, teacher)
+    folder = root / side / f"{variant.name}-s{seed}"
+    summary_path = folder / "summary.json"
+    if not summary_path.exists():
+        extra = [f"out={folder}", "progress=false", "tensorboard=false", *(OLD_DEFAULTS if side == "old" else ())]
+        cfg = from_dict(TrainConfig, apply_overrides(to_dict(cfg), extra))
+        train(cfg, resume=(folder / "checkpoint.pt").exists() or any(folder.glob("*/checkpoint.pt")),
+              echo=lambda m: None)
+    summary = json.loads(summary_path.read_text())
+    return {"wall_seconds": summary["wall_seconds"], "top1_last": summary["top1_last"],
+            "compiled": summary.get("compiled"), "teacher_cache": summary.get("teacher_cache")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", default="cifar10-cpu")
+    parser.add_argument("--budget", default="small")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", help="comma-separated rows (default: every row of the suite)")
+    parser.add_argument("--root", default="runs/suite-speed")
+    parser.add_argument("--results", default="results", help="where the suite's recorded CSV is")
+    parser.add_argument("--out", default="results/suite_speed.json")
+    args = parser.parse_args()
+    root = Path(args.root)
+    os.environ["KDFORGE_CACHE"] = str(fresh_cache(root))
+    from kdforge.bench.accuracy import AccuracyBench, suite_teacher
+    from kdforge.bench.suites import SUITES
+    from kdforge.fileio import atomic_write_json
+
+    teacher = suite_teacher(args.suite, args.budget, threads=args.threads, echo=lambda m: None)
+    bench = AccuracyBench(SUITES.get(args.suite), args.budget, results=Path(args.results), threads=args.threads,
+                         echo=lambda m: None)
+    variants = bench.variants([m for m in (args.methods or "").split(",") if m] or None)
+    rows = {}
+    for i, variant in enumerate(variants):
+        sides = ("new", "old") if i % 2 == 0 else ("old", "new")
+        rows[variant.name] = {side: run_side(bench, variant, args.seed, teacher, side, root) for side in sides}
+        recorded = spread(bench.csv, variant.name)
+        new = rows[variant.name]["new"]["top1_last"]
+        rows[variant.name]["recorded_spread"] = recorded
+        rows[variant.name]["new_within_spread"] = None if recorded is None else recorded[0] <= new <= recorded[1]
+        totals = {side: sum(r[side]["wall_seconds"] for r in rows.values()) for side in ("new", "old")}
+        atomic_write_json(Path(args.out), {
+            "suite": args.suite, "seed": args.seed, "threads": args.threads, "rows_done": len(rows),
+            "rows": rows, "wall_seconds": totals, "ratio_new_to_old": totals["new"] / totals["old"],
+            "old_defaults": list(OLD_DEFAULTS), "command": " ".join(["bench/suite_speed.py", *sys.argv[1:]])})
+        print(f"[{i + 1}/{len(variants)}] {variant.name}: new {rows[variant.name]['new']['wall_seconds']:.0f} s, "
+              f"old {rows[variant.name]['old']['wall_seconds']:.0f} s; so far {totals['new'] / totals['old']:.2f}x",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -49,6 +49,11 @@ case $phase in
       $KD sweep "${common[@]}" method=ickd "${ablation[@]}" "${pick[@]}" --only-seeds $s --name paper-ickd-ablation &
     done
     wait
+    # IC-KD needs an in-context term: the offline default is the best cell that has one (the same runs, re-read)
+    $KD sweep "${common[@]}" method=ickd "${pick[@]}" --name paper-ickd-terms --reuse runs/sweeps/paper-ickd-ablation \
+      --cell "picd-only: method_args.picd_weight=1 method_args.nicd_weight=0" \
+      --cell "nicd-only: method_args.picd_weight=0 method_args.nicd_weight=0.5" \
+      --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5"
     for m in ickd_online ickd_tf; do
       for s in 0 1; do
         $KD sweep "${common[@]}" method=$m method_args.warmup_epochs=24 "${ablation[@]}" "${pick[@]}" --only-seeds $s \

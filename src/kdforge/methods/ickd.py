@@ -117,7 +117,9 @@ class ICKDConfig:
     margin: float = 1.0
     ce_weight: float = 1.0
     kd_weight: float = 1.0  # offline only
-    picd_weight: float = 1.0
+    # offline: NICD only, the paper regime's choice on validation among the in-context cells (PICD only / NICD
+    # only / both; docs/methods/ickd.md); the online and teacher-free paradigms keep both until their own ablations
+    picd_weight: float = 0.0
     nicd_weight: float = 0.5
     query: str = "clean"  # offline: clean (precomputed neighbour table) | augmented (current view, per step)
     refresh: str = "none"  # offline: none | batch (overwrite the batch's entries with the current view)
@@ -307,11 +309,13 @@ class ICKD(Method):
 @dataclass
 class ICKDOnlineConfig(ICKDConfig):
     paradigm: str = field(default="online", init=False)
+    picd_weight: float = 1.0  # the spec's both terms, until the paradigm's own ablation chooses
 
 
 @dataclass
 class ICKDTeacherFreeConfig(ICKDConfig):
     paradigm: str = field(default="teacher-free", init=False)
+    picd_weight: float = 1.0  # the spec's both terms, until the paradigm's own ablation chooses
 
 
 class ICKDOnline(ICKD):

@@ -15,7 +15,10 @@ import tempfile
 from pathlib import Path
 
 METHODS = ("refilled", "ce", "kd", "dkd", "ckd", "crd", "ickd", "kr", "kr_kd", "dml", "fitnet", "reviewkd")
-EXTRA = {"refilled": ["data.val_per_class=5"]}  # stage 1 picks its checkpoint on a held-out split
+# refilled: stage 1 picks its checkpoint on a held-out split. kr, kr_kd and ickd: the defaults results/bitwise_before.json
+# was recorded with (lambda_KR 0.1; both IC-KD terms), pinned so that a later change of a default is not an engine change
+EXTRA = {"refilled": ["data.val_per_class=5"], "kr": ["method_args.kr_weight=0.1"],
+         "kr_kd": ["method_args.kr_weight=0.1"], "ickd": ["method_args.picd_weight=1"]}
 COMMON = ["data.train_per_class=30", "data.batch_size=32", "deterministic=true", "threads=1", "progress=false",
           "tensorboard=false", "log_every=5"]
 

@@ -42,17 +42,17 @@ def spread(csv: Path, row: str) -> tuple[float, float] | None:
 
 
 def run_side(bench, variant, seed: int, teacher: Path, side: str, root: Path) -> dict:
+    from kdforge.bench.accuracy import has_checkpoint, run_folder
     from kdforge.config import TrainConfig, apply_overrides, from_dict, to_dict
     from kdforge.engine.pipeline import train
 
     cfg, _ = bench.student_config(variant, seed, teacher)
-    folder = root / side / f"{variant.name}-s{seed}"
+    folder = run_folder(root / side, variant.name, seed)
     summary_path = folder / "summary.json"
     if not summary_path.exists():
         extra = [f"out={folder}", "progress=false", "tensorboard=false", *(OLD_DEFAULTS if side == "old" else ())]
         cfg = from_dict(TrainConfig, apply_overrides(to_dict(cfg), extra))
-        train(cfg, resume=(folder / "checkpoint.pt").exists() or any(folder.glob("*/checkpoint.pt")),
-              echo=lambda m: None)
+        train(cfg, resume=has_checkpoint(folder), echo=lambda m: None)
     summary = json.loads(summary_path.read_text())
     return {"wall_seconds": summary["wall_seconds"], "top1_last": summary["top1_last"],
             "compiled": summary.get("compiled"), "teacher_cache": summary.get("teacher_cache")}

@@ -176,19 +176,19 @@ def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():
 
 
 def test_a_killed_staged_run_is_found_for_resume(tmp_path):
-    from kdforge.bench.accuracy import _has_checkpoint
+    from kdforge.bench.accuracy import has_checkpoint
 
     run = tmp_path / "refilled-s0"
-    assert not _has_checkpoint(run)  # nothing there yet
+    assert not has_checkpoint(run)  # nothing there yet
     (run / "stage1").mkdir(parents=True)
     (run / "stage1" / "metrics.jsonl").write_text("")
-    assert not _has_checkpoint(run)  # a stage folder without a checkpoint is not a run to resume
+    assert not has_checkpoint(run)  # a stage folder without a checkpoint is not a run to resume
     (run / "stage1" / "checkpoint.prev.pt").write_bytes(b"x")
-    assert _has_checkpoint(run)
+    assert has_checkpoint(run)
     plain = tmp_path / "kd-s0"
     plain.mkdir()
     (plain / "checkpoint.pt").write_bytes(b"x")
-    assert _has_checkpoint(plain)
+    assert has_checkpoint(plain)
 
 
 def test_table_compares_within_each_cell_and_says_where_kd_has_no_meaning():

@@ -135,10 +135,10 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
             if not cfg.data.val_per_class:
                 raise ConfigError("a sweep selects on a validation split: set data.val_per_class (images per class "
                                   "drawn from outside the training subset)")
-            if (folder / "summary.json").exists() and settings_differences(_recorded(folder), cfg):
-                raise ConfigError(f"{folder} holds a finished run with other settings "
-                                  f"({settings_differences(_recorded(folder), cfg)[0]}); move it away or choose "
-                                  "another --name")
+            differences = settings_differences(_recorded(folder), cfg) if (folder / "summary.json").exists() else []
+            if differences:
+                raise ConfigError(f"{folder} holds a finished run with other settings ({differences[0]}); move it "
+                                  "away or choose another --name")
             configs[combo, seed] = cfg
     if only_seeds is not None and not set(only_seeds) <= set(range(seeds)):
         raise ConfigError(f"--only-seeds {only_seeds} names seeds outside 0..{seeds - 1}")

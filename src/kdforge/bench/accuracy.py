@@ -269,7 +269,7 @@ class AccuracyBench:
                 raise UserError(f"{folder} holds a finished run with other settings than {what} needs; "
                                 "move it away or choose another --root")
         else:
-            resume = _has_checkpoint(folder)
+            resume = has_checkpoint(folder)
             if resume:
                 self.echo(f"  resuming {what} in {folder}")
             summary = train(cfg, resume=resume, echo=lambda m: None)
@@ -297,7 +297,7 @@ def best_on_test(summary: dict) -> float:
     return summary["top1_best"]
 
 
-def _has_checkpoint(folder: Path) -> bool:
+def has_checkpoint(folder: Path) -> bool:
     """A killed run to resume: a checkpoint in the run folder or, for a staged method (REFILLED), in a stage's."""
     places = [folder, *(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []
     return any((p / name).exists() for p in places for name in ("checkpoint.pt", "checkpoint.prev.pt"))

@@ -197,7 +197,7 @@ class AccuracyBench:
             self.results.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create {self.results}: {exc.strerror}; pass a writable --results") from None
-        done = self._recorded_runs()
+        done = self.recorded_runs()
         todo = [(v, s) for s in range(seeds) for v in variants
                 if (v.name, s) not in done and (only_seeds is None or s in only_seeds)]
         chosen = [s for s in range(seeds) if only_seeds is None or s in only_seeds]
@@ -206,7 +206,7 @@ class AccuracyBench:
                   f"({recorded} already in {self.csv})")
         teachers: dict[tuple, dict] = {}
         for i, (variant, seed) in enumerate(todo, 1):
-            if (variant.name, seed) in self._recorded_runs():  # another process of the same suite got there first
+            if (variant.name, seed) in self.recorded_runs():  # another process of the same suite got there first
                 self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: already in {self.csv}")
                 continue
             start = time.perf_counter()
@@ -218,7 +218,7 @@ class AccuracyBench:
             else:  # a teacher-free row neither waits for the teacher nor trains it; it names it once it exists
                 teacher = self._finished_teacher(variant)
             summary = self._student(variant, seed, teacher)
-            if (variant.name, seed) in self._recorded_runs():
+            if (variant.name, seed) in self.recorded_runs():
                 continue
             append_row(self.csv, {
                 "method": variant.name, "seed": seed, "top1_last": summary["top1_last"],
@@ -234,7 +234,7 @@ class AccuracyBench:
             write_report(self.suite, self.stem, self.results, self.root / self.stem)
         return write_report(self.suite, self.stem, self.results, self.root / self.stem)
 
-    def _recorded_runs(self) -> set[tuple[str, int]]:
+    def recorded_runs(self) -> set[tuple[str, int]]:
         """(method, seed) pairs already in the CSV; re-read each time because parallel lanes append to it."""
         return {(r["method"], int(r["seed"])) for r in read_rows(self.csv)}
 

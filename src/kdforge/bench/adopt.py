@@ -65,7 +65,7 @@ def adopt_runs(source: Path, target: str, budget: str = "small", results: str | 
     adopted 'row seed N'. Rows already recorded, and run folders already in place, are left as they are."""
     bench = AccuracyBench(SUITES.get(target), budget, Path(root), Path(results), echo=lambda m: None)
     _, teacher = bench.teacher_config()
-    recorded = bench._recorded_runs()
+    recorded = bench.recorded_runs()
     runs = sorted(p.parent for p in Path(source).glob("*/summary.json"))
     if not runs:
         raise UserError(f"{source} holds no finished run (no */summary.json); pass a sweep's folder or a suite name")

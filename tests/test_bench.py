@@ -671,3 +671,17 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
     assert rows["ce"]["recorded_spread"] is None
     again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # resumable: reads back
     assert json.loads((tmp_path / "speed.json").read_text())["rows"] == rows and again.returncode == 0
+
+
+def test_a_cell_whose_runs_name_different_teachers_is_flagged_and_a_consistent_one_is_not():
+    from kdforge.bench.report import mixed_teacher_lines
+
+    row = lambda method, seed, teacher: {"method": method, "seed": str(seed), "teacher_top1": teacher}  # noqa: E731
+    consistent = [row("same/ce", 0, "81.3200"), row("same/kd", 0, "81.32"), row("overlap/ce", 1, "84.7800"),
+                  row("overlap/rkd", 1, "84.78"), row("fewshot/ce", 0, "")]
+    assert mixed_teacher_lines(consistent) == []
+    stale = consistent + [row("overlap/rkd", 0, "81.7333")]
+    (line,) = mixed_teacher_lines(stale)
+    assert "cell `overlap`" in line and "81.73: overlap/rkd s0" in line and "84.78: overlap/ce s1, overlap/rkd s1" in line
+    assert "cell `overlap`" not in " ".join(mixed_teacher_lines([row("kd", 0, "80"), row("ce", 1, "81")]))
+    assert mixed_teacher_lines([row("kd", 0, "80"), row("ce", 1, "81")])[0].startswith("- **Mixed teachers**:")

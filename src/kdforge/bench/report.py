@@ -125,6 +125,21 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
     return lines
 
 
+def mixed_teacher_lines(rows: list[dict]) -> list[str]:
+    """A warning per cell whose runs name different teachers (by the teacher's recorded top-1): paired differences
+    there compare students of different teachers, e.g. runs recorded before a teacher was retrained. Empty when
+    every cell is consistent."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for r in rows:
+        if r.get("teacher_top1"):
+            cell = r["method"].rpartition("/")[0]
+            seen.setdefault(cell, {}).setdefault(f"{float(r['teacher_top1']):.2f}", []).append(f"{r['method']} s{r['seed']}")
+    return [f"- **Mixed teachers{f' in cell `{cell}`' if cell else ''}**: "
+            + "; ".join(f"teacher top-1 {t}: {', '.join(runs)}" for t, runs in sorted(by.items()))
+            + ". Re-run the stale rows (move them out of the CSV) before reading these differences."
+            for cell, by in seen.items() if len(by) > 1]
+
+
 def _speed(rows: list[dict], method: str) -> str:
     values = [int(r["epoch_to_90"]) for r in rows if r["method"] == method and r.get("epoch_to_90")]
     return f" {statistics.fmean(values):.1f} |" if values else " – |"
@@ -144,6 +159,8 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "run predates it). Epochs count every stage of a staged method (REFILLED: at the equal "
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells())
+    mixed = mixed_teacher_lines(rows)
+    lines += ["", *mixed] if mixed else []
     plots = _plots(rows, stem, results, runs)
     if plots:
         lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]

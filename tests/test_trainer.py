@@ -210,3 +210,11 @@ def test_a_run_resumes_only_with_its_own_trained_settings_but_any_run_settings(t
     sections = trained_settings(digits("digits-teacher", tmp_path))
     assert {"optim", "data", "seed", "method", "epochs"} <= set(sections)
     assert not {"out", "device", "threads", "progress", "log_every", "checkpoint_every"} & set(sections)
+
+
+def test_the_summary_records_every_method_argument_the_run_trained_with_defaults_included(teacher_dir, tmp_path):
+    summary = train(digits("digits-student", tmp_path, "method=kd", f"teacher_checkpoint={teacher_dir}", "epochs=1",
+                           "method_args.temperature=2"), echo=lambda m: None)
+    assert summary["config"]["method_args"] == {"temperature": 2}  # as given
+    # KD's documented defaults (Hinton et al.'s weights as the CIFAR grid runs them) beside the given temperature
+    assert summary["method_settings"] == {"temperature": 2, "ce_weight": 0.1, "kd_weight": 0.9, "logit_std": False}

@@ -71,4 +71,7 @@ class EvaluationMixin:
             "student_parameters": count_parameters(self.student),
             "device": str(self.device), "threads": torch.get_num_threads(),
             "config": to_dict(cfg), "versions": versions(),
+            # every method argument the run trained with, defaults included: config.method_args holds only those
+            # given, so a later change of a default cannot make a run's record say something else than what ran
+            "method_settings": to_dict(self.method.cfg),
         }

@@ -97,6 +97,11 @@ class DetectionMethod(Method):
                                   "pick backbones with the same stage count")
             self.review = FPNReview(levels, student.backbone.out_channels, teacher.backbone.out_channels)
 
+    def settings(self) -> dict:
+        """The arguments given, with ReviewKD's weight resolved where the method has the feature term (the RoI
+        terms' own defaults are their classification loss functions')."""
+        return {**self.cfg, **({"reviewkd_weight": self.reviewkd_weight} if self.recipe.review else {})}
+
     def forward(self, record: dict, teacher: nn.Module | None) -> dict[str, torch.Tensor]:
         if teacher is None:
             return {}

@@ -73,5 +73,5 @@ class EvaluationMixin:
             "config": to_dict(cfg), "versions": versions(),
             # every method argument the run trained with, defaults included: config.method_args holds only those
             # given, so a later change of a default cannot make a run's record say something else than what ran
-            "method_settings": to_dict(self.method.cfg),
+            "method_settings": self.method.settings(),
         }

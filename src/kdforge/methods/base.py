@@ -100,6 +100,12 @@ class Method(nn.Module):
         """Whether a run with these method_args needs a teacher (a method whose modes differ overrides it)."""
         return cls.needs_teacher
 
+    def settings(self) -> dict:
+        """Every argument this instance trains with, defaults included (a run's summary records it)."""
+        from kdforge.config import to_dict
+
+        return to_dict(self.cfg)
+
     def prepare(self, prep: Preparation) -> None:
         """Called once before training (and on resume) with the teacher and a clean pass over the data."""
 

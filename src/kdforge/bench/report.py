@@ -122,7 +122,8 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
         lines.append(f"| {s.method} | {s.n} | {s.epochs} | {s.last_mean:.2f}{spread(s.last_std)} | {s.best_mean:.2f}"
                      f"{spread(s.best_std)} | {fit} | {_versus(rows, s.method, 'kd', foreign_teacher_cells)} | "
                      f"{_versus(rows, s.method, 'ce', foreign_teacher_cells)} |" + (_speed(rows, s.method) if speed else ""))
-    return lines
+    mixed = mixed_teacher_lines(rows)  # under every table of a suite, the results page's included
+    return lines + (["", *mixed] if mixed else [])
 
 
 def mixed_teacher_lines(rows: list[dict]) -> list[str]:
@@ -164,8 +165,6 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "run predates it). Epochs count every stage of a staged method (REFILLED: at the equal "
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells())
-    mixed = mixed_teacher_lines(rows)
-    lines += ["", *mixed] if mixed else []
     plots = _plots(rows, stem, results, runs)
     if plots:
         lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]

@@ -685,3 +685,27 @@ def test_a_cell_whose_runs_name_different_teachers_is_flagged_and_a_consistent_o
     assert "cell `overlap`" in line and "81.73: overlap/rkd s0" in line and "84.78: overlap/ce s1, overlap/rkd s1" in line
     assert mixed_teacher_lines([row("kd", 0, "87.61"), row("ce", 1, "87.62")]) == []  # folding rounds the last digit
     assert mixed_teacher_lines([row("kd", 0, "80"), row("ce", 1, "81")])[0].startswith("- **Mixed teachers**:")
+
+
+def test_bench_status_marks_runs_of_a_teacher_the_suite_no_longer_has(tmp_path):
+    import json
+
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.status import status_table, suite_status
+    from kdforge.bench.suites import SUITES
+
+    bench = AccuracyBench(SUITES.get("digits"), "small", tmp_path / "runs", tmp_path / "res", echo=lambda m: None)
+    _, teacher_folder = bench.teacher_config(None)
+    teacher_folder.mkdir(parents=True)
+    (teacher_folder / "summary.json").write_text(json.dumps({"top1_last": 90.0}))  # the teacher as it is now
+    (tmp_path / "res").mkdir()
+    for method, seed, teacher in (("kd", 0, 90.04), ("kd", 1, 85.0), ("ce", 0, 85.0)):
+        append_row(tmp_path / "res" / "digits.csv", {"method": method, "seed": seed, "top1_last": 90.0, "top1_best": 90.0,
+                                                     "epochs": 30, "wall_seconds": 1.0, "images_per_second": 1.0,
+                                                     "teacher_top1": teacher})
+    status = {s["row"]: s for s in suite_status("digits", methods=["ce", "kd"], root=tmp_path / "runs",
+                                                results=tmp_path / "res")}
+    assert status["kd"]["stale"] == [1]  # 90.04 is the same teacher, rounded; 85 an older one
+    assert status["ce"]["stale"] == []  # ce uses no teacher: the teacher it names does not matter
+    table = status_table(list(status.values()))
+    assert "| kd | 0, 1 (older teacher) |" in table and "| ce | 0 |" in table and "move it out of the CSV" in table

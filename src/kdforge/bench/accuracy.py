@@ -216,7 +216,7 @@ class AccuracyBench:
                     teachers[variant.teacher] = self._teacher(variant)
                 teacher = teachers[variant.teacher]
             else:  # a teacher-free row neither waits for the teacher nor trains it; it names it once it exists
-                teacher = self._finished_teacher(variant)
+                teacher = self.finished_teacher(variant)
             summary = self._student(variant, seed, teacher)
             if (variant.name, seed) in self.recorded_runs():
                 continue
@@ -244,7 +244,7 @@ class AccuracyBench:
         cfg, _ = self.student_config(variant, 0, None)
         return METHODS.get(cfg.method).uses_teacher(cfg.method_args)
 
-    def _finished_teacher(self, variant: Variant) -> dict | None:
+    def finished_teacher(self, variant: Variant) -> dict | None:
         _, folder = self.teacher_config(variant)
         summary = folder / "summary.json"
         return {**json.loads(summary.read_text()), "folder": str(folder)} if summary.exists() else None

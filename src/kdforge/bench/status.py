@@ -44,11 +44,25 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
                 running[seed] = trained
             else:
                 todo.append(seed)
+        stale = stale_teacher_seeds(bench, variant, mine)
         pace = statistics.mean(float(r["wall_seconds"]) for r in mine) if mine else per_epoch * planned
         left = len(todo) + sum(1 - min(e, planned) / planned for e in running.values())
         status.append({"row": variant.name, "done": done, "running": running, "todo": todo, "epochs": planned,
-                       "hours_left": left * pace / 3600, "estimated": not mine, "runs_left": left})
+                       "hours_left": left * pace / 3600, "estimated": not mine, "runs_left": left,
+                       "stale": stale})
     return status
+
+
+def stale_teacher_seeds(bench: AccuracyBench, variant, recorded: list[dict]) -> list[int]:
+    """Seeds of a row that distils from a teacher whose recorded runs name another teacher than the suite's
+    current one (its top-1 more than 0.1 point apart): runs made before the teacher was retrained."""
+    if not recorded or not bench.uses_teacher(variant):
+        return []
+    teacher = bench.finished_teacher(variant)
+    if teacher is None:
+        return []
+    return sorted(int(r["seed"]) for r in recorded
+                  if r.get("teacher_top1") and abs(float(r["teacher_top1"]) - float(teacher["top1_last"])) >= 0.1)
 
 
 def status_table(status: list[dict]) -> str:
@@ -56,9 +70,12 @@ def status_table(status: list[dict]) -> str:
     for s in status:
         running = ", ".join(f"s{seed}: {e}/{s['epochs']}" for seed, e in s["running"].items()) or "–"
         hours = "–" if not s["runs_left"] else ("~" if s["estimated"] else "") + f"{s['hours_left']:.1f}"
-        lines.append(f"| {s['row']} | {', '.join(map(str, s['done'])) or '–'} | {running} | "
+        done = ", ".join(f"{seed} (older teacher)" if seed in s["stale"] else str(seed) for seed in s["done"])
+        lines.append(f"| {s['row']} | {done or '–'} | {running} | "
                      f"{', '.join(map(str, s['todo'])) or '–'} | {hours} |")
     total = sum(s["hours_left"] for s in status if s["runs_left"])
     lines.append(f"\n{sum(s['runs_left'] for s in status):.1f} runs left, about {total:.1f} lane-hours: each row at the "
-                 "pace of its recorded runs, ~ where it has none (the suite's median pace per epoch)")
+                 "pace of its recorded runs, ~ where it has none (the suite's median pace per epoch)"
+                 + ("; 'older teacher': a run that distilled from another teacher than the suite's current one "
+                    "(move it out of the CSV to re-run it)" if any(s["stale"] for s in status) else ""))
     return "\n".join(lines)

@@ -60,8 +60,15 @@ case $phase in
           --name paper-$m-ablation &
       done
       wait
+      # as offline: the paradigm's default is the best of the cells with an in-context term (the ablation's runs
+      # re-read, nothing retrains); the "neither" cell is the paradigm's baseline (DML, CE), not an IC-KD setting
+      $KD sweep "${common[@]}" method=$m method_args.warmup_epochs=24 "${pick[@]}" --name paper-$m-terms \
+        --reuse runs/sweeps/paper-$m-ablation \
+        --cell "picd-only: method_args.picd_weight=1 method_args.nicd_weight=0" \
+        --cell "nicd-only: method_args.picd_weight=0 method_args.nicd_weight=0.5" \
+        --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5"
       chosen=$(.venv/bin/python -c "
-import json; c = json.load(open('results/sweeps/paper-$m-ablation.json'))['chosen']
+import json; c = json.load(open('results/sweeps/paper-$m-terms.json'))['chosen']
 print(' '.join(f'{k}={v}' for k, v in c.items()))")
       for s in 0 1; do
         $KD sweep "${common[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \

@@ -708,4 +708,69 @@ def test_bench_status_marks_runs_of_a_teacher_the_suite_no_longer_has(tmp_path):
     assert status["kd"]["stale"] == [1]  # 90.04 is the same teacher, rounded; 85 an older one
     assert status["ce"]["stale"] == []  # ce uses no teacher: the teacher it names does not matter
     table = status_table(list(status.values()))
-    assert "| kd | 0, 1 (older teacher) |" in table and "| ce | 0 |" in table and "move it out of the CSV" in table
+    assert "| kd | 0, 1 (older teacher) |" in table and "| ce | 0 |" in table and "kdforge bench withdraw" in table
+
+
+def _recorded_digits_suite(tmp_path, runs: list[tuple[str, int, float]]):
+    """A digits results CSV with the given (row, seed, teacher top-1) runs and a finished run folder for each."""
+    import json
+
+    for method, seed, teacher in runs:
+        append_row(tmp_path / "res" / "digits.csv", {"method": method, "seed": seed, "top1_last": 90.0 + seed,
+                                                     "top1_best": 90.0, "epochs": 30, "wall_seconds": 1.0,
+                                                     "images_per_second": 1.0, "teacher_top1": teacher})
+        folder = tmp_path / "runs" / "digits" / f"{method}-s{seed}"
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps({"top1_last": 90.0 + seed}))
+
+
+def test_bench_withdraw_moves_runs_out_of_the_table_and_keeps_them_with_the_reason(tmp_path):
+    from kdforge.bench.withdraw import withdraw
+
+    _recorded_digits_suite(tmp_path, [("kd", 0, 80.0), ("kd", 1, 80.0), ("ce", 0, 80.0)])
+    done = withdraw("digits", "small", "recipe changed", rows=["kd"], seeds=[1], results=tmp_path / "res",
+                    root=tmp_path / "runs", echo=lambda m: None)
+    assert done == ["kd seed 1"]
+    live = [(r["method"], r["seed"]) for r in read_rows(tmp_path / "res" / "digits.csv")]
+    assert live == [("kd", "0"), ("ce", "0")]
+    kept = read_csv(tmp_path / "res" / "withdrawn" / "digits.csv")
+    assert [(r["method"], r["seed"], r["top1_last"], r["withdrawn_because"]) for r in kept] == [
+        ("kd", "1", "91.0000", "recipe changed")]
+    # the folder left the suite (else the bench would record its old summary again) and is kept
+    assert not (tmp_path / "runs" / "digits" / "kd-s1").exists()
+    (moved,) = (tmp_path / "runs" / "withdrawn" / "digits").glob("kd-s1-*")
+    assert (moved / "summary.json").exists()
+    assert "| kd | 1 |" in (tmp_path / "res" / "digits.md").read_text()  # the table was rewritten
+
+
+def test_bench_withdraw_older_teacher_takes_only_runs_of_a_replaced_teacher(tmp_path):
+    import json
+
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.suites import SUITES
+    from kdforge.bench.withdraw import withdraw
+
+    bench = AccuracyBench(SUITES.get("digits"), "small", tmp_path / "runs", tmp_path / "res", echo=lambda m: None)
+    _, teacher_folder = bench.teacher_config(None)
+    teacher_folder.mkdir(parents=True)
+    (teacher_folder / "summary.json").write_text(json.dumps({"top1_last": 90.0}))
+    _recorded_digits_suite(tmp_path, [("kd", 0, 85.0), ("kd", 1, 90.0), ("ce", 0, 85.0)])
+    done = withdraw("digits", "small", "teacher retrained", older_teacher=True, results=tmp_path / "res",
+                    root=tmp_path / "runs", echo=lambda m: None)
+    assert done == ["kd seed 0"]  # ce uses no teacher; kd seed 1 has today's
+    assert withdraw("digits", "small", "again", older_teacher=True, results=tmp_path / "res", root=tmp_path / "runs",
+                    echo=lambda m: None) == []
+
+
+def test_bench_withdraw_refuses_an_unknown_row_or_no_reason_in_one_line_with_exit_2(tmp_path, capsys):
+    from kdforge.cli import main
+
+    _recorded_digits_suite(tmp_path, [("kd", 0, 80.0)])
+    before = (tmp_path / "res" / "digits.csv").read_text()
+    common = ["bench", "withdraw", "digits", "--results", str(tmp_path / "res"), "--root", str(tmp_path / "runs")]
+    assert main(common + ["--rows", "nope", "--reason", "x"]) == 2
+    assert main(common + ["--rows", "kd", "--reason", " "]) == 2
+    assert main(common + ["--seeds", "a", "--reason", "x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "no row nope" in err[0] and "--reason" in err[1] and "--seeds" in err[2]
+    assert (tmp_path / "res" / "digits.csv").read_text() == before and (tmp_path / "runs" / "digits" / "kd-s0").exists()

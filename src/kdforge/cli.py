@@ -153,6 +153,17 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default="runs/bench", help="where the target suite's run folders go")
     b.add_argument("--budget", default="small", help="the budget of both suites (e240... for the paper regime)")
     b.add_argument("--results", default="results")
+    b = bench.add_parser("withdraw", help="take recorded runs out of a suite's table so they train again (kept, with "
+                                          "the reason, under withdrawn/)")
+    b.add_argument("suite")
+    b.add_argument("--budget", default="small", help="one of the suite's budgets")
+    b.add_argument("--rows", help="comma-separated rows (default: every row)")
+    b.add_argument("--seeds", help="comma-separated seeds (default: every seed)")
+    b.add_argument("--older-teacher", action="store_true",
+                   help="only runs that distilled from another teacher than the suite's current one")
+    b.add_argument("--reason", required=True, help="why (kept beside the withdrawn rows)")
+    b.add_argument("--root", default="runs/bench")
+    b.add_argument("--results", default="results")
     b = bench.add_parser("before-after", help="rows of suites as recorded in two results folders, side by side")
     b.add_argument("--before", required=True, help="results folder recorded before a change")
     b.add_argument("--after", default="results")
@@ -370,6 +381,15 @@ def cmd_bench(args) -> int:
         else:
             adopted = adopt_rows(args.source, args.target, args.results, budget=args.budget)
         print(f"adopted {len(adopted)} row(s): {', '.join(adopted) or 'none'}")
+    elif args.bench_command == "withdraw":
+        from kdforge.bench.withdraw import withdraw
+
+        rows = [r for r in (args.rows or "").split(",") if r] or None
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s] if args.seeds else None
+        except ValueError:
+            raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+        withdraw(args.suite, args.budget, args.reason, rows, seeds, args.older_teacher, args.results, args.root)
     elif args.bench_command == "before-after":
         from kdforge.bench.report import before_after
 

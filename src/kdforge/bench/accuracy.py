@@ -8,6 +8,7 @@ elsewhere can be appended to the CSV).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import time
@@ -46,12 +47,31 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock beside a results file (PATH.lock) while it is appended to or rewritten: parallel lanes
+    append rows, and a rewrite (new columns, withdrawn rows) must not drop a line appended meanwhile."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): one process at a time is the user's to ensure
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def append_row(path: Path, row: dict) -> None:
-    if not path.exists():
-        append_line(path, ",".join(COLUMNS))
-    else:
-        _add_missing_columns(path)
-    append_line(path, ",".join(_cell(row.get(c)) for c in COLUMNS))
+    with locked(path):
+        if not path.exists():
+            append_line(path, ",".join(COLUMNS))
+        else:
+            _add_missing_columns(path)
+        append_line(path, ",".join(_cell(row.get(c)) for c in COLUMNS))
 
 
 def _add_missing_columns(path: Path) -> None:
@@ -190,8 +210,6 @@ class AccuracyBench:
     def run(self, seeds: int = 3, methods: list[str] | None = None, only_seeds: list[int] | None = None) -> Path:
         """Every (method, seed) of seeds 0..seeds-1 not yet recorded; `only_seeds` restricts this sitting to some
         of them (so that several processes or machines can share a suite without running the same seed)."""
-        from kdforge.bench.report import write_report
-
         variants = self.variants(methods)
         try:
             self.results.mkdir(parents=True, exist_ok=True)
@@ -231,7 +249,13 @@ class AccuracyBench:
                 "val_top1": summary.get("val_top1_last")})
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
-            write_report(self.suite, self.stem, self.results, self.root / self.stem)
+            self.report()
+        return self.report()
+
+    def report(self) -> Path:
+        """Rewrite the suite's table and plots (results/STEM.md) from its CSV."""
+        from kdforge.bench.report import write_report
+
         return write_report(self.suite, self.stem, self.results, self.root / self.stem)
 
     def recorded_runs(self) -> set[tuple[str, int]]:

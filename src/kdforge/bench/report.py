@@ -141,8 +141,8 @@ def mixed_teacher_lines(rows: list[dict]) -> list[str]:
     return [f"- **Mixed teachers{f' in cell `{cell}`' if cell else ''}**: "
             + "; ".join(f"teacher top-1 {t}: {', '.join(runs)}" for t, runs in sorted(by.items()))
             + ". A difference between two rows that distil from different teachers compares students of different "
-              "teachers (rows that use no teacher, such as ce, are unaffected): re-run the rows of the older teacher "
-              "to read it."
+              "teachers (rows that use no teacher, such as ce, are unaffected): `kdforge bench withdraw SUITE "
+              "--older-teacher` takes the older teacher's runs out of the table to re-run them."
             for cell, by in seen.items() if len(by) > 1]
 
 

@@ -77,5 +77,6 @@ def status_table(status: list[dict]) -> str:
     lines.append(f"\n{sum(s['runs_left'] for s in status):.1f} runs left, about {total:.1f} lane-hours: each row at the "
                  "pace of its recorded runs, ~ where it has none (the suite's median pace per epoch)"
                  + ("; 'older teacher': a run that distilled from another teacher than the suite's current one "
-                    "(move it out of the CSV to re-run it)" if any(s["stale"] for s in status) else ""))
+                    "(`kdforge bench withdraw SUITE --older-teacher --reason ...` takes such runs out of the table "
+                    "to re-run them)" if any(s["stale"] for s in status) else ""))
     return "\n".join(lines)

@@ -771,6 +771,8 @@ def test_bench_withdraw_refuses_an_unknown_row_or_no_reason_in_one_line_with_exi
     assert main(common + ["--rows", "nope", "--reason", "x"]) == 2
     assert main(common + ["--rows", "kd", "--reason", " "]) == 2
     assert main(common + ["--seeds", "a", "--reason", "x"]) == 2
+    assert main(common + ["--reason", "x"]) == 2  # nothing named: the whole suite is never the default
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and "no row nope" in err[0] and "--reason" in err[1] and "--seeds" in err[2]
+    assert len(err) == 4 and "no row nope" in err[0] and "--reason" in err[1] and "--seeds" in err[2]
+    assert "name what to withdraw" in err[3]
     assert (tmp_path / "res" / "digits.csv").read_text() == before and (tmp_path / "runs" / "digits" / "kd-s0").exists()

@@ -126,17 +126,21 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
     return lines + (["", *mixed] if mixed else [])
 
 
+# two recorded teacher top-1s this close name one teacher (a BatchNorm-folded teacher evaluates within rounding
+# of the unfolded one); further apart, two teachers (e.g. one retrained, at another thread count)
+SAME_TEACHER_POINTS = 0.1
+
+
 def mixed_teacher_lines(rows: list[dict]) -> list[str]:
-    """A warning per cell whose runs name different teachers (by the teacher's recorded top-1, to 0.1 point: a
-    BatchNorm-folded teacher evaluates within rounding of the unfolded one), e.g. runs recorded before the
-    teacher was retrained. Empty when every cell is consistent."""
+    """A warning per cell whose runs name different teachers (by the teacher's recorded top-1, within
+    SAME_TEACHER_POINTS), e.g. runs recorded before the teacher was retrained. Empty when every cell is consistent."""
     seen: dict[str, dict[str, list[str]]] = {}
     for r in rows:
         if r.get("teacher_top1"):
             cell = r["method"].rpartition("/")[0]
             top1 = float(r["teacher_top1"])
             by = seen.setdefault(cell, {})
-            same = next((t for t in by if abs(float(t) - top1) < 0.1), f"{top1:.2f}")
+            same = next((t for t in by if abs(float(t) - top1) < SAME_TEACHER_POINTS), f"{top1:.2f}")
             by.setdefault(same, []).append(f"{r['method']} s{r['seed']}")
     return [f"- **Mixed teachers{f' in cell `{cell}`' if cell else ''}**: "
             + "; ".join(f"teacher top-1 {t}: {', '.join(runs)}" for t, runs in sorted(by.items()))

@@ -55,14 +55,16 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
 
 def stale_teacher_seeds(bench: AccuracyBench, variant, recorded: list[dict]) -> list[int]:
     """Seeds of a row that distils from a teacher whose recorded runs name another teacher than the suite's
-    current one (its top-1 more than 0.1 point apart): runs made before the teacher was retrained."""
+    current one (their top-1s SAME_TEACHER_POINTS or more apart): runs made before the teacher was retrained."""
+    from kdforge.bench.report import SAME_TEACHER_POINTS
+
     if not recorded or not bench.uses_teacher(variant):
         return []
     teacher = bench.finished_teacher(variant)
     if teacher is None:
         return []
     return sorted(int(r["seed"]) for r in recorded
-                  if r.get("teacher_top1") and abs(float(r["teacher_top1"]) - float(teacher["top1_last"])) >= 0.1)
+                  if r.get("teacher_top1") and abs(float(r["teacher_top1"]) - float(teacher["top1_last"])) >= SAME_TEACHER_POINTS)
 
 
 def status_table(status: list[dict]) -> str:

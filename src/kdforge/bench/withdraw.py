@@ -46,6 +46,9 @@ def withdraw(suite: str, budget: str, reason: str, rows: list[str] | None = None
     """Withdraw the recorded runs of `rows` (every row when None) at `seeds` (every seed when None), only those of an
     older teacher when `older_teacher`; returns 'row seed N' for each. The run folders move before the live CSV is
     rewritten: a row whose folder were left in place would be recorded again from its old summary."""
+    if rows is None and seeds is None and not older_teacher:
+        raise UserError("name what to withdraw: --rows, --seeds or --older-teacher (a whole suite is never taken out "
+                        "by default)")
     if not reason.strip():
         raise UserError("say why the runs are withdrawn: --reason TEXT (it is kept beside them)")
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), echo=lambda m: None)

@@ -216,5 +216,20 @@ def test_the_summary_records_every_method_argument_the_run_trained_with_defaults
     summary = train(digits("digits-student", tmp_path, "method=kd", f"teacher_checkpoint={teacher_dir}", "epochs=1",
                            "method_args.temperature=2"), echo=lambda m: None)
     assert summary["config"]["method_args"] == {"temperature": 2}  # as given
+
     # KD's documented defaults (Hinton et al.'s weights as the CIFAR grid runs them) beside the given temperature
     assert summary["method_settings"] == {"temperature": 2, "ce_weight": 0.1, "kd_weight": 0.9, "logit_std": False}
+
+
+def test_the_summary_names_the_teacher_by_its_weights(teacher_dir, tmp_path):
+    def kd_from(teacher, out, *extra):
+        return train(digits("digits-student", tmp_path / out, "method=kd", f"teacher_checkpoint={teacher}", "epochs=1",
+                            *extra), echo=lambda m: None)["teacher_weights_key"]
+
+    other_teacher = tmp_path / "other-teacher"  # the same config, trained shorter: other weights
+    train(digits("digits-teacher", other_teacher, "epochs=1"), echo=lambda m: None)
+    key = kd_from(teacher_dir, "a")
+    assert key and kd_from(teacher_dir, "b", "seed=1") == key  # another student, the same teacher
+    assert kd_from(other_teacher, "c") != key
+    ce = train(digits("digits-student", tmp_path / "ce", "epochs=1"), echo=lambda m: None)
+    assert ce["teacher_weights_key"] is None

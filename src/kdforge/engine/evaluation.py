@@ -64,6 +64,9 @@ class EvaluationMixin:
             "teacher_folded_batchnorms": self.teacher_folded,
             "compiled": self.compiled, "compile_reason": self.compile_reason,
             "teacher_top1": self.teacher_top1,
+            # the teacher's identity (a hash of its weights as the run used them): two teachers of one config, e.g.
+            # trained at other thread counts, share a folder name and may share a top-1, never this
+            "teacher_weights_key": self._teacher_weights_key() or None,
             "wall_seconds": wall, "train_seconds": p.train_seconds,
             "train_images_per_second": self.dist.world_size * p.train_images / p.train_seconds if p.train_seconds else 0.0,
             "world_size": self.dist.world_size,

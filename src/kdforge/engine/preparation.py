@@ -42,9 +42,16 @@ class PreparationMixin:
             train = self.data.train
             data_key = fingerprint(train.images, train.labels) if hasattr(train, "images") else \
                 fingerprint(repr(getattr(train, "samples", None)), self.cfg.data.dataset)
-            teacher_key = fingerprint(self.teacher.state_dict()) if self.teacher is not None else ""
-            self._key_cache = (teacher_key, data_key)
+            self._key_cache = (self._teacher_weights_key(), data_key)
         return self._key_cache
+
+    def _teacher_weights_key(self) -> str:
+        """A hash of the teacher's weights as the run uses them ("" without a teacher), computed once."""
+        if getattr(self, "_teacher_key_cache", None) is None:
+            from kdforge.memory.incontext import fingerprint
+
+            self._teacher_key_cache = fingerprint(self.teacher.state_dict()) if self.teacher is not None else ""
+        return self._teacher_key_cache
 
     def _preparation(self) -> Preparation:
         from kdforge.data.sources import cache_dir

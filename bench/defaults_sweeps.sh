@@ -8,9 +8,12 @@
 #             k, weights) on the fmnist-cpu suite (3 seeds) -> results/sweeps/fmnist-ickd-defaults.md
 #   refilled  REFILLED's stage-2 weight on the cifar10-cpu suite: stage 2 re-run from one finished stage 1
 #             (cifar10-cpu refilled-spec, seed 0), 2 seeds -> results/sweeps/cifar10-cpu-refilled-stage2.md
-#     bench/defaults_sweeps.sh kr|ickd|refilled      (from the repository root; KDFORGE_DATA as for make)
+#   compile   the `compile: auto` default's condition: cifar10-cpu's kd row trained compiled and eager, 3 seeds each,
+#             the same weights up to fused rounding -> results/sweeps/cifar10-cpu-compile-accuracy.md (a check,
+#             nothing is chosen: both cells are read side by side)
+#     bench/defaults_sweeps.sh kr|ickd|refilled|compile      (from the repository root; KDFORGE_DATA as for make)
 set -euo pipefail
-phase=${1:?usage: bench/defaults_sweeps.sh kr|ickd|refilled}
+phase=${1:?usage: bench/defaults_sweeps.sh kr|ickd|refilled|compile}
 export KDFORGE_DATA=${KDFORGE_DATA:-$(cd .. && pwd)/shared/data}
 KD=".venv/bin/kdforge"
 need() {  # need PATH WHAT: stop with one line when a run the sweep starts from is missing
@@ -43,5 +46,9 @@ case $phase in
     need "$stage2/config.json" "$KD bench accuracy cifar10-cpu --methods refilled-spec --seeds 1"
     $KD sweep "$stage2" threads=1 tensorboard=false --grid method_args.stage2_weight=100,10,1,0 --seeds 2 \
       --name cifar10-cpu-refilled-stage2 ;;
-  *) echo "bench/defaults_sweeps.sh: unknown phase $phase (kr, ickd, refilled)" >&2; exit 2 ;;
+  compile)
+    teacher=$($KD bench teacher cifar10-cpu)
+    $KD sweep cifar10-cpu-student method=kd "teacher_checkpoint=$teacher" threads=1 tensorboard=false progress=false \
+      --grid compile=true,false --seeds 3 --select-on val --val-per-class 200 --name cifar10-cpu-compile-accuracy ;;
+  *) echo "bench/defaults_sweeps.sh: unknown phase $phase (kr, ickd, refilled, compile)" >&2; exit 2 ;;
 esac

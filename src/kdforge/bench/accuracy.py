@@ -78,11 +78,15 @@ def _add_missing_columns(path: Path) -> None:
     """A results file written before a column existed gets it (empty for its rows), rewritten atomically."""
     with open(path, newline="") as f:
         header = next(csv.reader(f), [])
-    if list(header) == list(COLUMNS):
-        return
+    if list(header) != list(COLUMNS):
+        write_rows(path, read_rows(path))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Rewrite a results file atomically with these (read) rows under today's columns (absent cells empty); callers
+    that may race with appending lanes hold `locked(path)`."""
     from kdforge.fileio import atomic_write_text
 
-    rows = read_rows(path)
     lines = [",".join(COLUMNS)] + [",".join(r.get(c) or "" for c in COLUMNS) for r in rows]
     atomic_write_text(path, "\n".join(lines) + "\n")
 

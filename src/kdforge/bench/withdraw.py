@@ -11,13 +11,14 @@ import shutil
 import time
 from pathlib import Path
 
-from kdforge.bench.accuracy import AccuracyBench, locked, read_rows, run_folder
+from kdforge.bench.accuracy import AccuracyBench, locked, read_rows, run_folder, write_rows
 from kdforge.bench.suites import SUITES
 from kdforge.errors import UserError
-from kdforge.fileio import append_line, atomic_write_text
+from kdforge.fileio import append_line
 
 
 def _line(row: dict, columns: list[str]) -> str:
+    """One CSV record of the withdrawn-runs file (quoted where needed: a reason may hold commas)."""
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow([row.get(c) or "" for c in columns])
     return out.getvalue()
@@ -71,11 +72,7 @@ def withdraw(suite: str, budget: str, reason: str, rows: list[str] | None = None
             shutil.move(str(folder), str(target))
     gone = {(r["method"], r["seed"]) for r in picked}
     with locked(bench.csv):  # lanes append under the same lock: no line of theirs is lost by the rewrite
-        live = read_rows(bench.csv)
-        header = list(live[0]) if live else columns[:-1]
-        atomic_write_text(bench.csv, "\n".join([_line({c: c for c in header}, header)]
-                                               + [_line(r, header) for r in live if (r["method"], r["seed"]) not in gone])
-                          + "\n")
+        write_rows(bench.csv, [r for r in read_rows(bench.csv) if (r["method"], r["seed"]) not in gone])
     bench.report()
     done = [f"{r['method']} seed {r['seed']}" for r in picked]
     echo(f"{bench.stem}: withdrew {len(done)} run(s) ({', '.join(done)}); kept in {keep}")

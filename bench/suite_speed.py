@@ -75,7 +75,8 @@ def main() -> int:
     from kdforge.bench.suites import SUITES
     from kdforge.fileio import atomic_write_json
 
-    teacher = suite_teacher(args.suite, args.budget, threads=args.threads, echo=lambda m: None)
+    teacher = suite_teacher(args.suite, args.budget, threads=args.threads, echo=lambda m: None,
+                            results=args.results)
     bench = AccuracyBench(SUITES.get(args.suite), args.budget, results=Path(args.results), threads=args.threads,
                          echo=lambda m: None)
     variants = bench.variants([m for m in (args.methods or "").split(",") if m] or None)

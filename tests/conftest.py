@@ -21,6 +21,17 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def repository_teacher_store_untouched():
+    """Tests write their teachers under tmp_path, never into the repository's store of suite teachers (a test that
+    forgot --results would commit a digits teacher); a bench lane finishing a teacher meanwhile shows up here too."""
+    store = REPO / "results" / "teachers"
+    before = set(store.iterdir()) if store.is_dir() else set()
+    yield
+    added = (set(store.iterdir()) if store.is_dir() else set()) - before
+    assert not added, f"tests wrote into {store}: {sorted(p.name for p in added)}"
+
+
 # tests that touch devices run on each one present: the CPU always, CUDA where there is one
 DEVICES = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
 

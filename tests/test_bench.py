@@ -576,17 +576,18 @@ def test_bench_teacher_names_the_folder_the_suite_rows_distil_from(tmp_path, cap
     stale = root / "teachers" / "digits-000000000000"
     stale.mkdir(parents=True)
     (stale / "summary.json").write_text("{}")
-    assert main(["bench", "teacher", "digits", "--root", str(root), "--no-train"]) == 2
+    res = ["--results", str(tmp_path / "res")]
+    assert main(["bench", "teacher", "digits", "--root", str(root), "--no-train", *res]) == 2
     assert "no finished teacher" in capsys.readouterr().err
-    assert main(["bench", "teacher", "digits", "--root", str(root), "--threads", "1"]) == 0
+    assert main(["bench", "teacher", "digits", "--root", str(root), "--threads", "1", *res]) == 0
     folder = capsys.readouterr().out.strip()
     assert folder != str(stale) and (Path(folder) / "summary.json").exists()
     run_accuracy("digits", seeds=1, methods=["kd"], root=str(root), results=str(tmp_path / "res"), threads=1,
                  echo=lambda m: None)
     student = json.loads((root / "digits" / "kd-s0" / "summary.json").read_text())
     assert student["config"]["teacher_checkpoint"].startswith(folder)
-    assert str(suite_teacher("digits", root=str(root), train=False)) == folder
-    assert str(suite_teacher("digits", root=str(root), train=False, row="kd")) == folder  # rows share it here
+    assert str(suite_teacher("digits", root=str(root), train=False, results=str(tmp_path / "res"))) == folder
+    assert str(suite_teacher("digits", root=str(root), train=False, row="kd", results=str(tmp_path / "res"))) == folder  # rows share it here
 
 
 def test_adopt_takes_a_sweeps_runs_into_the_suite_rows_with_exactly_their_settings(tmp_path):
@@ -776,3 +777,40 @@ def test_bench_withdraw_refuses_an_unknown_row_or_no_reason_in_one_line_with_exi
     assert len(err) == 4 and "no row nope" in err[0] and "--reason" in err[1] and "--seeds" in err[2]
     assert "name what to withdraw" in err[3]
     assert (tmp_path / "res" / "digits.csv").read_text() == before and (tmp_path / "runs" / "digits" / "kd-s0").exists()
+
+
+def test_a_stored_teacher_is_restored_on_a_new_machine_and_distils_exactly_as_the_one_trained(tmp_path, capsys):
+    import shutil
+
+    import torch
+
+    from kdforge.cli import main
+    from kdforge.engine.checkpoint import LATEST, load_weights, read_checkpoint
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = dict(seeds=1, methods=["kd"], threads=1)
+    run_accuracy("digits", root=str(first / "runs"), results=str(first / "res"), echo=lambda m: None, **args)
+    [trained] = list((first / "runs" / "teachers").iterdir())
+    stored = first / "res" / "teachers" / trained.name  # stored when it was trained
+    kept = read_checkpoint(stored / LATEST)
+    assert "optimizer" not in kept and "rng" not in kept and (stored / "summary.json").exists()
+    # a new machine: no run folders, the results (and their store) as committed
+    shutil.copytree(stored, second / "res" / "teachers" / trained.name)
+    messages = []
+    run_accuracy("digits", root=str(second / "runs"), results=str(second / "res"), echo=messages.append, **args)
+    assert any("teacher restored" in m for m in messages) and not any("teacher ->" in m for m in messages)
+    restored = second / "runs" / "teachers" / trained.name
+    for name, tensor in load_weights(trained)[0].items():
+        assert torch.equal(tensor, load_weights(restored)[0][name])
+    assert read_rows(second / "res" / "digits.csv")[0]["top1_last"] == read_rows(first / "res" / "digits.csv")[0]["top1_last"]
+    # a teacher trained before the store existed is kept on request; an unfinished one is a one-line error
+    shutil.rmtree(first / "res" / "teachers")
+    assert main(["bench", "teacher", "digits", "--root", str(first / "runs"), "--results", str(first / "res"),
+                 "--no-train", "--store"]) == 0
+    assert (stored / LATEST).exists()
+    (trained / "summary.json").unlink()
+    from kdforge.bench.teacher_store import store_teacher
+    from kdforge.errors import UserError
+
+    with pytest.raises(UserError, match="no finished teacher"):
+        store_teacher(trained, first / "res")

@@ -207,6 +207,8 @@ def test_the_detection_suite_resumes_and_tabulates_ap_with_paired_intervals(tmp_
                threads=1, echo=lambda m: None, overrides=tiny)
     table = detection.run_detection_suite(only_seeds=[0], **run)
     assert "| ce | 1 |" in table and "| kd | 1 |" in table and "(n=1)" in table
+    [stored] = list((tmp_path / "results" / "teachers").iterdir())  # kept for a new machine to restore
+    assert (stored / "summary.json").exists() and (stored / "checkpoint.pt").exists()
     table = detection.run_detection_suite(**run)  # seed 0 is not trained again; seed 1 is added
     rows = detection.read_rows(tmp_path / "results" / "detection-cpu.csv")
     assert sorted((r["method"], r["seed"]) for r in rows) == [("ce", "0"), ("ce", "1"), ("kd", "0"), ("kd", "1")]

@@ -127,6 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--no-train", action="store_true", help="fail (exit 2) instead of training a missing teacher")
     b.add_argument("--row", help="the teacher of this row (rows whose teacher sees other classes have their own)")
+    b.add_argument("--results", default="results", help="its store of finished teachers is RESULTS/teachers")
+    b.add_argument("--store", action="store_true",
+                   help="keep the finished teacher in RESULTS/teachers (weights ~1 MB), which a new machine restores "
+                        "instead of training another teacher")
     b = bench.add_parser("smoke", help="validate every cell of a GPU suite and run each for two steps on tiny data")
     b.add_argument("suite", choices=("cifar100-grid", "imagenet"))
     b.add_argument("--only", help="comma-separated cells or methods")
@@ -361,7 +365,8 @@ def cmd_bench(args) -> int:
         def to_stderr(message):  # stdout carries the folder alone, for $(kdforge bench teacher ...)
             print(message, file=sys.stderr)
 
-        print(suite_teacher(args.suite, args.budget, args.root, args.threads, not args.no_train, to_stderr, args.row))
+        print(suite_teacher(args.suite, args.budget, args.root, args.threads, not args.no_train, to_stderr, args.row,
+                            args.results, args.store))
     elif args.bench_command == "smoke":
         from kdforge.bench.smoke import run_smoke
 

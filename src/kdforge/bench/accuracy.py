@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from kdforge.bench.suites import SUITES, Suite, Variant
+from kdforge.bench.teacher_store import restore_teacher, store_path, store_teacher
 from kdforge.config import RUN_CONFIG, TrainConfig, load_config, settings_differences, to_dict, trained_settings
 from kdforge.errors import ConfigError, UserError
 from kdforge.fileio import append_line
@@ -175,6 +176,7 @@ class AccuracyBench:
         cfg = load_config(preset, overrides + extra + self._common())
         key = config_key(cfg, data_fingerprint(cfg))
         folder = find_trained(self.root / "teachers" / f"{self.suite.teacher_home or self.suite.name}-{key}", cfg)
+        restore_teacher(folder, self.results, self.echo)  # a new machine distils from the stored teacher
         return load_config(preset, overrides + extra + self._common() + [f"out={folder}"]), folder
 
     def student_config(self, variant: Variant, seed: int, teacher: Path | None) -> tuple[TrainConfig, Path]:
@@ -281,7 +283,10 @@ class AccuracyBench:
         cfg, folder = self.teacher_config(variant)
         if not (folder / "summary.json").exists():
             self.echo(f"  teacher -> {folder}")
-        return self._train(cfg, folder, "teacher")
+        summary = self._train(cfg, folder, "teacher")
+        if not (store_path(self.results, folder) / "summary.json").exists():  # every teacher a row distils from
+            self.echo(f"  teacher stored in {store_teacher(folder, self.results)}")
+        return summary
 
     def _student(self, variant: Variant, seed: int, teacher: dict) -> dict:
         cfg, folder = self.student_config(variant, seed, Path(teacher["folder"]) if teacher else None)
@@ -339,12 +344,14 @@ def run_accuracy(suite: str, seeds: int = 3, methods: list[str] | None = None, b
 
 
 def suite_teacher(suite: str, budget: str = "small", root: str = "runs/bench", threads: int | None = None,
-                  train: bool = True, echo=print, row: str | None = None) -> Path:
+                  train: bool = True, echo=print, row: str | None = None, results: str = "results",
+                  store: bool = False) -> Path:
     """The folder of a suite's teacher, the one its rows (or `row`, where rows have teachers of their own classes)
     distil from: scripts that sweep around a suite name it by this, never by globbing the teachers folder, which
     may hold older teachers. Trained first when it is not finished (resuming a killed one) unless `train` is
-    False, then a missing teacher is a one-line error."""
-    bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path("results"), threads, echo)
+    False, then a missing teacher is a one-line error. A teacher in the results' store (results/teachers) is
+    restored instead of trained; `store` keeps a finished one there."""
+    bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), threads, echo)
     variant = bench.variants([row])[0] if row else None
     _, folder = bench.teacher_config(variant)
     if not (folder / "summary.json").exists():
@@ -352,5 +359,7 @@ def suite_teacher(suite: str, budget: str = "small", root: str = "runs/bench", t
             raise UserError(f"suite {suite!r} has no finished teacher at {folder}; train it with `kdforge bench "
                             f"teacher {suite} --budget {budget}" + (f" --row {row}`" if row else "`"))
         bench._teacher(variant)
+    if store:
+        echo(f"teacher stored in {store_teacher(folder, bench.results)}")
     return folder
 

@@ -35,7 +35,10 @@ case $phase in
     # each sweep in two lanes (one seed each); read on 1,000 validation images per class (the runs' own 100 per
     # class carry about 1.4 points of standard error: as large as the differences being chosen between)
     pick=(--seeds 2 --select-on val --val-per-class 1000)
-    for s in 0 1; do
+    # a sweep whose choice is written is done: its choice is in the suite (sweeps finished before their runs were
+    # kept in a ledger would otherwise train again on a machine without their folders)
+    sweep_done() { test -f "results/sweeps/$1.json"; }
+    sweep_done paper-kr-weight || for s in 0 1; do
       $KD sweep "${common[@]}" method=kr --grid method_args.kr_weight=1,10,100 "${pick[@]}" --only-seeds $s \
         --name paper-kr-weight &
     done
@@ -45,12 +48,13 @@ case $phase in
     # a tenth of the schedule (their bank is written by a model that is itself weak early on), then the warm-up
     # itself chosen for the ablation's winner
     ablation=(--grid method_args.picd_weight=1,0 --grid method_args.nicd_weight=0.5,0)
-    for s in 0 1; do
+    sweep_done paper-ickd-ablation || for s in 0 1; do
       $KD sweep "${common[@]}" method=ickd "${ablation[@]}" "${pick[@]}" --only-seeds $s --name paper-ickd-ablation &
     done
     wait
     # IC-KD needs an in-context term: the offline default is the best cell that has one (the same runs, re-read)
-    $KD sweep "${common[@]}" method=ickd "${pick[@]}" --name paper-ickd-terms --reuse runs/sweeps/paper-ickd-ablation \
+    sweep_done paper-ickd-terms || $KD sweep "${common[@]}" method=ickd "${pick[@]}" --name paper-ickd-terms --reuse runs/sweeps/paper-ickd-ablation \
+      --reuse results/sweeps/paper-ickd-ablation.runs.jsonl \
       --cell "picd-only: method_args.picd_weight=1 method_args.nicd_weight=0" \
       --cell "nicd-only: method_args.picd_weight=0 method_args.nicd_weight=0.5" \
       --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5"
@@ -63,7 +67,7 @@ case $phase in
       # as offline: the paradigm's default is the best of the cells with an in-context term (the ablation's runs
       # re-read, nothing retrains); the "neither" cell is the paradigm's baseline (DML, CE), not an IC-KD setting
       $KD sweep "${common[@]}" method=$m method_args.warmup_epochs=24 "${pick[@]}" --name paper-$m-terms \
-        --reuse runs/sweeps/paper-$m-ablation \
+        --reuse runs/sweeps/paper-$m-ablation --reuse results/sweeps/paper-$m-ablation.runs.jsonl \
         --cell "picd-only: method_args.picd_weight=1 method_args.nicd_weight=0" \
         --cell "nicd-only: method_args.picd_weight=0 method_args.nicd_weight=0.5" \
         --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5"
@@ -72,7 +76,8 @@ import json; c = json.load(open('results/sweeps/paper-$m-terms.json'))['chosen']
 print(' '.join(f'{k}={v}' for k, v in c.items()))")
       for s in 0 1; do
         $KD sweep "${common[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
-          --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-ablation &  # 24: the ablation's runs
+          --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-ablation \
+          --reuse results/sweeps/paper-$m-ablation.runs.jsonl &  # 24: the ablation's runs
       done
       wait
     done ;;

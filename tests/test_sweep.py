@@ -130,3 +130,32 @@ def test_a_finished_run_with_other_settings_is_refused_and_another_sweeps_same_r
     reused = {r["combination"]["optim.lr"]: r["val"] for r in second["runs"]}
     assert reused["0.1"] == first["runs"][0]["val"]
     assert (tmp_path / "b" / "lr-0.1-s0" / "metrics.jsonl").exists()
+
+
+def test_a_sweep_resumes_on_a_new_machine_from_its_ledger_and_another_sweep_reuses_that_ledger(tmp_path):
+    import shutil
+
+    from kdforge.sweep import ledger_path
+
+    grid = parse_grid(["optim.lr=0.0001,0.1"])
+    out = tmp_path / "results" / "lr"
+    first = run_sweep("digits-teacher", FAST, grid, 1, "val", tmp_path / "runs", out, echo=lambda m: None)
+    records = [json.loads(line) for line in ledger_path(out).read_text().splitlines()]
+    assert sorted(r["combination"]["optim.lr"] for r in records) == ["0.0001", "0.1"]
+    shutil.rmtree(tmp_path / "runs")  # a new machine: the results (the ledger among them) are all that is left
+    lines = []
+    again = run_sweep("digits-teacher", FAST, grid, 1, "val", tmp_path / "runs", out, echo=lines.append)
+    assert sum("recorded in" in line for line in lines) == 2 and not (tmp_path / "runs").exists()
+    assert again["chosen"] == first["chosen"] and again["table"] == first["table"]
+    # other trained settings are never taken from the ledger: a changed weight decay trains
+    lines.clear()
+    run_sweep("digits-teacher", [*FAST, "optim.weight_decay=0.01"], grid, 1, "val", tmp_path / "wd",
+              tmp_path / "results" / "wd", echo=lines.append)
+    assert sum("trained" in line for line in lines) == 2
+    # a sweep re-reading cells of this one (an ablation's chosen cells) takes them from its ledger
+    lines.clear()
+    cells = parse_cells(["fast: optim.lr=0.1"])
+    reread = run_sweep("digits-teacher", FAST, cells, 1, "val", tmp_path / "cells", tmp_path / "results" / "cells",
+                       echo=lines.append, reuse=[ledger_path(out)])
+    assert "recorded by another sweep" in lines[1] and not (tmp_path / "cells").exists()
+    assert reread["runs"][0]["val"] == next(r["val"] for r in first["runs"] if r["combination"]["optim.lr"] == "0.1")

@@ -41,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="read validation top-1 from each run's final weights on this many images per class (outside "
                         "the training subset) instead of the run's own validation split")
     p.add_argument("--reuse", action="append", default=[], metavar="FOLDER",
-                   help="another sweep's run folders: a finished run there with exactly a cell's settings and seed is "
-                        "copied instead of trained (repeatable)")
+                   help="another sweep's run folders, or its ledger of finished runs (results/sweeps/NAME.runs.jsonl): "
+                        "a run there with exactly a cell's settings and seed is taken instead of trained (repeatable)")
 
     p = sub.add_parser("detection-data", help="a COCO-format detection benchmark: CIFAR-10 objects on canvases")
     p.add_argument("--out", required=True, help="the folder to write (must not exist)")

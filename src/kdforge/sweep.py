@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdforge.errors import ConfigError, UserError
-from kdforge.fileio import atomic_write_json, atomic_write_text
+from kdforge.fileio import append_line, atomic_write_json, atomic_write_text
 
 SELECTABLE = {"val": "val_top1_last"}  # what a sweep may select on: the validation split, never the test split
 
@@ -108,6 +108,46 @@ def _same_run(cfg, folders: list[Path]) -> Path | None:
     return None
 
 
+class Ledger:
+    """The sweep's finished runs, one JSON line each (the row the choice reads, with the run's recorded settings),
+    kept beside the sweep's table in the results: a run recorded there counts as done on a machine that never held
+    its folder, so a sweep cut off by a new machine loses only its unfinished runs. Lanes of one sweep append to
+    it concurrently (one write per line)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def records(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip().endswith("}")]
+
+    def find(self, cfg, seed: int, val_per_class: int | None) -> dict | None:
+        """The record of a run with exactly `cfg`'s trained settings at `seed`, read on the same validation size."""
+        from kdforge.config import settings_differences
+
+        return next((r for r in self.records() if r["seed"] == seed and r.get("val_per_class") == val_per_class
+                     and not settings_differences(r["config"], cfg)), None)
+
+    def add(self, row: dict, config: dict, val_per_class: int | None) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        append_line(self.path, json.dumps({**row, "config": config, "val_per_class": val_per_class}, sort_keys=True))
+
+
+def ledger_path(out: Path) -> Path:
+    return Path(out).with_suffix(".runs.jsonl")
+
+
+def _reused_record(cfg, seed: int, val_per_class: int | None, reuse: list[Path]) -> dict | None:
+    """A record of another sweep's ledger (a `--reuse` path ending in .runs.jsonl) with exactly this run's settings."""
+    for path in reuse:
+        if str(path).endswith(".runs.jsonl"):
+            found = Ledger(path).find(cfg, seed, val_per_class)
+            if found:
+                return found
+    return None
+
+
 def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_on: str, root: Path,
               out: Path, echo=print, only_seeds: list[int] | None = None, val_per_class: int | None = None,
               reuse: list[Path] = ()) -> dict | None:
@@ -145,10 +185,22 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     mine = {k: cfg for k, cfg in configs.items() if only_seeds is None or k[1] in only_seeds}
     echo(f"sweep: {len(combos)} combinations x {seeds} seeds = {len(configs)} runs under {root}"
          + (f"; this sitting: seeds {only_seeds}" if only_seeds is not None else ""))
+    ledger = Ledger(ledger_path(out))
+    folders = [Path(r) for r in reuse if not str(r).endswith(".runs.jsonl")]
     for i, ((combo, seed), cfg) in enumerate(mine.items(), 1):
-        same = None if cfg.run_dir.exists() else _same_run(cfg, list(reuse))
-        if (cfg.run_dir / "summary.json").exists():
+        finished = (cfg.run_dir / "summary.json").exists()
+        recorded = ledger.find(cfg, seed, val_per_class)
+        reused = None if finished or recorded else _reused_record(cfg, seed, val_per_class, list(reuse))
+        same = None if cfg.run_dir.exists() or recorded or reused else _same_run(cfg, folders)
+        if finished:
             state = "done before"
+        elif recorded:
+            state = f"recorded in {ledger.path}"
+        elif reused:
+            row = {**reused, "combination": _setting(grid, combo)}
+            ledger.add({k: row[k] for k in ("combination", "seed", select_on, "test", "folder")}, reused["config"],
+                       val_per_class)
+            state = "the same run, recorded by another sweep"
         elif same is not None:
             shutil.copytree(same, cfg.run_dir)
             state = f"the same run as {same}, copied"
@@ -156,13 +208,20 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
             resume = (cfg.run_dir / "checkpoint.pt").exists() or any(cfg.run_dir.glob("*/checkpoint.pt"))
             train(cfg, resume=resume, echo=lambda m: None)
             state = "resumed" if resume else "trained"
+        if not recorded and not reused:
+            ledger.add(_row(cfg, combo, seed, grid, select_on, val_per_class), _recorded(cfg.run_dir), val_per_class)
         echo(f"  [{i}/{len(mine)}] {grid.name(combo)} seed {seed}: {state}")
-    missing = [cfg.run_dir for cfg in configs.values() if not (cfg.run_dir / "summary.json").exists()]
+    missing = [cfg.run_dir for (_, seed), cfg in configs.items()
+               if not (cfg.run_dir / "summary.json").exists() and not ledger.find(cfg, seed, val_per_class)]
     if missing:
         echo(f"sweep: {len(missing)} of {len(configs)} runs not finished (another sitting's seeds); the choice is "
              "written when every run is done")
         return None
-    rows = [_row(cfg, combo, seed, grid, select_on, val_per_class) for (combo, seed), cfg in configs.items()]
+    rows = []
+    for (combo, seed), cfg in configs.items():
+        record = ledger.find(cfg, seed, val_per_class)
+        rows.append({**{k: record[k] for k in ("seed", select_on, "test", "folder")}, "combination": _setting(grid, combo)}
+                    if record else _row(cfg, combo, seed, grid, select_on, val_per_class))
     result = _choose(rows, grid, select_on)
     result.update(config=config, overrides=list(overrides), seeds=seeds, select_on=select_on,
                   val_per_class=val_per_class)

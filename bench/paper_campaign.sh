@@ -58,31 +58,33 @@ case $phase in
       --cell "picd-only: method_args.picd_weight=1 method_args.nicd_weight=0" \
       --cell "nicd-only: method_args.picd_weight=0 method_args.nicd_weight=0.5" \
       --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5"
+    # online and teacher-free: the cells with an in-context term, one by one (the "neither" cell is the paradigm's
+    # baseline, DML or CE, a suite row of its own), the in-context terms warming up over a tenth of the schedule
+    # (their bank is written by a model that is itself weak early on); then the warm-up chosen for the winner
+    cells=(--cell "picd-only: method_args.picd_weight=1 method_args.nicd_weight=0"
+           --cell "nicd-only: method_args.picd_weight=0 method_args.nicd_weight=0.5"
+           --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5")
     for m in ickd_online ickd_tf; do
+      sweep_done paper-$m-warmup && continue
       for s in 0 1; do
-        $KD sweep "${common[@]}" method=$m method_args.warmup_epochs=24 "${ablation[@]}" "${pick[@]}" --only-seeds $s \
-          --name paper-$m-ablation &
+        $KD sweep "${common[@]}" method=$m method_args.warmup_epochs=24 "${cells[@]}" "${pick[@]}" --only-seeds $s \
+          --name paper-$m-terms &
       done
       wait
-      # as offline: the paradigm's default is the best of the cells with an in-context term (the ablation's runs
-      # re-read, nothing retrains); the "neither" cell is the paradigm's baseline (DML, CE), not an IC-KD setting
-      $KD sweep "${common[@]}" method=$m method_args.warmup_epochs=24 "${pick[@]}" --name paper-$m-terms \
-        --reuse runs/sweeps/paper-$m-ablation --reuse results/sweeps/paper-$m-ablation.runs.jsonl \
-        --cell "picd-only: method_args.picd_weight=1 method_args.nicd_weight=0" \
-        --cell "nicd-only: method_args.picd_weight=0 method_args.nicd_weight=0.5" \
-        --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5"
       chosen=$(.venv/bin/python -c "
 import json; c = json.load(open('results/sweeps/paper-$m-terms.json'))['chosen']
 print(' '.join(f'{k}={v}' for k, v in c.items()))")
       for s in 0 1; do
         $KD sweep "${common[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
-          --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-ablation \
-          --reuse results/sweeps/paper-$m-ablation.runs.jsonl &  # 24: the ablation's runs
+          --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-terms \
+          --reuse results/sweeps/paper-$m-terms.runs.jsonl &  # 24: the terms sweep's runs
       done
       wait
     done ;;
   claims)
-    for sweep in runs/sweeps/paper-*; do $KD bench adopt "$sweep" cifar10-paper-cpu --budget e240; done
+    for sweep in runs/sweeps/paper-* results/sweeps/paper-*.runs.jsonl; do
+      if [ -e "$sweep" ]; then $KD bench adopt "$sweep" cifar10-paper-cpu --budget e240; fi
+    done
     lanes "ckd,ckd-paper,ickd,ickd-online,ickd-tf,dml,tfkd,ls,kr,kr_kd,refilled,refilled-paper" cifar10-paper-cpu ;;
   rest)
     rows=$(.venv/bin/python -c "

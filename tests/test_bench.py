@@ -814,3 +814,23 @@ def test_a_stored_teacher_is_restored_on_a_new_machine_and_distils_exactly_as_th
 
     with pytest.raises(UserError, match="no finished teacher"):
         store_teacher(trained, first / "res")
+
+
+def test_adopt_takes_runs_from_a_sweeps_ledger_on_a_machine_without_their_folders(tmp_path):
+    import shutil
+
+    from kdforge.cli import main
+    from kdforge.sweep import Ledger, finished_run
+
+    runs = tmp_path / "runs"
+    run_accuracy("digits", seeds=1, methods=["kd"], root=str(runs), results=str(tmp_path / "a"), threads=1,
+                 echo=lambda m: None)
+    ledger = Ledger(tmp_path / "sweeps" / "kd.runs.jsonl")
+    ledger.add({"seed": 0}, finished_run(runs / "digits" / "kd-s0"), None)
+    shutil.rmtree(runs / "digits")  # the machine that trained it is gone; its teacher is still here
+    assert main(["bench", "adopt", str(ledger.path), "digits", "--root", str(runs), "--results",
+                 str(tmp_path / "b")]) == 0
+    [trained] = read_rows(tmp_path / "a" / "digits.csv")
+    [adopted] = read_rows(tmp_path / "b" / "digits.csv")
+    assert adopted == trained and adopted["epoch_to_90"]  # the curve came with it
+    assert not (runs / "digits" / "kd-s0" / "checkpoint.pt").exists()  # weights are not invented

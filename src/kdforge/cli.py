@@ -152,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
                         "outside the training subset) instead of each run's own split")
     b = bench.add_parser("adopt", help="copy a suite's runs (or a sweep's finished runs) into another suite's rows "
                                        "that train exactly the same")
-    b.add_argument("source", help="a suite, or a folder of finished runs (e.g. runs/sweeps/NAME)")
+    b.add_argument("source", help="a suite, a folder of finished runs (e.g. runs/sweeps/NAME) or a sweep's ledger "
+                                   "(results/sweeps/NAME.runs.jsonl)")
     b.add_argument("target")
     b.add_argument("--root", default="runs/bench", help="where the target suite's run folders go")
     b.add_argument("--budget", default="small", help="the budget of both suites (e240... for the paper regime)")
@@ -381,7 +382,7 @@ def cmd_bench(args) -> int:
         from kdforge.bench.adopt import adopt_rows, adopt_runs
         from kdforge.bench.suites import SUITES
 
-        if args.source not in SUITES.names() and Path(args.source).is_dir():
+        if args.source not in SUITES.names() and (Path(args.source).is_dir() or args.source.endswith(".runs.jsonl")):
             adopted = adopt_runs(Path(args.source), args.target, args.budget, args.results, args.root)
         else:
             adopted = adopt_rows(args.source, args.target, args.results, budget=args.budget)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdforge.errors import ConfigError, UserError
-from kdforge.fileio import append_line, atomic_write_json, atomic_write_text
+from kdforge.fileio import append_line, atomic_write_json, atomic_write_text, read_records
 
 SELECTABLE = {"val": "val_top1_last"}  # what a sweep may select on: the validation split, never the test split
 
@@ -129,9 +129,21 @@ class Ledger:
         return next((r for r in self.records() if r["seed"] == seed and r.get("val_per_class") == val_per_class
                      and not settings_differences(r["config"], cfg)), None)
 
-    def add(self, row: dict, config: dict, val_per_class: int | None) -> None:
+    def add(self, row: dict, run: dict, val_per_class: int | None) -> None:
+        """`run`: the run's summary (whose config is what the record is matched by) and its evaluation records."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        append_line(self.path, json.dumps({**row, "config": config, "val_per_class": val_per_class}, sort_keys=True))
+        append_line(self.path, json.dumps({**row, **run, "config": run["summary"]["config"],
+                                           "val_per_class": val_per_class}, sort_keys=True))
+
+
+def finished_run(folder: Path) -> dict:
+    """What a ledger keeps of a finished run folder: its summary and its evaluation records (the curve a suite's
+    table reads its convergence epoch from); its weights stay in the folder."""
+    from kdforge.plots import metrics_folder
+
+    metrics = metrics_folder(folder) / "metrics.jsonl"
+    evals = [r for r in map(json.loads, read_records(metrics)) if r.get("type") == "eval"] if metrics.exists() else []
+    return {"summary": json.loads((Path(folder) / "summary.json").read_text()), "evals": evals}
 
 
 def ledger_path(out: Path) -> Path:
@@ -198,8 +210,8 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
             state = f"recorded in {ledger.path}"
         elif reused:
             row = {**reused, "combination": _setting(grid, combo)}
-            ledger.add({k: row[k] for k in ("combination", "seed", select_on, "test", "folder")}, reused["config"],
-                       val_per_class)
+            ledger.add({k: row[k] for k in ("combination", "seed", select_on, "test", "folder")},
+                       {k: reused[k] for k in ("summary", "evals")}, val_per_class)
             state = "the same run, recorded by another sweep"
         elif same is not None:
             shutil.copytree(same, cfg.run_dir)
@@ -209,7 +221,7 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
             train(cfg, resume=resume, echo=lambda m: None)
             state = "resumed" if resume else "trained"
         if not recorded and not reused:
-            ledger.add(_row(cfg, combo, seed, grid, select_on, val_per_class), _recorded(cfg.run_dir), val_per_class)
+            ledger.add(_row(cfg, combo, seed, grid, select_on, val_per_class), finished_run(cfg.run_dir), val_per_class)
         echo(f"  [{i}/{len(mine)}] {grid.name(combo)} seed {seed}: {state}")
     missing = [cfg.run_dir for (_, seed), cfg in configs.items()
                if not (cfg.run_dir / "summary.json").exists() and not ledger.find(cfg, seed, val_per_class)]

@@ -58,27 +58,51 @@ def adopt_rows(source: str, target: str, results: str | Path = "results", echo=p
     return adopted
 
 
+def _finished_runs(source: Path) -> list[tuple[str, dict, object]]:
+    """(where, recorded config, a function that puts the run into a folder) per finished run of `source`: a folder
+    of run folders (copied whole), or a sweep's ledger (results/sweeps/NAME.runs.jsonl: the run's summary and
+    evaluation curve are written, its weights were on the machine that trained it)."""
+    from kdforge.fileio import append_line, atomic_write_json
+    from kdforge.sweep import Ledger
+
+    def write(record: dict):
+        def put(dest: Path):
+            dest.mkdir(parents=True)
+            for line in record.get("evals", []):
+                append_line(dest / "metrics.jsonl", json.dumps(line))
+            atomic_write_json(dest / "summary.json", record["summary"])
+        return put
+
+    if str(source).endswith(".runs.jsonl"):
+        return [(f"{source} (seed {r['seed']})", r["config"], write(r)) for r in Ledger(source).records()
+                if "summary" in r]
+    return [(str(run), json.loads((run / "summary.json").read_text())["config"],
+             lambda dest, run=run: shutil.copytree(run, dest)) for run in sorted(p.parent for p in
+                                                                                Path(source).glob("*/summary.json"))]
+
+
 def adopt_runs(source: Path, target: str, budget: str = "small", results: str | Path = "results",
                root: str | Path = "runs/bench", echo=print) -> list[str]:
-    """Copy each finished run under `source` whose recorded settings are a TARGET row's at its seed into that row's
-    run folder and record it (the suite's own recording path: the same CSV row a trained run gets); returns the
-    adopted 'row seed N'. Rows already recorded, and run folders already in place, are left as they are."""
+    """Put each finished run of `source` (a folder of runs, or a sweep's ledger) whose recorded settings are a
+    TARGET row's at its seed into that row's run folder and record it (the suite's own recording path: the same CSV
+    row a trained run gets); returns the adopted 'row seed N'. Rows already recorded, and run folders already in
+    place, are left as they are."""
     bench = AccuracyBench(SUITES.get(target), budget, Path(root), Path(results), echo=lambda m: None)
     _, teacher = bench.teacher_config()
     recorded = bench.recorded_runs()
-    runs = sorted(p.parent for p in Path(source).glob("*/summary.json"))
+    runs = _finished_runs(Path(source))
     if not runs:
-        raise UserError(f"{source} holds no finished run (no */summary.json); pass a sweep's folder or a suite name")
+        raise UserError(f"{source} holds no finished run (no */summary.json, no ledger record); pass a sweep's "
+                        "folder, its ledger (results/sweeps/NAME.runs.jsonl) or a suite name")
     adopted = []
-    for run in runs:
-        config = json.loads((run / "summary.json").read_text())["config"]
+    for where, config, put in runs:
         for variant in bench.variants(None):
             cfg, dest = bench.student_config(variant, config["seed"], teacher)
             if (variant.name, config["seed"]) in recorded or dest.exists() or settings_differences(config, cfg):
                 continue
-            shutil.copytree(run, dest)
+            put(dest)
             bench.run(config["seed"] + 1, [variant.name], [config["seed"]])
             adopted.append(f"{variant.name} seed {config['seed']}")
-            echo(f"{target}/{variant.name} seed {config['seed']}: the run in {run} (the same settings)")
+            echo(f"{target}/{variant.name} seed {config['seed']}: the run in {where} (the same settings)")
             break
     return adopted

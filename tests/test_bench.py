@@ -426,6 +426,9 @@ def test_paper_suite_scales_warmups_to_the_schedule_and_labels_paper_budget_rows
     assert config("e120", "refilled").method_args["budget"] == "equal"
     assert config("e120", "refilled-paper").method_args.get("budget", "paper") == "paper"
     assert config("e120", "ickd-online").method == "ickd_online"
+    bf16, fp32 = config("e240", "kd-bf16"), config("e240", "kd")  # the precision check: only amp and layout differ
+    assert (bf16.amp, bf16.channels_last, fp32.amp, fp32.channels_last) == (True, True, False, False)
+    assert {**vars(bf16), "amp": False, "channels_last": False, "out": fp32.out} == vars(fp32)
 
 
 def test_kr_capacity_suite_shares_the_paper_teacher_and_records_convergence(tmp_path):

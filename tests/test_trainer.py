@@ -72,6 +72,17 @@ def test_bf16_autocast_path_trains(tmp_path, device):
     assert summary["top1_last"] > 50
 
 
+def test_a_conv_student_trains_in_bf16_and_channels_last_and_its_weights_evaluate_as_reported(tmp_path):
+    """The settings a suite's -bf16 rows train with: the weights saved from a channels_last bf16 run load into a
+    plain model, and evaluating them in float32 NCHW gives the run's own test top-1 to within bf16 rounding."""
+    summary = train(digits("digits-teacher", tmp_path, "epochs=3", "amp=true", "channels_last=true"),
+                    echo=lambda m: None)
+    assert summary["top1_last"] > 60
+    result = run_cli("eval", str(tmp_path), "--dataset", "digits")  # float32, NCHW
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["top1"] == pytest.approx(summary["top1_last"], abs=2.0)
+
+
 def test_compiled_kd_run_trains_like_the_eager_one_and_saves_plain_weights(teacher_dir, tmp_path):
     runs = {}
     for mode in ("false", "true"):

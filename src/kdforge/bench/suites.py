@@ -205,6 +205,10 @@ def _paper_rows() -> dict[str, Variant]:
         **_kr_rows(PAPER_KR),
         "ickd": Variant("ickd", "ickd", PAPER_ICKD),
         **_paradigm_rows(None),
+        # the same students in bf16 autocast and channels_last, which train about twice as fast on a CPU with bf16
+        # matrix units (bench/student_step_speed.py): whether the suite's rows could train so without changing
+        # what they measure (each beside its float32 row, paired by seed)
+        **{f"{m}-bf16": Variant(f"{m}-bf16", m, ("amp=true", "channels_last=true")) for m in ("ce", "kd")},
     }
 
 

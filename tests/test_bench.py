@@ -203,6 +203,16 @@ def test_table_compares_within_each_cell_and_says_where_kd_has_no_meaning():
     # overlap/x - overlap/ce: -2, -1 -> -1.5; no kd in a cell whose teacher has other classes
     assert "no meaning (teacher's classes differ) | -1.50 [" in table["overlap/x"]
     assert list(table)[:3] == ["same/kd", "same/x", "same/ce"]  # a cell's rows together, best first
+    # a cell without a ce row (incremental) compares with the ce of the cell the suite names (same/ce)
+    rows += [{"method": "incremental/x", "seed": str(s), "top1_last": str(v), "top1_best": str(v)}
+             for s, v in enumerate((69, 74))]
+    lines = markdown_table(rows, {"overlap", "incremental"}, {"incremental": "same"})
+    table = {line.split(" | ")[0].strip("| "): line for line in lines[2:]}
+    assert "no meaning (teacher's classes differ) | +0.50 [" in table["incremental/x"]  # -1, +2
+    assert any("`incremental` compare with `same/ce`" in line for line in lines)
+    from kdforge.bench.suites import SUITES
+
+    assert SUITES.get("cifar10-gkd-cpu").ce_cells == {"incremental": "same"}
 
 
 def test_a_row_another_process_recorded_meanwhile_is_not_written_twice(tmp_path, monkeypatch):

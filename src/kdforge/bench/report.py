@@ -98,17 +98,20 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def _versus(rows: list[dict], method: str, reference: str, foreign: set[str]) -> str:
+def _versus(rows: list[dict], method: str, reference: str, foreign: set[str], ce_cells: dict | None = None) -> str:
     """The difference to `reference` within the method's cell: rows named `cell/method` (a suite with several
-    settings) compare with `cell/kd` and `cell/ce`. In a cell whose teacher knows other classes, kd has no
-    meaning, and the table says so."""
+    settings) compare with `cell/kd` and `cell/ce`, or with the `ce` of the cell `ce_cells` names for a cell
+    without one of its own. In a cell whose teacher knows other classes, kd has no meaning, and the table says so."""
     cell, _, _ = method.rpartition("/")
     if reference == "kd" and cell in foreign:
         return "no meaning (teacher's classes differ)"
+    if reference == "ce":
+        cell = (ce_cells or {}).get(cell, cell)
     return format_difference(paired_difference(rows, method, f"{cell}/{reference}" if cell else reference))
 
 
-def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset()) -> list[str]:
+def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset(),
+                   ce_cells: dict | None = None) -> list[str]:
     speed = any(r.get("epoch_to_90") for r in rows)  # the convergence column, where runs recorded it
     lines = ["| method | n | epochs | top-1 last (mean ± std) | top-1 best (mean ± std) | train top-1 | last − kd [95 % CI] | "
              "last − ce [95 % CI] |" + (" epoch to 90 % of final |" if speed else ""),
@@ -121,9 +124,13 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
         fit = f"{s.train_top1:.2f}" if s.train_top1 is not None else "–"
         lines.append(f"| {s.method} | {s.n} | {s.epochs} | {s.last_mean:.2f}{spread(s.last_std)} | {s.best_mean:.2f}"
                      f"{spread(s.best_std)} | {fit} | {_versus(rows, s.method, 'kd', foreign_teacher_cells)} | "
-                     f"{_versus(rows, s.method, 'ce', foreign_teacher_cells)} |" + (_speed(rows, s.method) if speed else ""))
-    mixed = mixed_teacher_lines(rows)  # under every table of a suite, the results page's included
-    return lines + (["", *mixed] if mixed else [])
+                     f"{_versus(rows, s.method, 'ce', foreign_teacher_cells, ce_cells)} |"
+                     + (_speed(rows, s.method) if speed else ""))
+    present = {m.rpartition("/")[0] for m in (r["method"] for r in rows)}
+    notes = [f"- Rows of cell `{cell}` compare with `{ref}/ce`: their students learn the classes `{ref}/ce`'s do."
+             for cell, ref in (ce_cells or {}).items() if cell in present]
+    notes += mixed_teacher_lines(rows)  # under every table of a suite, the results page's included
+    return lines + (["", *notes] if notes else [])
 
 
 # two recorded teacher top-1s this close name one teacher (a BatchNorm-folded teacher evaluates within rounding
@@ -168,7 +175,7 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "differ from the student's. Train top-1: the final student on its un-augmented training images (– where a "
              "run predates it). Epochs count every stage of a staged method (REFILLED: at the equal "
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
-    lines += markdown_table(rows, suite.foreign_teacher_cells())
+    lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells)
     plots = _plots(rows, stem, results, runs)
     if plots:
         lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
@@ -286,7 +293,7 @@ def before_after(suites: list[str], before: Path, after: Path, rows: list[str]) 
     lines = ["| suite | row | before: top-1 (n, epochs) | before − ce [95 % CI] | after: top-1 (n, epochs) | "
              "after − ce [95 % CI] |", "|---|---|---|---|---|---|"]
     for suite in suites:
-        foreign = SUITES.get(suite).foreign_teacher_cells()
+        foreign, ce_cells = SUITES.get(suite).foreign_teacher_cells(), SUITES.get(suite).ce_cells
         old, new = read_csv(before / f"{suite}.csv"), read_csv(after / f"{suite}.csv")
         names = dict.fromkeys(r["method"] for r in old + new if r["method"].rpartition("/")[2] in rows)
         for name in names:
@@ -297,6 +304,7 @@ def before_after(suites: list[str], before: Path, after: Path, rows: list[str]) 
                     cells += ["not run", "–"]
                     continue
                 spread = f" ± {stats.last_std:.2f}" if stats.n > 1 else ""
-                cells += [f"{stats.last_mean:.2f}{spread} ({stats.n}, {stats.epochs})", _versus(data, name, "ce", foreign)]
+                cells += [f"{stats.last_mean:.2f}{spread} ({stats.n}, {stats.epochs})",
+                          _versus(data, name, "ce", foreign, ce_cells)]
             lines.append(f"| {suite} | {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ class Suite:
     needs: str = ""  # what the suite needs that a CPU machine may lack (docs only)
     teacher_home: str = ""  # teachers are cached as <teacher_home or name>-<hash>: suites can share them
     rows: tuple[Variant, ...] = ()  # a fixed row set instead of "every registered method"
+    ce_cells: dict = field(default_factory=dict)  # cell without a ce row -> the cell whose ce row is its reference
 
     def foreign_teacher_cells(self) -> set[str]:
         """Cells (the `cell/` prefix of a row name) whose teacher was trained on other classes than the student:
@@ -142,6 +143,11 @@ SUITES.add("cifar10-cpu", Suite(
 OLD, NEW, OVERLAP_T, OVERLAP_S = "[0,1,2,3,4]", "[5,6,7,8,9]", "[0,1,2,3,4,5]", "[4,5,6,7,8,9]"
 
 
+# incremental students learn all ten classes from the old-class teacher: their CE reference is same/ce, the plain
+# student on all ten classes (the cell has no ce row of its own)
+INCREMENTAL_CE = {"incremental": "same"}
+
+
 def _gkd_rows() -> tuple[Variant, ...]:
     """REFILLED's settings on the CPU preset: the teacher's classes the same as, overlapping with (0-5 / 4-9),
     or disjoint from (0-4 / 5-9) the student's; one-step incremental learning (old-class teacher, student on
@@ -167,7 +173,7 @@ def _gkd_rows() -> tuple[Variant, ...]:
 SUITES.add("cifar10-gkd-cpu", Suite(
     "cifar10-gkd-cpu", "REFILLED's generalized-KD settings on the CIFAR-10 CPU preset (resnet20 -> resnet8, 15 epochs)",
     teacher=("cifar10-cpu-teacher",), student=("cifar10-cpu-student",), budgets={"small": ((), ())},
-    teacher_home="cifar10-cpu", rows=_gkd_rows(),
+    teacher_home="cifar10-cpu", rows=_gkd_rows(), ce_cells=INCREMENTAL_CE,
 ))
 def _schedule(epochs: int) -> tuple[str, ...]:
     """The grid's step schedule scaled to `epochs`: x0.1 at 150/180/210 of 240, ten evaluations."""
@@ -252,7 +258,7 @@ SUITES.add("cifar10-paper-gkd-cpu", Suite(
     "cifar10-paper-gkd-cpu", "REFILLED's generalized-KD settings in the paper regime (same / overlapping / disjoint "
     "teacher classes, one-step incremental, few-shot), each at the equal and at the paper's budget",
     teacher=("cifar10-paper-cpu-teacher",), student=("cifar10-paper-cpu-student",), budgets=PAPER_BUDGETS,
-    teacher_home="cifar10-paper-cpu", rows=_paper_gkd_rows(),
+    teacher_home="cifar10-paper-cpu", rows=_paper_gkd_rows(), ce_cells=INCREMENTAL_CE,
 ))
 # KR's claims: it helps *less capable* students most, and they converge faster. One teacher (the paper-regime
 # suite's, shared), three students of falling capacity (175 k, 78 k, 20 k parameters), each with ce, kd, kr and

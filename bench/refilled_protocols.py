@@ -2,10 +2,11 @@
 cifar10-paper-gkd-cpu --budget eN, of the paper regime): one-step incremental learning (old 0-4 / new 5-9 / all accuracy of students trained on all
 ten classes, with an old-class teacher for rkd and refilled) and few-shot learning (5-way 1- and 5-shot
 nearest-centroid episodes on the novel classes 5-9 with students trained on the base classes 0-4;
-600 episodes, 15 queries per class, 95 % intervals).
+600 episodes per seed, 15 queries per class), over the seeds whose run folders are here, each student against the
+CE student paired by seed.
 
     .venv/bin/python bench/refilled_protocols.py [--suite cifar10-gkd-cpu] [--budget small] [--root runs/bench]
-        [--out results/<suite stem>-protocols.md]
+        [--seeds 3] [--out results/<suite stem>-protocols.md]
 
 Runs that are not there yet are listed as missing; nothing is trained here.
 """
@@ -13,9 +14,11 @@ Runs that are not there yet are listed as missing; nothing is trained here.
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 from kdforge.bench.accuracy import results_stem
+from kdforge.bench.report import format_difference, paired_difference
 from kdforge.bench.suites import SUITES
 from kdforge.data import DataConfig, load_data  # noqa: E402
 from kdforge.engine.models import load_model  # noqa: E402
@@ -30,21 +33,42 @@ def model_of(run: Path, in_channels: int = 3):
     return load_model(run, in_channels=in_channels)
 
 
-def run_folders(root: Path, suite_name: str, budget: str) -> tuple[dict, dict]:
-    """Seed 0's run folders of the suite's incremental and few-shot cells (every row there), and the plain CE
-    student on all classes (the incremental reference: the suite's same/ce)."""
+def run_folders(root: Path, suite_name: str, budget: str, seeds: int) -> tuple[dict, dict]:
+    """Per student, the run folders of seeds 0..seeds-1 that are here, of the suite's incremental and few-shot cells
+    (every row there), and the plain CE student on all classes (the incremental reference: the suite's same/ce)."""
     suite = SUITES.get(suite_name)
     base = root / results_stem(suite_name, budget)
     rows = [v.name for v in suite.rows]
-    ce_all = base / "same" / "ce-s0"
-    if suite_name == "cifar10-gkd-cpu" and not ce_all.exists():
-        ce_all = root / "cifar10-cpu" / "ce-s0"  # same/ce was adopted from cifar10-cpu, whose folder holds it
-    incremental = {"ce (no teacher)": ce_all}
-    incremental.update({r.split("/")[1]: base / "incremental" / f"{r.split('/')[1]}-s0"
+
+    def ce_all(seed: int) -> Path:
+        folder = base / "same" / f"ce-s{seed}"
+        if suite_name == "cifar10-gkd-cpu" and not folder.exists():
+            folder = root / "cifar10-cpu" / f"ce-s{seed}"  # same/ce was adopted from cifar10-cpu, whose folder holds it
+        return folder
+
+    def present(folders: list[Path]) -> dict[int, Path]:
+        return {seed: f for seed, f in enumerate(folders) if (f / "summary.json").exists()}
+
+    incremental = {"ce (no teacher)": present([ce_all(s) for s in range(seeds)])}
+    incremental.update({r.split("/")[1]: present([base / "incremental" / f"{r.split('/')[1]}-s{s}" for s in range(seeds)])
                         for r in rows if r.startswith("incremental/")})
-    fewshot = {("ce (no teacher)" if r == "fewshot/ce" else r.split("/")[1]): base / "fewshot" / f"{r.split('/')[1]}-s0"
+    fewshot = {("ce (no teacher)" if r == "fewshot/ce" else r.split("/")[1]):
+               present([base / "fewshot" / f"{r.split('/')[1]}-s{s}" for s in range(seeds)])
                for r in rows if r.startswith("fewshot/")}
     return incremental, fewshot
+
+
+def _mean(per_seed: dict[int, float]) -> str:
+    values = list(per_seed.values())
+    spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
+    return f"{statistics.fmean(values):.2f}{spread}"
+
+
+def _versus_ce(per_student: dict[str, dict[int, float]], name: str) -> str:
+    """The student minus the CE student, paired by seed, with the paired-t 95 % interval across seeds."""
+    rows = [{"method": student, "seed": seed, "top1_last": value}
+            for student, per_seed in per_student.items() for seed, value in per_seed.items()]
+    return format_difference(paired_difference(rows, name, "ce (no teacher)"))
 
 
 def main() -> int:
@@ -52,48 +76,67 @@ def main() -> int:
     parser.add_argument("--suite", default="cifar10-gkd-cpu")
     parser.add_argument("--budget", default="small")
     parser.add_argument("--root", default="runs/bench")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1, each where its run folder is here")
     parser.add_argument("--out", help="default results/<suite stem>-protocols.md")
     parser.add_argument("--episodes", type=int, default=600)
     args = parser.parse_args()
-    incremental, fewshot = run_folders(Path(args.root), args.suite, args.budget)
+    incremental, fewshot = run_folders(Path(args.root), args.suite, args.budget, args.seeds)
     args.out = args.out or f"results/{results_stem(args.suite, args.budget)}-protocols.md"
+    groups = {"old": OLD, "new": NEW, "all": OLD + NEW}
     record = {"incremental": {}, "fewshot": {}}
-    lines = [f"# REFILLED protocols: {args.suite} ({args.budget})", "",
-             f"Generated by `.venv/bin/python bench/refilled_protocols.py --suite {args.suite} --budget {args.budget}` "
-             f"from the runs of `kdforge bench accuracy {args.suite}` (seed 0): {SUITES.get(args.suite).description}. "
-             "Teachers trained on the old / base classes 0-4; the rows' settings are the suite's (docs/methods/refilled.md).",
-             "",
-             "## One-step incremental learning", "",
-             "Students trained on all ten classes; rkd and refilled distil from the old-class teacher. Top-1 over "
-             "the test images of each group, predicting among all ten classes.", "",
-             "| student | old (0-4) | new (5-9) | all |", "|---|---|---|---|"]
     full = load_data(DataConfig(dataset="cifar10-jpeg"))
-    for name, run in incremental.items():
-        if not (run / "summary.json").exists():
-            lines.append(f"| {name} | missing ({run}) | | |")
-            continue
-        logits, _, labels = outputs(model_of(run), full.stream("test", 1000, train=False))
-        acc = group_accuracy(logits, labels, {"old": OLD, "new": NEW, "all": OLD + NEW})
-        record["incremental"][name] = acc
-        lines.append(f"| {name} | {acc['old']:.2f} | {acc['new']:.2f} | {acc['all']:.2f} |")
-    lines += ["", "## Few-shot learning", "",
-              f"Students trained on the base classes 0-4 (refilled from the base-class teacher); {args.episodes} "
-              "episodes of 5-way nearest-centroid classification (cosine) on the test images of the novel classes "
-              "5-9, 15 queries per class; mean ± 95 % interval.", "",
-              "| student | 5-way 1-shot | 5-way 5-shot |", "|---|---|---|"]
+    for name, runs in incremental.items():
+        for seed, run in runs.items():
+            logits, _, labels = outputs(model_of(run), full.stream("test", 1000, train=False))
+            record["incremental"].setdefault(name, {})[seed] = group_accuracy(logits, labels, groups)
     novel = load_data(DataConfig(dataset="cifar10-jpeg", classes=NEW))
-    for name, run in fewshot.items():
-        if not (run / "summary.json").exists():
-            lines.append(f"| {name} | missing ({run}) | |")
-            continue
-        _, features, labels = outputs(model_of(run), novel.stream("test", 1000, train=False))
-        cells = [fewshot_episodes(features, labels, 5, shot, 15, args.episodes, seed=0) for shot in (1, 5)]
-        record["fewshot"][name] = cells
-        lines.append(f"| {name} | " + " | ".join(f"{c['mean']:.2f} ± {c['ci95']:.2f}" for c in cells) + " |")
+    for name, runs in fewshot.items():
+        for seed, run in runs.items():
+            _, features, labels = outputs(model_of(run), novel.stream("test", 1000, train=False))
+            record["fewshot"].setdefault(name, {})[seed] = {
+                f"{shot}-shot": fewshot_episodes(features, labels, 5, shot, 15, args.episodes, seed=0) for shot in (1, 5)}
+    lines = _page(args, record, incremental, fewshot)
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     atomic_write_json(Path(args.out).with_suffix(".json"), record)
     print("\n".join(lines))
     return 0
+
+
+def _page(args, record: dict, incremental: dict, fewshot: dict) -> list[str]:
+    lines = [f"# REFILLED protocols: {args.suite} ({args.budget})", "",
+             f"Generated by `.venv/bin/python bench/refilled_protocols.py --suite {args.suite} --budget {args.budget}` "
+             f"from the runs of `kdforge bench accuracy {args.suite}` (seeds 0-{args.seeds - 1}, each where its run "
+             f"folder is here): {SUITES.get(args.suite).description}. Teachers trained on the old / base classes 0-4; "
+             "the rows' settings are the suite's (docs/methods/refilled.md). Means over seeds ± their standard "
+             "deviation; differences to the CE student paired by seed, with a paired-t 95 % interval.", "",
+             "## One-step incremental learning", "",
+             "Students trained on all ten classes; rkd and refilled distil from the old-class teacher. Top-1 over "
+             "the test images of each group, predicting among all ten classes.", "",
+             "| student | seeds | old (0-4) | new (5-9) | all | all − ce |", "|---|---|---|---|---|---|"]
+    inc = record["incremental"]
+    for name in incremental:
+        if name not in inc:
+            lines.append(f"| {name} | none here | | | | |")
+            continue
+        by = {g: {s: acc[g] for s, acc in inc[name].items()} for g in ("old", "new", "all")}
+        lines.append(f"| {name} | {', '.join(map(str, inc[name]))} | {_mean(by['old'])} | {_mean(by['new'])} | "
+                     f"{_mean(by['all'])} | {_versus_ce({n: {s: a['all'] for s, a in v.items()} for n, v in inc.items()}, name)} |")
+    lines += ["", "## Few-shot learning", "",
+              f"Students trained on the base classes 0-4 (refilled from the base-class teacher); {args.episodes} "
+              "episodes per seed of 5-way nearest-centroid classification (cosine) on the test images of the novel "
+              "classes 5-9, 15 queries per class (one seed's 95 % episode interval is about ±0.5 to ±0.8).", "",
+              "| student | seeds | 5-way 1-shot | 5-way 5-shot | 1-shot − ce | 5-shot − ce |", "|---|---|---|---|---|---|"]
+    few = record["fewshot"]
+    for name in fewshot:
+        if name not in few:
+            lines.append(f"| {name} | none here | | | | |")
+            continue
+        shots = {k: {s: cells[k]["mean"] for s, cells in few[name].items()} for k in ("1-shot", "5-shot")}
+        versus = [_versus_ce({n: {s: c[k]["mean"] for s, c in v.items()} for n, v in few.items()}, name)
+                  for k in ("1-shot", "5-shot")]
+        lines.append(f"| {name} | {', '.join(map(str, few[name]))} | {_mean(shots['1-shot'])} | "
+                     f"{_mean(shots['5-shot'])} | {versus[0]} | {versus[1]} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -847,3 +847,22 @@ def test_adopt_takes_runs_from_a_sweeps_ledger_on_a_machine_without_their_folder
     [adopted] = read_rows(tmp_path / "b" / "digits.csv")
     assert adopted == trained and adopted["epoch_to_90"]  # the curve came with it
     assert not (runs / "digits" / "kd-s0" / "checkpoint.pt").exists()  # weights are not invented
+
+
+def test_bench_reproduce_trains_a_recorded_run_again_into_its_lost_folder_and_finds_it_identical(tmp_path, capsys):
+    import shutil
+
+    from kdforge.cli import main
+
+    runs, res = tmp_path / "runs", tmp_path / "res"
+    run_accuracy("digits", seeds=1, methods=["kd"], root=str(runs), results=str(res), threads=1, echo=lambda m: None)
+    table = (res / "digits.csv").read_text()
+    shutil.rmtree(runs / "digits")  # a new machine: the table (and the stored teacher) are all that is left
+    shutil.rmtree(runs / "teachers")
+    common = ["--root", str(runs), "--results", str(res)]
+    assert main(["bench", "reproduce", "digits", "--rows", "kd", "--seeds", "0", *common]) == 0
+    out = capsys.readouterr().out
+    assert "identical, 1 thread(s)" in out and (runs / "digits" / "kd-s0" / "checkpoint.pt").exists()
+    assert (res / "digits.csv").read_text() == table  # the table is never changed
+    assert main(["bench", "reproduce", "digits", "--rows", "kd", "--seeds", "1", *common]) == 2
+    assert "no recorded kd seed 1" in capsys.readouterr().err

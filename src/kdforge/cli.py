@@ -169,6 +169,14 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--reason", required=True, help="why (kept beside the withdrawn rows)")
     b.add_argument("--root", default="runs/bench")
     b.add_argument("--results", default="results")
+    b = bench.add_parser("reproduce", help="train recorded runs again into their missing run folders and check each "
+                                           "ends at its recorded top-1 (the table is not changed)")
+    b.add_argument("suite")
+    b.add_argument("--budget", default="small", help="one of the suite's budgets")
+    b.add_argument("--rows", required=True, help="comma-separated rows")
+    b.add_argument("--seeds", required=True, help="comma-separated seeds")
+    b.add_argument("--root", default="runs/bench")
+    b.add_argument("--results", default="results")
     b = bench.add_parser("before-after", help="rows of suites as recorded in two results folders, side by side")
     b.add_argument("--before", required=True, help="results folder recorded before a change")
     b.add_argument("--after", default="results")
@@ -396,6 +404,14 @@ def cmd_bench(args) -> int:
         except ValueError:
             raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
         withdraw(args.suite, args.budget, args.reason, rows, seeds, args.older_teacher, args.results, args.root)
+    elif args.bench_command == "reproduce":
+        from kdforge.bench.reproduce import reproduce
+
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s]
+        except ValueError:
+            raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+        reproduce(args.suite, [r for r in args.rows.split(",") if r], seeds, args.budget, args.root, args.results)
     elif args.bench_command == "before-after":
         from kdforge.bench.report import before_after
 

@@ -475,6 +475,9 @@ def test_verdicts_read_the_paired_interval_per_claim_and_cell():
     assert any(line.startswith("- `ickd-online` ties `ce`") for line in lines)  # -1.5 +- 2.2: the interval spans 0
     cells = verdict_lines(rows({"same/ce": [70.0], "same/refilled": [71.0]}))
     assert cells == ["- `same/refilled` vs `same/ce`: +1.00 (one seed: no verdict)"]
+    incremental = verdict_lines(rows({"same/ce": [70.0, 71.0, 72.0], "incremental/refilled": [68.0, 68.5, 70.0]}),
+                                {"incremental": "same"})
+    assert incremental[0].startswith("- `incremental/refilled` **loses to** `same/ce`: -2.17")
 
 
 def test_paper_gkd_suite_runs_each_setting_at_both_budgets_on_the_shared_teacher(tmp_path):

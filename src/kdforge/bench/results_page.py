@@ -93,7 +93,7 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
     lines += [f"`kdforge bench accuracy {suite.name} --seeds {len(seeds)}` — {len(rows)} runs "
               f"([table and plots]({rel}/{suite.name}.md)).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells)
-    verdicts = verdict_lines(rows)
+    verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png"):
@@ -108,8 +108,9 @@ CLAIMS = (("ckd", ("kd", "ce")), ("ckd-paper", ("kd", "ce")), ("ickd", ("kd", "c
           ("refilled-paper", ("kd", "ce")), ("refilled-spec", ("kd", "ce")))
 
 
-def verdict_lines(rows: list[dict]) -> list[str]:
-    """One line per seed-method row and baseline: beats / ties / loses, by the paired 95 % interval."""
+def verdict_lines(rows: list[dict], ce_cells: dict | None = None) -> list[str]:
+    """One line per seed-method row and baseline: beats / ties / loses, by the paired 95 % interval (`ce` of the
+    cell `ce_cells` names for a cell without a ce row of its own)."""
     from kdforge.bench.report import format_difference, paired_difference
 
     names = {r["method"] for r in rows}
@@ -118,7 +119,8 @@ def verdict_lines(rows: list[dict]) -> list[str]:
         for cell in sorted({n.rpartition("/")[0] for n in names if n.rpartition("/")[2] == method}):
             row = f"{cell}/{method}" if cell else method
             for base in baselines:
-                ref = f"{cell}/{base}" if cell else base
+                home = (ce_cells or {}).get(cell, cell) if base == "ce" else cell
+                ref = f"{home}/{base}" if home else base
                 d = paired_difference(rows, row, ref) if ref in names else None
                 if d is None:
                     continue
@@ -154,7 +156,7 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
                   f"`kdforge bench accuracy {suite.name} --budget {budget}` — {len(rows)} runs, seeds "
                   f"{', '.join(map(str, seeds))} ([table]({rel}/{stem}.md)).", ""]
         lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells) + [""]
-        verdicts = verdict_lines(rows)
+        verdicts = verdict_lines(rows, suite.ce_cells)
         lines += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                   ["Verdicts: no seed method has run at this schedule yet.", ""])
     if not measured:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from kdforge.bench.suites import SUITES, Suite, Variant
-from kdforge.bench.teacher_store import restore_teacher, store_path, store_teacher
+from kdforge.bench.teacher_store import keep_teacher, restore_teacher, store_teacher
 from kdforge.config import RUN_CONFIG, TrainConfig, load_config, settings_differences, to_dict, trained_settings
 from kdforge.errors import ConfigError, UserError
 from kdforge.fileio import append_line
@@ -284,8 +284,9 @@ class AccuracyBench:
         if not (folder / "summary.json").exists():
             self.echo(f"  teacher -> {folder}")
         summary = self._train(cfg, folder, "teacher")
-        if not (store_path(self.results, folder) / "summary.json").exists():  # every teacher a row distils from
-            self.echo(f"  teacher stored in {store_teacher(folder, self.results)}")
+        stored = keep_teacher(folder, self.results)  # every teacher a row distils from
+        if stored:
+            self.echo(f"  teacher stored in {stored}")
         return summary
 
     def _student(self, variant: Variant, seed: int, teacher: dict) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kdforge.bench.report import format_difference, paired_difference
 from kdforge.bench.report import read_csv as read_rows
-from kdforge.bench.teacher_store import restore_teacher, store_path, store_teacher
+from kdforge.bench.teacher_store import keep_teacher, restore_teacher
 from kdforge.config import load_config
 from kdforge.errors import UserError
 from kdforge.fileio import append_line, atomic_write_text
@@ -82,8 +82,9 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
     teacher_dir = teacher_folder(root, common)
     restore_teacher(teacher_dir, results, echo)  # a new machine distils from the stored teacher
     teacher = _train("detection-cpu-teacher", common, teacher_dir, "the teacher", echo)
-    if not (store_path(results, teacher_dir) / "summary.json").exists():
-        echo(f"  teacher stored in {store_teacher(teacher_dir, results)}")
+    stored = keep_teacher(teacher_dir, results)
+    if stored:
+        echo(f"  teacher stored in {stored}")
     table = results / f"{SUITE}.csv"
     done = {(r["method"], int(r["seed"])) for r in read_rows(table)}
     for seed in only_seeds if only_seeds is not None else range(seeds):

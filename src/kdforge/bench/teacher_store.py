@@ -38,6 +38,13 @@ def store_teacher(teacher_folder: Path, results: Path = Path("results")) -> Path
     return dest
 
 
+def keep_teacher(teacher_folder: Path, results: Path = Path("results")) -> Path | None:
+    """Store a finished teacher unless the store has it already; the stored folder when it was stored now."""
+    if (store_path(results, teacher_folder) / "summary.json").exists():
+        return None
+    return store_teacher(teacher_folder, results)
+
+
 def restore_teacher(teacher_folder: Path, results: Path = Path("results"), echo=print) -> bool:
     """Fill a teacher folder that holds no finished run from the store, when the store has that teacher;
     True when it did. The checkpoint is copied last, so a folder cut off mid-copy is not taken as finished

@@ -29,15 +29,20 @@ lanes() {  # lanes "ROWS" SUITE: every (row, seed) run is one job; two 1-thread 
 }
 case $phase in
   selection)
-    teacher=$($KD bench teacher cifar10-paper-cpu --budget e240)
-    common=(cifar10-paper-cpu-student "${SCHEDULE[@]}" "teacher_checkpoint=$teacher" teacher_cache=true
-            teacher_cache_dtype=float32 threads=1 progress=false tensorboard=false)
+    # the online and teacher-free sweeps train without the teacher (their runs' settings are then exactly their
+    # suite rows', so the suite adopts them); only the offline sweeps name it, and only they wait for it
+    free=(cifar10-paper-cpu-student "${SCHEDULE[@]}" threads=1 progress=false tensorboard=false)
+    with_teacher() {
+      teacher=$($KD bench teacher cifar10-paper-cpu --budget e240)
+      common=("${free[@]}" "teacher_checkpoint=$teacher" teacher_cache=true teacher_cache_dtype=float32)
+    }
     # each sweep in two lanes (one seed each); read on 1,000 validation images per class (the runs' own 100 per
     # class carry about 1.4 points of standard error: as large as the differences being chosen between)
     pick=(--seeds 2 --select-on val --val-per-class 1000)
     # a sweep whose choice is written is done: its choice is in the suite (sweeps finished before their runs were
     # kept in a ledger would otherwise train again on a machine without their folders)
     sweep_done() { test -f "results/sweeps/$1.json"; }
+    sweep_done paper-kr-weight && sweep_done paper-ickd-ablation && sweep_done paper-ickd-terms || with_teacher
     sweep_done paper-kr-weight || for s in 0 1; do
       $KD sweep "${common[@]}" method=kr --grid method_args.kr_weight=1,10,100 "${pick[@]}" --only-seeds $s \
         --name paper-kr-weight &
@@ -67,7 +72,7 @@ case $phase in
     for m in ickd_online ickd_tf; do
       sweep_done paper-$m-warmup && continue
       for s in 0 1; do
-        $KD sweep "${common[@]}" method=$m method_args.warmup_epochs=24 "${cells[@]}" "${pick[@]}" --only-seeds $s \
+        $KD sweep "${free[@]}" method=$m method_args.warmup_epochs=24 "${cells[@]}" "${pick[@]}" --only-seeds $s \
           --name paper-$m-terms &
       done
       wait
@@ -75,7 +80,7 @@ case $phase in
 import json; c = json.load(open('results/sweeps/paper-$m-terms.json'))['chosen']
 print(' '.join(f'{k}={v}' for k, v in c.items()))")
       for s in 0 1; do
-        $KD sweep "${common[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
+        $KD sweep "${free[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
           --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-terms \
           --reuse results/sweeps/paper-$m-terms.runs.jsonl &  # 24: the terms sweep's runs
       done

@@ -44,15 +44,17 @@ SIGNAL_SCRIPT = textwrap.dedent("""
     from kdforge.engine.pipeline import train
     from kdforge.errors import TrainingStopped
 
-    at_step, signum = int(sys.argv[2]), getattr(signal, sys.argv[3])
+    # argv: out, [STAGE:]STEP (the step of the run, or of the staged method's stage STAGE), signal, preset, settings
+    stage, _, at_step = sys.argv[2].rpartition(":")
+    at_step, signum = int(at_step), getattr(signal, sys.argv[3])
     original = T.Trainer._step
     def step(self, batch, epoch, step_t):
-        if self.progress.step == at_step:
+        if self.progress.step == at_step and self.cfg.run_dir.name == (stage or self.cfg.run_dir.name):
             os.kill(os.getpid(), signum)  # delivered while this step runs
         return original(self, batch, epoch, step_t)
     T.Trainer._step = step
     try:
-        train(load_config("digits-teacher", sys.argv[4:] + [f"out={sys.argv[1]}"]), echo=lambda m: None)
+        train(load_config(sys.argv[4], sys.argv[5:] + [f"out={sys.argv[1]}"]), echo=lambda m: None)
     except TrainingStopped as exc:
         print(exc, file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -75,7 +77,8 @@ def uninterrupted(tmp_path_factory):
 def test_stop_signal_mid_epoch_checkpoints_after_the_step_and_resumes_bit_identical(signame, tmp_path, uninterrupted):
     out = tmp_path / "run"
     stop_at = 39 + 11  # epoch 2, batch 11
-    stopped = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(out), str(stop_at), signame, *ARGS],
+    stopped = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(out), str(stop_at), signame, "digits-teacher",
+                              *ARGS],
                              capture_output=True, text=True, timeout=300)
     assert stopped.returncode == 128 + getattr(signal, signame), stopped.stderr[-1500:]
     assert f"stopped by {signame}" in stopped.stderr and "--resume" in stopped.stderr
@@ -87,9 +90,40 @@ def test_stop_signal_mid_epoch_checkpoints_after_the_step_and_resumes_bit_identi
     assert all(torch.equal(final[k], uninterrupted[k]) for k in final)
 
 
+@pytest.fixture(scope="module")
+def refilled_run(tmp_path_factory):
+    """A staged method (REFILLED, two stages each resumable in its own sub-folder) with the teacher-output cache,
+    on a digits teacher of the first five classes (the incremental setting: the student learns all ten); its
+    settings and each stage's weights trained without a stop."""
+    teacher = tmp_path_factory.mktemp("teacher")
+    assert run_cli("train", "digits-teacher", "epochs=2", "data.classes=[0,1,2,3,4]", "threads=1",
+                   "tensorboard=false", f"out={teacher}").returncode == 0
+    args = ["epochs=4", "method=refilled", f"teacher_checkpoint={teacher}", "data.val_per_class=10",
+            "method_args.budget=equal", "teacher_cache=true", "teacher_cache_dtype=float32", *ARGS[1:]]
+    straight = tmp_path_factory.mktemp("straight")
+    assert run_cli("train", "digits-student", *args, f"out={straight}").returncode == 0
+    return args, {stage: _weights(straight / stage) for stage in ("stage1", "stage2")}
+
+
+@pytest.mark.parametrize("stop_at", ["stage1:20", "stage2:1"])
+def test_a_staged_method_stopped_in_either_stage_resumes_bit_identical(stop_at, refilled_run, tmp_path):
+    refilled_args, uninterrupted_stages = refilled_run
+    out = tmp_path / "run"
+    stopped = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(out), stop_at, "SIGTERM", "digits-student",
+                              *refilled_args], capture_output=True, text=True, timeout=300)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-1500:]
+    stage = stop_at.split(":")[0]
+    assert (out / stage / "checkpoint.pt").exists() and not (out / stage / "summary.json").exists()
+    resumed = run_cli("train", "digits-student", *refilled_args, f"out={out}", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-1500:]
+    for stage in ("stage1", "stage2"):
+        final = _weights(out / stage)
+        assert all(torch.equal(final[k], uninterrupted_stages[stage][k]) for k in final)
+
+
 def test_full_disk_keeps_the_previous_checkpoint_and_stops_with_one_line(tmp_path):
     out = tmp_path / "run"
-    stopped = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(out), "20", "SIGTERM", *ARGS],
+    stopped = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(out), "20", "SIGTERM", "digits-teacher", *ARGS],
                              capture_output=True, text=True, timeout=300)
     assert stopped.returncode == 128 + signal.SIGTERM
     before = (out / "checkpoint.pt").read_bytes()

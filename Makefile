@@ -38,9 +38,12 @@ data:
 demo: setup
 	$(BIN)/kdforge demo
 
+# the tests set one thread each, so they run side by side: one process per core, at most four
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
+
 test: setup data
 	$(BIN)/ruff check src bench tests
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 # the optional `bench` extra: torchdistill for bench/vs_torchdistill.py, without its dependencies, so that
 # the pinned torch and torchvision above are never replaced

@@ -68,6 +68,44 @@ def test_accuracy_suite_runs_then_resume_skips_finished_rows(tmp_path):
     run_accuracy("digits", echo=messages.append, **{**args, "seeds": 3})
     assert len(read_csv(tmp_path / "res" / "digits.csv")) == 6
     assert len(list((tmp_path / "runs" / "teachers").iterdir())) == 1  # the teacher was trained once
+    # every recorded run's curve is kept beside the table, and a machine without the run folders still plots it
+    import json
+    import shutil
+
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.suites import SUITES
+
+    kept = [json.loads(line) for line in (tmp_path / "res" / "digits.curves.jsonl").read_text().splitlines()]
+    assert sorted((k["method"], k["seed"]) for k in kept) == sorted((m, s) for m in ("ce", "kd") for s in range(3))
+    folder_evals = [json.loads(line) for line in (tmp_path / "runs" / "digits" / "kd-s0" / "metrics.jsonl")
+                    .read_text().splitlines() if '"type": "eval"' in line]
+    assert next(k["evals"] for k in kept if (k["method"], k["seed"]) == ("kd", 0)) == folder_evals
+    shutil.rmtree(tmp_path / "runs" / "digits")
+    (tmp_path / "res" / "digits-curves.png").unlink()
+    bench = AccuracyBench(SUITES.get("digits"), root=tmp_path / "runs", results=tmp_path / "res")
+    bench.report()
+    figure = (tmp_path / "res" / "digits-curves.png").read_bytes()
+    # a row recorded before curves were kept, its folder gone: the figure of its time stays as it is, and the kept
+    # curves get a figure of their own beside it
+    append_row(tmp_path / "res" / "digits.csv", {"method": "fitnet", "seed": 0, "top1_last": 50.0, "top1_best": 50.0,
+                                                 "epochs": 1, "wall_seconds": 1.0, "images_per_second": 1.0,
+                                                 "teacher_top1": 90.0})
+    bench.report()
+    assert (tmp_path / "res" / "digits-curves.png").read_bytes() == figure
+    assert (tmp_path / "res" / "digits-curves-kept.png").exists()
+    assert "Curves: seed 0 of fitnet was recorded before" in (tmp_path / "res" / "digits.md").read_text()
+
+
+def test_a_kept_curve_belongs_to_one_run_and_is_kept_once(tmp_path):
+    from kdforge.bench.curves import keep_curve, recorded_curve
+
+    evals = [{"type": "eval", "epoch": 1, "test_top1": 50.0}, {"type": "eval", "epoch": 2, "test_top1": 61.25}]
+    keep_curve(tmp_path, "s", "kd", 0, 61.25, evals)
+    keep_curve(tmp_path, "s", "kd", 0, "61.2500", evals)  # the same run read back from the CSV: not kept twice
+    assert len((tmp_path / "s.curves.jsonl").read_text().splitlines()) == 1
+    assert recorded_curve(tmp_path, "s", "kd", 0, "61.2500") == evals
+    # a run trained again after its row was withdrawn ends elsewhere: the old curve is not its curve
+    assert recorded_curve(tmp_path, "s", "kd", 0, 60.0) is None and recorded_curve(tmp_path, "s", "kd", 1, 61.25) is None
 
 
 def test_unknown_suite_method_and_budget_are_clear_errors(tmp_path):
@@ -850,6 +888,14 @@ def test_adopt_takes_runs_from_a_sweeps_ledger_on_a_machine_without_their_folder
     [adopted] = read_rows(tmp_path / "b" / "digits.csv")
     assert adopted == trained and adopted["epoch_to_90"]  # the curve came with it
     assert not (runs / "digits" / "kd-s0" / "checkpoint.pt").exists()  # weights are not invented
+    # a row recorded before its curve was kept (here: the kept curves lost) gets it from the ledger, once
+    kept = tmp_path / "b" / "digits.curves.jsonl"
+    assert len(kept.read_text().splitlines()) == 1
+    kept.unlink()
+    args = ["bench", "adopt", str(ledger.path), "digits", "--root", str(runs), "--results", str(tmp_path / "b")]
+    assert main(args) == 0 and main(args) == 0
+    [curve] = kept.read_text().splitlines()
+    assert '"method": "kd"' in curve and len(read_rows(tmp_path / "b" / "digits.csv")) == 1
 
 
 def test_bench_reproduce_trains_a_recorded_run_again_into_its_lost_folder_and_finds_it_identical(tmp_path, capsys):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kdforge.errors import ConfigError, UserError
-from kdforge.fileio import append_line, atomic_write_json, atomic_write_text, read_records
+from kdforge.fileio import append_line, atomic_write_json, atomic_write_text
 
 SELECTABLE = {"val": "val_top1_last"}  # what a sweep may select on: the validation split, never the test split
 
@@ -139,11 +139,9 @@ class Ledger:
 def finished_run(folder: Path) -> dict:
     """What a ledger keeps of a finished run folder: its summary and its evaluation records (the curve a suite's
     table reads its convergence epoch from); its weights stay in the folder."""
-    from kdforge.plots import metrics_folder
+    from kdforge.bench.curves import evals_of
 
-    metrics = metrics_folder(folder) / "metrics.jsonl"
-    evals = [r for r in map(json.loads, read_records(metrics)) if r.get("type") == "eval"] if metrics.exists() else []
-    return {"summary": json.loads((Path(folder) / "summary.json").read_text()), "evals": evals}
+    return {"summary": json.loads((Path(folder) / "summary.json").read_text()), "evals": evals_of(folder)}
 
 
 def ledger_path(out: Path) -> Path:

@@ -14,6 +14,7 @@ import json
 import time
 from pathlib import Path
 
+from kdforge.bench.curves import evals_of, keep_curve
 from kdforge.bench.suites import SUITES, Suite, Variant
 from kdforge.bench.teacher_store import keep_teacher, restore_teacher, store_teacher
 from kdforge.config import RUN_CONFIG, TrainConfig, load_config, settings_differences, to_dict, trained_settings
@@ -253,6 +254,8 @@ class AccuracyBench:
                 "threads": summary.get("threads"),
                 "teacher_epochs_computed": (summary.get("teacher_cache") or {}).get("epochs_computed"),
                 "val_top1": summary.get("val_top1_last")})
+            keep_curve(self.results, self.stem, variant.name, seed, summary["top1_last"],
+                       evals_of(Path(summary["folder"])))
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
             self.report()

@@ -11,7 +11,8 @@ import json
 import shutil
 from pathlib import Path
 
-from kdforge.bench.accuracy import AccuracyBench, append_row, read_rows
+from kdforge.bench.accuracy import AccuracyBench, append_row, read_rows, run_folder
+from kdforge.bench.curves import evals_of, keep_curve, row_curve, same_top1
 from kdforge.bench.suites import SUITES, Variant
 from kdforge.config import settings_differences, trained_settings
 from kdforge.errors import UserError
@@ -51,6 +52,10 @@ def adopt_rows(source: str, target: str, results: str | Path = "results", echo=p
         new = [r for r in runs if r["method"] == match and int(r["seed"]) not in have]
         for row in sorted(new, key=lambda r: int(r["seed"])):
             append_row(dst.csv, {**row, "method": variant.name})
+            seed = int(row["seed"])  # its curve too, from the source's run folder or the source's kept curves
+            evals = row_curve(results, src.stem, run_folder(src.root / src.stem, match, seed), match, seed,
+                              row["top1_last"])
+            keep_curve(results, dst.stem, variant.name, seed, row["top1_last"], evals or [])
         if new:
             adopted.append(variant.name)
             echo(f"{target}/{variant.name}: {len(new)} run(s) of {source}/{match} (the same recipe)")
@@ -58,8 +63,10 @@ def adopt_rows(source: str, target: str, results: str | Path = "results", echo=p
     return adopted
 
 
-def _finished_runs(source: Path) -> list[tuple[str, dict, object]]:
-    """(where, recorded config, a function that puts the run into a folder) per finished run of `source`: a folder
+def _finished_runs(source: Path) -> list[tuple[str, dict, object, object]]:
+    """(where, recorded config, a function that puts the run into a folder, one that reads its final top-1 and
+    evaluation records)
+    per finished run of `source`: a folder
     of run folders (copied whole), or a sweep's ledger (results/sweeps/NAME.runs.jsonl: the run's summary and
     evaluation curve are written, its weights were on the machine that trained it)."""
     from kdforge.fileio import append_line, atomic_write_json
@@ -74,11 +81,11 @@ def _finished_runs(source: Path) -> list[tuple[str, dict, object]]:
         return put
 
     if str(source).endswith(".runs.jsonl"):
-        return [(f"{source} (seed {r['seed']})", r["config"], write(r)) for r in Ledger(source).records()
-                if "summary" in r]
+        return [(f"{source} (seed {r['seed']})", r["config"], write(r), lambda r=r: (r["summary"]["top1_last"], r.get("evals", [])))
+                for r in Ledger(source).records() if "summary" in r]
     return [(str(run), json.loads((run / "summary.json").read_text())["config"],
-             lambda dest, run=run: shutil.copytree(run, dest)) for run in sorted(p.parent for p in
-                                                                                Path(source).glob("*/summary.json"))]
+             lambda dest, run=run: shutil.copytree(run, dest), lambda run=run: (json.loads((run / "summary.json").read_text())["top1_last"], evals_of(run)))
+            for run in sorted(p.parent for p in Path(source).glob("*/summary.json"))]
 
 
 def adopt_runs(source: Path, target: str, budget: str = "small", results: str | Path = "results",
@@ -94,11 +101,19 @@ def adopt_runs(source: Path, target: str, budget: str = "small", results: str | 
     if not runs:
         raise UserError(f"{source} holds no finished run (no */summary.json, no ledger record); pass a sweep's "
                         "folder, its ledger (results/sweeps/NAME.runs.jsonl) or a suite name")
+    recorded_top1 = {(r["method"], int(r["seed"])): r["top1_last"] for r in read_rows(bench.csv)}
     adopted = []
-    for where, config, put in runs:
+    for where, config, put, curve in runs:
         for variant in bench.variants(None):
             cfg, dest = bench.student_config(variant, config["seed"], teacher)
-            if (variant.name, config["seed"]) in recorded or dest.exists() or settings_differences(config, cfg):
+            if settings_differences(config, cfg):
+                continue
+            if (variant.name, config["seed"]) in recorded:  # perhaps recorded before curves were kept: if this
+                top1, records = curve()  # very run (the same end), its curve now
+                if same_top1(top1, recorded_top1[variant.name, config["seed"]]):
+                    keep_curve(bench.results, bench.stem, variant.name, config["seed"], top1, records)
+                continue
+            if dest.exists():
                 continue
             put(dest)
             bench.run(config["seed"] + 1, [variant.name], [config["seed"]])

@@ -176,24 +176,29 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "run predates it). Epochs count every stage of a staged method (REFILLED: at the equal "
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells)
-    plots = _plots(rows, stem, results, runs)
+    plots, uncurved = _plots(rows, stem, results, runs)
     if plots:
         lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]
+    if uncurved:
+        lines += ["", f"Curves: seed 0 of {', '.join(uncurved)} was recorded before runs' curves were kept in "
+                      f"`{stem}.curves.jsonl`, and its run folder is gone; `{stem}-curves.png` is the figure drawn from "
+                      f"the run folders of its time, `{stem}-curves-kept.png` draws the kept curves."]
     path = results / f"{stem}.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 
-def _plots(rows: list[dict], stem: str, results: Path, runs: Path) -> list[Path]:
+def _plots(rows: list[dict], stem: str, results: Path, runs: Path) -> tuple[list[Path], list[str]]:
+    """The bar chart and the seed-0 curves; also the rows whose seed-0 curve is nowhere to be found."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return []
+        return [], []
     if not rows:
-        return []
+        return [], []
     stats = sorted(method_stats(rows), key=lambda s: -s.last_mean)
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(stats) + 2), 4))
     xs = range(len(stats))
@@ -210,40 +215,47 @@ def _plots(rows: list[dict], stem: str, results: Path, runs: Path) -> list[Path]
     _save(fig, bars)
     plt.close(fig)
     out = [bars]
-    curves = _curves(stats, runs, stem, results, plt)
-    if curves:
-        out.append(curves)
-    return out
+    curves, uncurved = _curves(stats, rows, runs, stem, results, plt)
+    return out + curves, uncurved
 
 
-def _curves(stats, runs: Path, stem: str, results: Path, plt) -> Path | None:
-    import json
+def _curves(stats, rows: list[dict], runs: Path, stem: str, results: Path, plt) -> tuple[list[Path], list[str]]:
+    """Test top-1 against epoch for each row's seed 0, from its run folder or, where that is gone, from the curve
+    kept in the results when the run was recorded; returns the figures and the rows with no curve to draw.
 
-    from kdforge.fileio import read_records
-    from kdforge.plots import metrics_folder
+    While some row has no curve (recorded before curves were kept, its folder gone), STEM-curves.png, drawn from the
+    folders of the time, holds curves found nowhere else: it stays as it is, and the kept curves are drawn beside
+    it in STEM-curves-kept.png until every row has one."""
+    from kdforge.bench.curves import row_curve
 
+    seed0 = {r["method"]: r["top1_last"] for r in rows if str(r["seed"]) == "0"}
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    drawn = 0
+    drawn, missing = 0, []
     for s in stats:
-        folder = metrics_folder(runs / f"{s.method}-s0")
-        records = [json.loads(line) for line in read_records(folder / "metrics.jsonl")] if folder.exists() else []
-        evals = [r for r in records if r.get("type") == "eval"]
+        if s.method not in seed0:
+            continue
+        evals = [r for r in row_curve(results, stem, runs / f"{s.method}-s0", s.method, 0, seed0[s.method]) or []
+                 if "test_top1" in r]
         if evals:
             ax.plot([r["epoch"] for r in evals], [r["test_top1"] for r in evals], marker=".", label=s.method)
             drawn += 1
-    if not drawn:
-        plt.close(fig)
-        return None
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(f"{stem}: accuracy vs epoch (seed 0)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    path = results / f"{stem}-curves.png"
-    _save(fig, path)
+        else:
+            missing.append(s.method)
+    complete, kept = results / f"{stem}-curves.png", results / f"{stem}-curves-kept.png"
+    figures = [complete] if missing and complete.exists() else []
+    if drawn:
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("test top-1 (%)")
+        ax.set_title(f"{stem}: accuracy vs epoch (seed 0)" + (", kept curves" if missing else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        _save(fig, kept if missing else complete)
+        figures.append(kept if missing else complete)
+        if not missing:
+            kept.unlink(missing_ok=True)
     plt.close(fig)
-    return path
+    return figures, missing
 
 
 def _save(fig, path: Path) -> None:

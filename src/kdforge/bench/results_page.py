@@ -96,7 +96,7 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
     verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
-    for png in (f"{suite.name}.png", f"{suite.name}-curves.png"):
+    for png in (f"{suite.name}.png", f"{suite.name}-curves.png", f"{suite.name}-curves-kept.png"):
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]
     return lines + [""]

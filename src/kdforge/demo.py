@@ -56,11 +56,11 @@ def run_demo(out="runs/demo", threads: int | None = None, student_epochs: int | 
             summary = train(cfg, echo=quiet)
         except ConfigError as exc:  # e.g. a feature-map method with the MLP student
             skipped.append((name, str(exc)))
-            echo(f"  {name:<11} n/a: {exc}")
+            echo(f"  {name:<12} n/a: {exc}")
             continue
         summary["row"] = name
         rows.append(summary)
-        echo(f"  {name:<11} top-1 {summary['top1_last']:6.2f}%  ({summary['wall_seconds']:.1f} s)")
+        echo(f"  {name:<12} top-1 {summary['top1_last']:6.2f}%  ({summary['wall_seconds']:.1f} s)")
     echo("")
     echo(format_table(teacher, rows))
     for name, reason in skipped:
@@ -79,16 +79,17 @@ def run_demo(out="runs/demo", threads: int | None = None, student_epochs: int | 
 
 def format_table(teacher: dict, rows: list[dict]) -> str:
     base = next((r["top1_last"] for r in rows if r["method"] == "ce"), None)
+    w = max([len("method")] + [len(r.get("row", r["method"])) for r in rows])  # the longest row name sets the column
     lines = [
-        f"| {'model':<14} | {'method':<11} | {'top-1 last':>10} | {'top-1 best (test)':>17} | {'vs ce':>6} | {'seconds':>7} |",
-        f"|{'-' * 16}|{'-' * 13}|{'-' * 12}|{'-' * 19}|{'-' * 8}|{'-' * 9}|",
-        f"| {'teacher cnn8':<14} | {'ce':<11} | {teacher['top1_last']:>10.2f} | {teacher['top1_best_test']:>17.2f} | "
+        f"| {'model':<14} | {'method':<{w}} | {'top-1 last':>10} | {'top-1 best (test)':>17} | {'vs ce':>6} | {'seconds':>7} |",
+        f"|{'-' * 16}|{'-' * (w + 2)}|{'-' * 12}|{'-' * 19}|{'-' * 8}|{'-' * 9}|",
+        f"| {'teacher cnn8':<14} | {'ce':<{w}} | {teacher['top1_last']:>10.2f} | {teacher['top1_best_test']:>17.2f} | "
         f"{'':>6} | {teacher['wall_seconds']:>7.1f} |",
     ]
     for r in rows:
         delta = f"{r['top1_last'] - base:+.2f}" if base is not None and r["method"] != "ce" else ""
-        lines.append(f"| {'student mlp8':<14} | {r.get('row', r['method']):<11} | {r['top1_last']:>10.2f} | {r['top1_best_test']:>17.2f} | "
-                     f"{delta:>6} | {r['wall_seconds']:>7.1f} |")
+        lines.append(f"| {'student mlp8':<14} | {r.get('row', r['method']):<{w}} | {r['top1_last']:>10.2f} | "
+                     f"{r['top1_best_test']:>17.2f} | {delta:>6} | {r['wall_seconds']:>7.1f} |")
     return "\n".join(lines)
 
 

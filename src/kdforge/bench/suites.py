@@ -113,12 +113,28 @@ def _dkd_short(epochs: int) -> Variant:
     return Variant("dkd", "dkd", (f"method_args.warmup_epochs={epochs / 12:g}", "method_args.beta=2.0"))
 
 
+def _logit_std_rows(dkd: Variant) -> dict[str, Variant]:
+    """KD and DKD with logit standardisation, each with the official settings of the CIFAR-100 pair closest to the
+    suites' (presets cifar100-kd-logitstd-resnet56-resnet20, cifar100-dkd-logitstd-resnet56-resnet20): KD at base
+    temperature 2 with weights CE 0.1 and KD 9; DKD at T 3 with alpha 18, beta 36 and CE 1, warming up as the
+    suite's own dkd row."""
+    on = "method_args.logit_std=true"
+    kd = Variant("kd+logitstd", "kd", (on, "method_args.temperature=2", "method_args.ce_weight=0.1",
+                                       "method_args.kd_weight=9"))
+    kept = tuple(o for o in dkd.overrides if not o.startswith(("method_args.beta=", "method_args.alpha=")))
+    dkd_std = Variant("dkd+logitstd", "dkd", kept + (on, "method_args.temperature=3", "method_args.alpha=18",
+                                                     "method_args.beta=36", "method_args.ce_weight=1"),
+                      per_epochs=dkd.per_epochs)
+    return {"kd+logitstd": kd, "dkd+logitstd": dkd_std}
+
+
 SUITES: Registry[Suite] = Registry("suite")
 SUITES.add("digits", Suite(
     "digits", "8x8 digits (scikit-learn), teacher cnn8, student mlp8 (30 epochs); seconds per run",
     teacher=("digits-teacher",), student=("digits-student",),
     budgets={"small": ((), ()), "full": (("epochs=40",), ("epochs=60",))},
-    special={"dkd": _dkd_short(30), "refilled": _refilled(10), **_paradigm_rows(None)},
+    special={"dkd": _dkd_short(30), "refilled": _refilled(10), **_paradigm_rows(None),
+             **_logit_std_rows(_dkd_short(30))},
 ))
 SUITES.add("fmnist-cpu", Suite(
     "fmnist-cpu", "Fashion-MNIST, 10,000-image subset, teacher cnn28 (10 epochs), student cnn28_small (6 epochs)",
@@ -202,8 +218,10 @@ def _paper_rows() -> dict[str, Variant]:
     longer than the shared schedule, a labelled paper-budget row beside the equal-budget one, so that a gain is
     never a longer schedule in disguise. REFILLED picks its stage-1 checkpoint on the suite's validation split."""
     warm = (("method_args.warmup_epochs", GRID_WARMUP),)
+    dkd = Variant("dkd", "dkd", ("method_args.beta=2.0",), per_epochs=warm)  # the grid's resnet56->resnet20 beta
     return {
-        "dkd": Variant("dkd", "dkd", ("method_args.beta=2.0",), per_epochs=warm),  # the grid's resnet56->resnet20 beta
+        "dkd": dkd,
+        **_logit_std_rows(dkd),
         "reviewkd": Variant("reviewkd", "reviewkd", per_epochs=warm),
         "ckd-paper": Variant("ckd-paper", "ckd", schedule_factor=2),  # CKD's 480 epochs against the grid's 240
         "refilled": Variant("refilled", "refilled", EQUAL_BUDGET),  # both stages within the shared schedule

@@ -79,7 +79,7 @@ def test_accuracy_suite_runs_then_resume_skips_finished_rows(tmp_path):
     assert sorted((k["method"], k["seed"]) for k in kept) == sorted((m, s) for m in ("ce", "kd") for s in range(3))
     folder_evals = [json.loads(line) for line in (tmp_path / "runs" / "digits" / "kd-s0" / "metrics.jsonl")
                     .read_text().splitlines() if '"type": "eval"' in line]
-    assert next(k["evals"] for k in kept if (k["method"], k["seed"]) == ("kd", 0)) == folder_evals
+    assert next(k["records"] for k in kept if (k["method"], k["seed"]) == ("kd", 0)) == folder_evals
     shutil.rmtree(tmp_path / "runs" / "digits")
     (tmp_path / "res" / "digits-curves.png").unlink()
     bench = AccuracyBench(SUITES.get("digits"), root=tmp_path / "runs", results=tmp_path / "res")

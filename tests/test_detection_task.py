@@ -214,6 +214,15 @@ def test_the_detection_suite_resumes_and_tabulates_ap_with_paired_intervals(tmp_
     assert sorted((r["method"], r["seed"]) for r in rows) == [("ce", "0"), ("ce", "1"), ("kd", "0"), ("kd", "1")]
     assert "| kd | 2 |" in table and "[" in table.split("| kd | 2 |")[1]  # a paired interval from two seeds
     assert (tmp_path / "results" / "detection-cpu-curves.png").stat().st_size > 0 and "curves.png" in table
+    # each run's curve is kept beside the table: a machine without the run folders still draws the figure
+    import shutil
+
+    assert len((tmp_path / "results" / "detection-cpu.curves.jsonl").read_text().splitlines()) == 4
+    shutil.rmtree(tmp_path / "runs" / "detection-cpu")
+    (tmp_path / "results" / "detection-cpu-curves.png").unlink()
+    teacher = json.loads(next((tmp_path / "results" / "teachers").iterdir()).joinpath("summary.json").read_text())
+    assert "curves.png" in detection.write_table(tmp_path / "results", teacher, tmp_path / "runs")
+    assert (tmp_path / "results" / "detection-cpu-curves.png").stat().st_size > 0
 
 
 def test_the_canvas_folder_and_the_teacher_are_named_after_the_builder_version(monkeypatch):

@@ -25,13 +25,18 @@ def run_curves(folder: Path) -> dict:
     records = [json.loads(line) for line in read_records(metrics_folder(folder) / "metrics.jsonl")]
     if not records:
         raise UserError(f"{folder} has no metrics.jsonl records; is it a kdforge run folder?")
-    epochs = [r for r in records if r["type"] == "epoch"]
-    evals = [r for r in records if r["type"] == "eval"]
     label = Path(folder).name
     summary = Path(folder) / "summary.json"
     if summary.exists():
         s = json.loads(summary.read_text())
         label = f"{s['method']} ({s['student']})"
+    return curves_of(records, label)
+
+
+def curves_of(records: list[dict], label: str) -> dict:
+    """The three panels' series from a run's epoch and eval records."""
+    epochs = [r for r in records if r["type"] == "epoch"]
+    evals = [r for r in records if r["type"] == "eval"]
     key, axis = test_metric(evals)
     # the cross-entropy panel: the classification term, or a detector's RoI classification loss
     return {"label": label, "epoch": [r["epoch"] for r in epochs], "loss": [r["loss/total"] for r in epochs],
@@ -52,6 +57,11 @@ def epoch_to_fraction(folder: Path, fraction: float = 0.9) -> int | None:
 
 
 def plot_runs(folders: list[Path], out: Path, title: str | None = None) -> Path:
+    return plot_curves([run_curves(f) for f in folders], out, title)
+
+
+def plot_curves(curves: list[dict], out: Path, title: str | None = None) -> Path:
+    """Training loss, cross-entropy term and test metric by epoch, a line per run (`run_curves` / `curves_of`)."""
     try:
         import matplotlib
 
@@ -59,7 +69,6 @@ def plot_runs(folders: list[Path], out: Path, title: str | None = None) -> Path:
         import matplotlib.pyplot as plt
     except ImportError:
         raise UserError("plots need matplotlib: pip install 'kdforge[logging]'") from None
-    curves = [run_curves(f) for f in folders]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for c in curves:
         axes[0].plot(c["epoch"], c["loss"], marker=".", label=c["label"])

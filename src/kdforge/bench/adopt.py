@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from kdforge.bench.accuracy import AccuracyBench, append_row, read_rows, run_folder
-from kdforge.bench.curves import evals_of, keep_curve, row_curve, same_top1
+from kdforge.bench.curves import evals_of, keep_curve, row_curve, same_final
 from kdforge.bench.suites import SUITES, Variant
 from kdforge.config import settings_differences, trained_settings
 from kdforge.errors import UserError
@@ -110,7 +110,7 @@ def adopt_runs(source: Path, target: str, budget: str = "small", results: str | 
                 continue
             if (variant.name, config["seed"]) in recorded:  # perhaps recorded before curves were kept: if this
                 top1, records = curve()  # very run (the same end), its curve now
-                if same_top1(top1, recorded_top1[variant.name, config["seed"]]):
+                if same_final(top1, recorded_top1[variant.name, config["seed"]]):
                     keep_curve(bench.results, bench.stem, variant.name, config["seed"], top1, records)
                 continue
             if dest.exists():

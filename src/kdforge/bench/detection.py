@@ -9,6 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
+from kdforge.bench.curves import keep_curve, records_of, row_curve
 from kdforge.bench.report import format_difference, paired_difference
 from kdforge.bench.report import read_csv as read_rows
 from kdforge.bench.teacher_store import keep_teacher, restore_teacher
@@ -21,6 +22,7 @@ SUITE = "detection-cpu"
 # training split, test objects from its test split (`kdforge detection-data` with these arguments)
 DATA = {"canvas": 64, "train": 2000, "val": 200, "test": 500, "objects": "1-3", "scale": "16-40", "seed": 0}
 METHODS = ("ce", "kd", "dkd", "ckd", "reviewkd", "reviewkd+dkd", "reviewkd+ckd")
+CURVE_RECORDS = ("epoch", "eval")  # what a run's kept curve holds: the figure plots losses and AP
 COLUMNS = ("method", "seed", "ap_last", "ap50_last", "ap75_last", "ap_best", "epochs", "wall_seconds",
            "images_per_second", "teacher_ap")
 
@@ -101,6 +103,7 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
                 table.parent.mkdir(parents=True, exist_ok=True)
                 append_line(table, ",".join(COLUMNS))
             append_line(table, ",".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS))
+            keep_curve(results, SUITE, method, seed, row["ap_last"], records_of(folder, CURVE_RECORDS))
     return write_table(results, teacher, root)
 
 
@@ -132,12 +135,18 @@ def write_table(results: Path, teacher: dict, root: Path | None = None) -> str:
 
 
 def _curves(rows: list[dict], root: Path, results: Path) -> Path | None:
-    """Losses and test AP by epoch of each method's seed-0 run (kdforge plot's three panels)."""
-    from kdforge.plots import plot_runs
+    """Losses and test AP by epoch of each method's seed-0 run (kdforge plot's three panels), from its run folder or,
+    where that is gone, from the curve kept when it was recorded."""
+    from kdforge.plots import curves_of, plot_curves
 
-    folders = [root / SUITE / f"{m}-s0" for m in METHODS if any(r["method"] == m and r["seed"] == "0" for r in rows)]
-    folders = [f for f in folders if (f / "metrics.jsonl").exists()]
+    curves = []
+    for method in METHODS:
+        final = next((r["ap_last"] for r in rows if r["method"] == method and r["seed"] == "0"), None)
+        records = final is not None and row_curve(results, SUITE, root / SUITE / f"{method}-s0", method, 0, final,
+                                                  score="ap_last", kinds=CURVE_RECORDS)
+        if records and any(r["type"] == "eval" for r in records):
+            curves.append(curves_of(records, method))
     try:
-        return plot_runs(folders, results / f"{SUITE}-curves.png", f"{SUITE}: seed 0") if folders else None
+        return plot_curves(curves, results / f"{SUITE}-curves.png", f"{SUITE}: seed 0") if curves else None
     except UserError:  # matplotlib missing: the table stands alone
         return None

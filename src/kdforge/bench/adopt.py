@@ -65,10 +65,9 @@ def adopt_rows(source: str, target: str, results: str | Path = "results", echo=p
 
 def _finished_runs(source: Path) -> list[tuple[str, dict, object, object]]:
     """(where, recorded config, a function that puts the run into a folder, one that reads its final top-1 and
-    evaluation records)
-    per finished run of `source`: a folder
-    of run folders (copied whole), or a sweep's ledger (results/sweeps/NAME.runs.jsonl: the run's summary and
-    evaluation curve are written, its weights were on the machine that trained it)."""
+    evaluation records) per finished run of `source`: a folder of run folders (copied whole), or a sweep's ledger
+    (results/sweeps/NAME.runs.jsonl: the run's summary and evaluation curve are written, its weights were on the
+    machine that trained it)."""
     from kdforge.fileio import append_line, atomic_write_json
     from kdforge.sweep import Ledger
 
@@ -80,11 +79,15 @@ def _finished_runs(source: Path) -> list[tuple[str, dict, object, object]]:
             atomic_write_json(dest / "summary.json", record["summary"])
         return put
 
+    def summary(run: Path) -> dict:
+        return json.loads((run / "summary.json").read_text())
+
     if str(source).endswith(".runs.jsonl"):
-        return [(f"{source} (seed {r['seed']})", r["config"], write(r), lambda r=r: (r["summary"]["top1_last"], r.get("evals", [])))
+        return [(f"{source} (seed {r['seed']})", r["config"], write(r),
+                 lambda r=r: (r["summary"]["top1_last"], r.get("evals", [])))
                 for r in Ledger(source).records() if "summary" in r]
-    return [(str(run), json.loads((run / "summary.json").read_text())["config"],
-             lambda dest, run=run: shutil.copytree(run, dest), lambda run=run: (json.loads((run / "summary.json").read_text())["top1_last"], evals_of(run)))
+    return [(str(run), summary(run)["config"], lambda dest, run=run: shutil.copytree(run, dest),
+             lambda run=run: (summary(run)["top1_last"], evals_of(run)))
             for run in sorted(p.parent for p in Path(source).glob("*/summary.json"))]
 
 

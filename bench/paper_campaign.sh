@@ -42,6 +42,11 @@ case $phase in
     # a sweep whose choice is written is done: its choice is in the suite (sweeps finished before their runs were
     # kept in a ledger would otherwise train again on a machine without their folders)
     sweep_done() { test -f "results/sweeps/$1.json"; }
+    chosen_of() {  # a finished sweep's choice, as the settings it sets (KEY=VALUE ...)
+      .venv/bin/python -c "
+import json; c = json.load(open('results/sweeps/$1.json'))['chosen']
+print(' '.join(f'{k}={v}' for k, v in c.items()))"
+    }
     sweep_done paper-kr-weight && sweep_done paper-ickd-ablation && sweep_done paper-ickd-terms || with_teacher
     sweep_done paper-kr-weight || for s in 0 1; do
       $KD sweep "${common[@]}" method=kr --grid method_args.kr_weight=1,10,100 "${pick[@]}" --only-seeds $s \
@@ -76,9 +81,7 @@ case $phase in
           --name paper-$m-terms &
       done
       wait
-      chosen=$(.venv/bin/python -c "
-import json; c = json.load(open('results/sweeps/paper-$m-terms.json'))['chosen']
-print(' '.join(f'{k}={v}' for k, v in c.items()))")
+      chosen=$(chosen_of paper-$m-terms)
       for s in 0 1; do
         $KD sweep "${free[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
           --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-terms \
@@ -88,9 +91,7 @@ print(' '.join(f'{k}={v}' for k, v in c.items()))")
       # then the terms' strength: the chosen weights as they are, and scaled by 0.3 and 0.1. The bank of these
       # paradigms is written by the students themselves, and at full strength the terms can keep a small student
       # from fitting its training set (teacher-free PICD only: train top-1 81-82 % against ce's 96 %)
-      warm=$(.venv/bin/python -c "
-import json; c = json.load(open('results/sweeps/paper-$m-warmup.json'))['chosen']
-print(' '.join(f'{k}={v}' for k, v in c.items()))")
+      warm=$(chosen_of paper-$m-warmup)
       mapfile -t strengths < <(.venv/bin/python -c "
 for f in (1, 0.3, 0.1):
     print(f'x{f:g}: ' + ' '.join(f'{k}={float(v) * f:g}' for k, v in [w.split('=') for w in '$chosen'.split()]))")

@@ -99,12 +99,11 @@ def adopt_runs(source: Path, target: str, budget: str = "small", results: str | 
     place, are left as they are."""
     bench = AccuracyBench(SUITES.get(target), budget, Path(root), Path(results), echo=lambda m: None)
     _, teacher = bench.teacher_config()
-    recorded = bench.recorded_runs()
     runs = _finished_runs(Path(source))
     if not runs:
         raise UserError(f"{source} holds no finished run (no */summary.json, no ledger record); pass a sweep's "
                         "folder, its ledger (results/sweeps/NAME.runs.jsonl) or a suite name")
-    recorded_top1 = {(r["method"], int(r["seed"])): r["top1_last"] for r in read_rows(bench.csv)}
+    recorded = {(r["method"], int(r["seed"])): r["top1_last"] for r in read_rows(bench.csv)}  # row, seed -> top-1
     adopted = []
     for where, config, put, curve in runs:
         for variant in bench.variants(None):
@@ -113,7 +112,7 @@ def adopt_runs(source: Path, target: str, budget: str = "small", results: str | 
                 continue
             if (variant.name, config["seed"]) in recorded:  # perhaps recorded before curves were kept: if this
                 top1, records = curve()  # very run (the same end), its curve now
-                if same_final(top1, recorded_top1[variant.name, config["seed"]]):
+                if same_final(top1, recorded[variant.name, config["seed"]]):
                     keep_curve(bench.results, bench.stem, variant.name, config["seed"], top1, records)
                 continue
             if dest.exists():

@@ -142,9 +142,11 @@ def _curves(rows: list[dict], root: Path, results: Path) -> Path | None:
     curves = []
     for method in METHODS:
         final = next((r["ap_last"] for r in rows if r["method"] == method and r["seed"] == "0"), None)
-        records = final is not None and row_curve(results, SUITE, root / SUITE / f"{method}-s0", method, 0, final,
-                                                  score="ap_last", kinds=CURVE_RECORDS)
-        if records and any(r["type"] == "eval" for r in records):
+        if final is None:
+            continue
+        records = row_curve(results, SUITE, root / SUITE / f"{method}-s0", method, 0, final, score="ap_last",
+                            kinds=CURVE_RECORDS) or []
+        if any(r["type"] == "eval" for r in records):
             curves.append(curves_of(records, method))
     try:
         return plot_curves(curves, results / f"{SUITE}-curves.png", f"{SUITE}: seed 0") if curves else None

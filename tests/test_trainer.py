@@ -98,6 +98,26 @@ def test_compiled_kd_run_trains_like_the_eager_one_and_saves_plain_weights(teach
     assert runs["true"]["compiled"] and not runs["false"]["compiled"]
 
 
+def test_a_compiled_dml_run_compiles_its_peer_and_trains_it_like_the_eager_one(tmp_path, monkeypatch):
+    compiled_classes = []
+    plain_compile = torch.nn.Module.compile
+
+    def spy(module, *args, **kwargs):  # which networks the trainer compiles, in order
+        compiled_classes.append(type(module).__name__)
+        return plain_compile(module, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "compile", spy)
+    for mode in ("false", "true"):
+        train(digits("digits-student", tmp_path / mode, "method=dml", "epochs=1", "deterministic=true",
+                     f"compile={mode}"), echo=lambda m: None)
+    assert len(compiled_classes) == 2  # the student and its peer; the eager run compiled nothing
+    eager, compiled = (read_checkpoint(tmp_path / m / "checkpoint.pt")["method"] for m in ("false", "true"))
+    assert eager.keys() == compiled.keys() and any(k.startswith("peers.models.0.") for k in eager)
+    for name, value in eager.items():
+        if value.is_floating_point():
+            assert torch.allclose(value, compiled[name], atol=1e-3, rtol=1e-3), name
+
+
 def test_a_short_run_under_compile_auto_stays_eager_and_says_why(tmp_path):
     lines = []
     summary = train(digits("digits-teacher", tmp_path, "epochs=1"), echo=lines.append)

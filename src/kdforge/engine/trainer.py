@@ -70,7 +70,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
             (False, f"{self.task.name} models run eager")
         if self.compiled:
             # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
-            for model in (self.student, self.teacher_forward):
+            for model in (self.student, self.teacher_forward, *self.method.trained_models()):
                 if model is not None:
                     model.compile()
         if self.dist.enabled:

@@ -130,6 +130,11 @@ class Method(nn.Module):
         """Called once the optimiser has stepped: where a method updates memories its loss read this step, so that
         the backward pass never needs a copy of them."""
 
+    def trained_models(self) -> list[nn.Module]:
+        """Networks this method trains beside the student (peers): a compiled run compiles their forward too, since
+        they cost as much per step as the student itself."""
+        return []
+
     def student_lr_scales(self, student: nn.Module) -> dict[str, float]:
         """Learning-rate multipliers for the student's parameters by module path ("" = every other one)."""
         return {}

@@ -32,6 +32,9 @@ class DML(Method):
         super().__init__(cfg, ctx)
         self.peers = PeerGroup(ctx.build_student, cfg.peers)
 
+    def trained_models(self):
+        return self.peers.trained_models()
+
     def forward(self, batch, student, teacher, state):
         logits = [student.logits] + [out.logits for out in self.peers(batch.input)]
         ce = sum(self.cross_entropy(z, batch.target) for z in logits)

@@ -34,8 +34,13 @@ def test_sweep_chooses_the_best_validation_mean_and_resumes(tmp_path):
     for run in result["runs"]:  # each figure is that run's own validation top-1
         assert run["val"] == json.loads((tmp_path / "runs" / f"lr-{run['combination']['optim.lr']}-s{run['seed']}"
                                          / "summary.json").read_text())["val_top1_last"]
+        assert run["train"] == json.loads((tmp_path / "runs" / f"lr-{run['combination']['optim.lr']}-s{run['seed']}"
+                                           / "summary.json").read_text())["train_top1"]
+    trains = {r["combination"]["optim.lr"]: r["train_mean"] for r in result["table"]}
+    assert trains["0.1"] == pytest.approx(sum(r["train"] for r in result["runs"]
+                                              if r["combination"]["optim.lr"] == "0.1") / 2)
     md = (tmp_path / "out" / "lr.md").read_text()
-    assert "**chosen**" in md and "never used" in md
+    assert "**chosen**" in md and "never used" in md and f"| {trains['0.1']:.2f} |" in md
     assert json.loads((tmp_path / "out" / "lr.json").read_text())["chosen"] == result["chosen"]
     lines.clear()
     run_sweep(*args, echo=lines.append)  # everything done: nothing retrains

@@ -230,7 +230,8 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     rows = []
     for (combo, seed), cfg in configs.items():
         record = ledger.find(cfg, seed, val_per_class)
-        rows.append({**{k: record[k] for k in ("seed", select_on, "test", "folder")}, "combination": _setting(grid, combo)}
+        rows.append({**{k: record[k] for k in ("seed", select_on, "test", "folder")}, "combination": _setting(grid, combo),
+                     "train": record["summary"].get("train_top1")}
                     if record else _row(cfg, combo, seed, grid, select_on, val_per_class))
     result = _choose(rows, grid, select_on)
     result.update(config=config, overrides=list(overrides), seeds=seeds, select_on=select_on,
@@ -254,7 +255,7 @@ def _row(cfg, combo: tuple[str, ...], seed: int, grid: Grid, select_on: str, val
     if metric is None:
         raise UserError(f"{cfg.run_dir} recorded no {SELECTABLE[select_on]}; was it trained with a validation split?")
     return {"combination": _setting(grid, combo), "seed": seed, select_on: metric,
-            "test": summary["top1_last"], "folder": str(cfg.run_dir)}
+            "test": summary["top1_last"], "train": summary.get("train_top1"), "folder": str(cfg.run_dir)}
 
 
 def _choose(rows: list[dict], grid: Grid, select_on: str) -> dict:
@@ -263,9 +264,12 @@ def _choose(rows: list[dict], grid: Grid, select_on: str) -> dict:
         mine = [r for r in rows if r["combination"] == _setting(grid, combo)]
         sel = [r[select_on] for r in mine]
         test = [r["test"] for r in mine]
+        # how well each cell fits its training images: a regulariser too strong for the student shows here first
+        train = [r["train"] for r in mine if r.get("train") is not None]
         table.append({"combination": _setting(grid, combo), "name": grid.name(combo), "n": len(mine),
                       f"{select_on}_mean": statistics.fmean(sel), f"{select_on}_std": _std(sel),
-                      "test_mean": statistics.fmean(test), "test_std": _std(test)})
+                      "test_mean": statistics.fmean(test), "test_std": _std(test),
+                      "train_mean": statistics.fmean(train) if train else None})
     best = max(table, key=lambda r: r[f"{select_on}_mean"])  # ties: the first in grid order
     return {"chosen": best["combination"], "chosen_name": best["name"], "table": table, "runs": rows}
 
@@ -290,12 +294,13 @@ def _table(result: dict, grid: Grid, select_on: str) -> str:
              f"--select-on {select_on}{sized}`. The choice reads the {select_on} split only{where}; test top-1 is "
              "reported beside it and was never used.", "",
              "| " + ("cell | " if grid.cells else "") + " | ".join(grid.keys) +
-             f" | n | {select_on} top-1 (mean ± std) | test top-1 (mean ± std) | |",
-             "|" + "---|" * (len(grid.keys) + 4 + bool(grid.cells))]
+             f" | n | {select_on} top-1 (mean ± std) | test top-1 (mean ± std) | train top-1 (mean) | |",
+             "|" + "---|" * (len(grid.keys) + 5 + bool(grid.cells))]
     for row in result["table"]:
         mark = "**chosen**" if row["combination"] == result["chosen"] else ""
         named = f"{row['name']} | " if grid.cells else ""
+        train = "–" if row.get("train_mean") is None else f"{row['train_mean']:.2f}"
         lines.append("| " + named + " | ".join(str(row["combination"].get(k, "-")) for k in grid.keys) +
                      f" | {row['n']} | {row[f'{select_on}_mean']:.2f} ± {row[f'{select_on}_std']:.2f} | "
-                     f"{row['test_mean']:.2f} ± {row['test_std']:.2f} | {mark} |")
+                     f"{row['test_mean']:.2f} ± {row['test_std']:.2f} | {train} | {mark} |")
     return "\n".join(lines) + "\n"

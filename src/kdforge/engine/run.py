@@ -7,6 +7,7 @@ import contextlib
 import platform
 import re
 import signal
+import statistics
 import subprocess
 import threading
 import time
@@ -91,15 +92,22 @@ def stop_signals(owner):
             signal.signal(s, handler)
 
 
-# `compile: auto` compiles a run of at least this many optimiser steps. bench/compile_speed.py measured a compiled
-# kd step (resnet56 -> resnet20, 2 CPU threads) recovering its ~76 s compile after ~120 steps; smaller models gain
-# less per step and evaluation compiles its own graphs, hence the wide margin.
-AUTO_COMPILE_MIN_STEPS = 2000
+# `compile: auto` times a sitting's first eager steps and compiles when the steps left would save more than the
+# compile costs, with margin. bench/compile_speed.py measured a kd step (resnet56 -> resnet20, 2 CPU threads) at
+# 1.94x eager after a 76 s compile, bench/student_step_speed.py a resnet8 step at 1.73x; evaluation compiles
+# graphs of its own, about as costly again. So the saving is predicted at the lower gain and must cover twice the
+# two compiles. A run too short to save that even at a slow step is decided at once, without timing.
+AUTO_COMPILE_GAIN = 1.7
+AUTO_COMPILE_SECONDS = 2 * 76.0
+AUTO_COMPILE_MARGIN = 2.0
+AUTO_COMPILE_MIN_STEPS = 300  # fewer steps than this are never compiled by auto: the tests and the demo stay eager
+PROBE_SKIP, PROBE_STEPS = 2, 8
+AUTO_COMPILE_DISTRIBUTED_STEPS = 2000  # under torchrun (no timing: ranks decide before DDP wraps the student)  # untimed first steps (allocation, caches), then the steps timed
 
 
-def compile_decision(setting, steps: int, device: torch.device) -> tuple[bool, str]:
+def compile_decision(setting, steps: int, device: torch.device) -> tuple[bool | None, str]:
     """(whether to torch.compile the student and teacher forward, why) for the `compile` setting of a run of
-    `steps` optimiser steps on `device`."""
+    `steps` optimiser steps on `device`; None: `auto` decides after timing the first steps (`compile_pays`)."""
     if setting is True:
         return True, "compile=true"
     if setting is False:
@@ -109,7 +117,36 @@ def compile_decision(setting, steps: int, device: torch.device) -> tuple[bool, s
     missing = _missing_toolchain(device)
     if missing:
         return False, f"compile=auto: {missing}"
-    return True, f"compile=auto: {steps} steps recover the compile time (>= {AUTO_COMPILE_MIN_STEPS})"
+    return None, "compile=auto: timing the first steps eagerly"
+
+
+def compile_pays(step_seconds: float, steps_left: int) -> tuple[bool, str]:
+    """`compile: auto`'s decision from the timed eager step: whether the steps left, each faster by the measured
+    gain, save more than the compile costs with margin."""
+    saving = steps_left * step_seconds * (1 - 1 / AUTO_COMPILE_GAIN)
+    needed = AUTO_COMPILE_MARGIN * AUTO_COMPILE_SECONDS
+    verdict = "recover" if saving >= needed else "do not recover"
+    return saving >= needed, (f"compile=auto: {steps_left} steps of {step_seconds * 1000:.0f} ms eager would save "
+                              f"about {saving:.0f} s compiled; they {verdict} the compile time "
+                              f"({needed:.0f} s with margin)")
+
+
+class StepTimer:
+    """Times a sitting's first eager steps for `compile: auto`: `tick()` after each step; it returns the median
+    step's seconds once PROBE_STEPS steps after the PROBE_SKIP first ones are timed (None before). On CUDA it
+    synchronises during those few steps only."""
+
+    def __init__(self, device: torch.device, clock=time.perf_counter):
+        self.device, self.clock, self.marks = device, clock, []
+
+    def tick(self) -> float | None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.marks.append(self.clock())
+        if len(self.marks) < PROBE_SKIP + PROBE_STEPS + 1:
+            return None
+        timed = self.marks[PROBE_SKIP:]
+        return statistics.median(b - a for a, b in zip(timed, timed[1:]))
 
 
 def _missing_toolchain(device: torch.device) -> str | None:

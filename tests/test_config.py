@@ -147,15 +147,24 @@ def test_auto_times_runs_long_enough_and_only_with_a_toolchain(monkeypatch):
 
 def test_auto_compiles_when_the_steps_left_save_more_than_the_compile_costs():
     from kdforge.engine import run
+    from kdforge.models import create_model
 
     # saving = steps x step x (1 - 1/gain), against margin x compile seconds, written out independently
-    needed = run.AUTO_COMPILE_MARGIN * run.AUTO_COMPILE_SECONDS
+    needed = run.AUTO_COMPILE_MARGIN * 100.0
     per_step_saving = 1.0 * (1 - 1 / run.AUTO_COMPILE_GAIN)  # a 1 s eager step
     enough = int(needed / per_step_saving) + 1
-    assert run.compile_pays(1.0, enough)[0] and not run.compile_pays(1.0, enough - 2)[0]
-    assert not run.compile_pays(0.005, 10**4)[0]  # a tiny model's 5 ms step: 10,000 steps save about 20 s
-    compiled, why = run.compile_pays(1.13, 782)  # a 50,000-image epoch of resnet56 -> resnet20 at 2 threads
+    assert run.compile_pays(1.0, enough, 100.0)[0] and not run.compile_pays(1.0, enough - 2, 100.0)[0]
+    # counted by hand: (3 stages x n blocks x 2 convolutions + the stem's) x (conv, BatchNorm) + the classifier
+    # + the 1x1 shortcut convolution and its BatchNorm of the two stages that change width
+    teacher, student = create_model("resnet56", 10), create_model("resnet20", 10)
+    assert run.layer_count(student) == (3 * 3 * 2 + 1) * 2 + 1 + 2 * 2
+    assert run.layer_count(teacher) == (3 * 9 * 2 + 1) * 2 + 1 + 2 * 2
+    cost = run.compile_seconds([student, teacher], student)
+    assert cost == run.AUTO_COMPILE_SECONDS_PER_LAYER * (2 * run.layer_count(student) + run.layer_count(teacher))
+    compiled, why = run.compile_pays(1.13, 782, cost)  # a 50,000-image epoch of resnet56 -> resnet20, 2 threads
     assert compiled and "782 steps of 1130 ms" in why
+    tiny = create_model("resnet8", 10)
+    assert not run.compile_pays(0.005, 10**4, run.compile_seconds([tiny], tiny))[0]  # 5 ms steps save ~20 s
 
 
 def test_the_step_timer_reads_the_median_step_after_the_untimed_first_ones():

@@ -124,8 +124,8 @@ def test_compile_auto_decides_on_the_timed_first_steps_and_says_so(tmp_path, mon
     monkeypatch.setattr(run, "AUTO_COMPILE_MIN_STEPS", 0)  # this tiny run is timed, not decided by its length
     decision_step = run.PROBE_SKIP + run.PROBE_STEPS + 1
     summaries = {}
-    for compile_seconds, compiles in ((1e9, False), (0.0, True)):  # compiling never pays / always pays
-        monkeypatch.setattr(run, "AUTO_COMPILE_SECONDS", compile_seconds)
+    for per_layer, compiles in ((1e9, False), (0.0, True)):  # compiling never pays / always pays
+        monkeypatch.setattr(run, "AUTO_COMPILE_SECONDS_PER_LAYER", per_layer)
         out = tmp_path / str(compiles)
         summary = summaries[compiles] = train(digits("digits-student", out, "epochs=1", "deterministic=true"),
                                               echo=lambda m: None)

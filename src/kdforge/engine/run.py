@@ -93,12 +93,13 @@ def stop_signals(owner):
 
 
 # `compile: auto` times a sitting's first eager steps and compiles when the steps left would save more than the
-# compile costs, with margin. bench/compile_speed.py measured a kd step (resnet56 -> resnet20, 2 CPU threads) at
-# 1.94x eager after a 76 s compile, bench/student_step_speed.py a resnet8 step at 1.73x; evaluation compiles
-# graphs of its own, about as costly again. So the saving is predicted at the lower gain and must cover twice the
-# two compiles. A run too short to save that even at a slow step is decided at once, without timing.
+# compile costs, with margin. Measured (bench/compile_speed.py, kd step, batch 64): resnet56 -> resnet20 at 2 CPU
+# threads 1.94x faster compiled after a 76 s compile; resnet20 -> resnet8 at 1 thread 1.73x after 24 s. The
+# compile time follows the depth: about half a second per layer (a leaf module with parameters; 158 and 62 layers
+# there). Evaluation compiles the student once more in eval mode. So the saving is predicted at the lower gain
+# and must cover twice the compile time estimated from the layers.
 AUTO_COMPILE_GAIN = 1.7
-AUTO_COMPILE_SECONDS = 2 * 76.0
+AUTO_COMPILE_SECONDS_PER_LAYER = 0.5
 AUTO_COMPILE_MARGIN = 2.0
 AUTO_COMPILE_MIN_STEPS = 300  # fewer steps than this are never compiled by auto: the tests and the demo stay eager
 PROBE_SKIP, PROBE_STEPS = 2, 8
@@ -120,15 +121,26 @@ def compile_decision(setting, steps: int, device: torch.device) -> tuple[bool | 
     return None, "compile=auto: timing the first steps eagerly"
 
 
-def compile_pays(step_seconds: float, steps_left: int) -> tuple[bool, str]:
+def layer_count(model: torch.nn.Module) -> int:
+    """Leaf modules with parameters of their own (convolutions, linear layers, norms): what compile time follows."""
+    return sum(1 for m in model.modules() if next(m.children(), None) is None
+               and next(m.parameters(recurse=False), None) is not None)
+
+
+def compile_seconds(models: list[torch.nn.Module], evaluated: torch.nn.Module) -> float:
+    """The compile time `auto` expects: every compiled model's layers once, the evaluated student's once more."""
+    return AUTO_COMPILE_SECONDS_PER_LAYER * (sum(layer_count(m) for m in models) + layer_count(evaluated))
+
+
+def compile_pays(step_seconds: float, steps_left: int, cost_seconds: float) -> tuple[bool, str]:
     """`compile: auto`'s decision from the timed eager step: whether the steps left, each faster by the measured
-    gain, save more than the compile costs with margin."""
+    gain, save at least the margin times the expected compile time."""
     saving = steps_left * step_seconds * (1 - 1 / AUTO_COMPILE_GAIN)
-    needed = AUTO_COMPILE_MARGIN * AUTO_COMPILE_SECONDS
+    needed = AUTO_COMPILE_MARGIN * cost_seconds
     verdict = "recover" if saving >= needed else "do not recover"
     return saving >= needed, (f"compile=auto: {steps_left} steps of {step_seconds * 1000:.0f} ms eager would save "
-                              f"about {saving:.0f} s compiled; they {verdict} the compile time "
-                              f"({needed:.0f} s with margin)")
+                              f"about {saving:.0f} s compiled; they {verdict} a compile of about "
+                              f"{cost_seconds:.0f} s ({needed:.0f} s with margin)")
 
 
 class StepTimer:

@@ -22,7 +22,7 @@ from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.preparation import PreparationMixin
 from kdforge.engine.run import (AUTO_COMPILE_DISTRIBUTED_STEPS, RunMixin, StepTimer, autocast, compile_decision,
-                                compile_pays, resolve_device, versions)
+                                compile_pays, compile_seconds, resolve_device, versions)
 from kdforge.engine.schedule import learning_rate
 from kdforge.engine.state import CheckpointMixin, Progress
 from kdforge.engine.task import task_for
@@ -94,11 +94,13 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
         self.progress = Progress()
         self.teacher_top1 = None
 
+    def _models_to_compile(self) -> list[nn.Module]:
+        return [m for m in (self.student, self.teacher_forward, *self.method.trained_models()) if m is not None]
+
     def _compile_models(self) -> None:
         # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
-        for model in (self.student, self.teacher_forward, *self.method.trained_models()):
-            if model is not None:
-                model.compile()
+        for model in self._models_to_compile():
+            model.compile()
 
     def _time_step(self) -> None:
         """compile=auto: once the first eager steps are timed, decide, say so, and compile if it pays."""
@@ -107,7 +109,8 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
             return
         self.step_timer = None
         steps_left = self.cfg.epochs * len(self.train_stream) - self.progress.step
-        self.compiled, self.compile_reason = compile_pays(seconds, steps_left)
+        cost = compile_seconds(self._models_to_compile(), self.student)
+        self.compiled, self.compile_reason = compile_pays(seconds, steps_left, cost)
         self._log_compile_decision()
         if self.compiled:
             self._compile_models()

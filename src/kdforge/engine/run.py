@@ -102,8 +102,8 @@ AUTO_COMPILE_GAIN = 1.7
 AUTO_COMPILE_SECONDS_PER_LAYER = 0.5
 AUTO_COMPILE_MARGIN = 2.0
 AUTO_COMPILE_MIN_STEPS = 300  # fewer steps than this are never compiled by auto: the tests and the demo stay eager
-PROBE_SKIP, PROBE_STEPS = 2, 8
-AUTO_COMPILE_DISTRIBUTED_STEPS = 2000  # under torchrun (no timing: ranks decide before DDP wraps the student)  # untimed first steps (allocation, caches), then the steps timed
+PROBE_SKIP, PROBE_STEPS = 2, 8  # untimed first steps (allocation, caches), then the steps timed
+AUTO_COMPILE_DISTRIBUTED_STEPS = 2000  # under torchrun (no timing: ranks decide before DDP wraps the student)
 
 
 def compile_decision(setting, steps: int, device: torch.device) -> tuple[bool | None, str]:

@@ -76,6 +76,39 @@ def test_a_run_records_the_folded_teacher_and_distils_as_before(tmp_path):
     assert runs[True]["top1_last"] == pytest.approx(runs[False]["top1_last"], abs=0.5)
 
 
+def test_a_channels_last_teacher_gives_the_same_outputs_and_leaves_the_callers_model_alone(device):
+    from kdforge import Distiller
+
+    torch.manual_seed(0)
+    teacher = _with_statistics(create_model("resnet20", 10)).to(device)
+    student = create_model("resnet8", 10).to(device)
+    distiller = Distiller(teacher, student, "kd", teacher_channels_last=True)
+    conv = distiller.teacher_forward.get_submodule("conv1")
+    assert distiller.teacher_channels_last and conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert teacher.get_submodule("conv1").weight.is_contiguous()  # the caller's teacher keeps its layout
+    x = torch.randn(8, 3, 32, 32, device=device)
+    with torch.no_grad(), full_precision():
+        plain = TappedModel(teacher, ())(x)
+        fast = distiller.teacher_outputs(x)
+    assert close(fast.logits, plain.logits)
+    unfolded = Distiller(teacher, student, "kd", fold_teacher_bn=False, teacher_channels_last=True)
+    assert not unfolded.teacher_channels_last  # no copy of our own to convert
+
+
+def test_teacher_channels_last_auto_is_on_for_cpu_and_follows_channels_last_elsewhere():
+    from kdforge.config import load_config
+    from kdforge.engine.classification import teacher_channels_last
+    from kdforge.errors import ConfigError
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto = load_config("digits-student", [])
+    assert teacher_channels_last(auto, cpu) and not teacher_channels_last(auto, cuda)
+    assert teacher_channels_last(load_config("digits-student", ["channels_last=true"]), cuda)
+    assert not teacher_channels_last(load_config("digits-student", ["teacher_channels_last=false"]), cpu)
+    with pytest.raises(ConfigError, match="teacher_channels_last must be true, false or auto"):
+        load_config("digits-student", ["teacher_channels_last=sometimes"])
+
+
 def test_full_precision_sets_ieee_fp32_and_restores_the_flags():
     before = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
     with full_precision():

@@ -48,13 +48,16 @@ class Distiller(nn.Module):
     - `dataset_size`, `train_labels`: for methods with per-sample memories (`crd`, `ickd`); call the distiller
       with each batch's dataset indices then;
     - `fold_teacher_bn`: run the frozen teacher as a copy with BatchNorm folded into its convolutions (exact up
-      to rounding, a faster forward).
+      to rounding, a faster forward);
+    - `teacher_channels_last`: that folded copy in channels_last memory layout, its inputs converted (the same
+      outputs up to rounding; faster on CPU). The caller's teacher is never converted.
     """
 
     def __init__(self, teacher: nn.Module | None, student: nn.Module, method: str = "kd", *,
                  input_shape: tuple[int, ...] | None = None, num_classes: int | None = None, epochs: int = 1,
                  steps_per_epoch: int = 1, dataset_size: int = 0, train_labels: torch.Tensor | None = None,
-                 label_smoothing: float = 0.0, fold_teacher_bn: bool = True, world_size: int = 1,
+                 label_smoothing: float = 0.0, fold_teacher_bn: bool = True, teacher_channels_last: bool = False,
+                 world_size: int = 1,
                  build_student: Callable[[], nn.Module] | None = None, **method_args):
         super().__init__()
         method_cls = METHODS.get(method)
@@ -79,6 +82,10 @@ class Distiller(nn.Module):
                 probe = torch.randn(2, *shape, device=_device_of(teacher))
                 folded, self.teacher_folded = fold_batchnorm(teacher, probe)
                 object.__setattr__(self, "teacher_forward", folded)
+        # only a copy of our own changes layout (a teacher that could not be folded is the caller's module)
+        self.teacher_channels_last = bool(teacher_channels_last and self.teacher_folded)
+        if self.teacher_channels_last:
+            self.teacher_forward.to(memory_format=torch.channels_last)
         # methods that read the teacher's parameters (KR) are given the original, not the folded copy
         self.method: Method = build_method(method, method_args, ctx).to(device)
         self.wrap_student(None)
@@ -141,7 +148,11 @@ class Distiller(nn.Module):
     @torch.no_grad()
     def teacher_outputs(self, inputs: torch.Tensor) -> ModelOutput | None:
         """The frozen teacher's logits and the features the method taps (None without a teacher)."""
-        return self.teacher_view(inputs) if self.teacher_view is not None else None
+        if self.teacher_view is None:
+            return None
+        if self.teacher_channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return self.teacher_view(inputs)
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor | None = None, *,
                 state: StepState | None = None, teacher_output: ModelOutput | None = None) -> DistillerOutput:

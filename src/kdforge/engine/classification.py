@@ -52,8 +52,16 @@ def setup_classification(t) -> None:
         t.teacher, t.student, cfg.method, input_shape=t._input_shape(), num_classes=nc,
         epochs=cfg.epochs, steps_per_epoch=len(t.train_stream), dataset_size=len(t.data.train),
         train_labels=getattr(t.data.train, "labels", None), label_smoothing=cfg.label_smoothing,
-        fold_teacher_bn=cfg.teacher_fold_bn, world_size=t.dist.world_size,
+        fold_teacher_bn=cfg.teacher_fold_bn, teacher_channels_last=teacher_channels_last(cfg, t.device),
+        world_size=t.dist.world_size,
         build_student=lambda: build_model(cfg.student, nc, channels, size).to(t.device), **cfg.method_args)
+
+
+def teacher_channels_last(cfg, device: torch.device) -> bool:
+    """`teacher_channels_last: auto`: on CPU (measured faster there), elsewhere as the run's `channels_last`."""
+    if cfg.teacher_channels_last != "auto":
+        return bool(cfg.teacher_channels_last)
+    return device.type == "cpu" or bool(cfg.channels_last)
 
 
 def classification_step(t, batch, state):

@@ -72,6 +72,7 @@ def test_a_run_records_the_folded_teacher_and_distils_as_before(tmp_path):
             f"out={tmp_path / f's{fold}'}", "epochs=1", "method=kd", f"teacher_checkpoint={tmp_path / 't'}",
             f"teacher_fold_bn={str(fold).lower()}", *common]), echo=lambda m: None)
     assert runs[True]["teacher_folded_batchnorms"] == 6 and runs[False]["teacher_folded_batchnorms"] == 0  # cnn8
+    assert runs[True]["teacher_channels_last"] is True and runs[False]["teacher_channels_last"] is False  # CPU, auto
     assert runs[True]["teacher_top1"] == pytest.approx(runs[False]["teacher_top1"])
     assert runs[True]["top1_last"] == pytest.approx(runs[False]["top1_last"], abs=0.5)
 

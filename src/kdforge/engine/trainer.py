@@ -21,8 +21,17 @@ from kdforge.engine.evaluation import EvaluationMixin
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.preparation import PreparationMixin
-from kdforge.engine.run import (AUTO_COMPILE_DISTRIBUTED_STEPS, RunMixin, StepTimer, autocast, compile_decision,
-                                compile_pays, compile_seconds, resolve_device, versions)
+from kdforge.engine.run import (
+    AUTO_COMPILE_DISTRIBUTED_STEPS,
+    RunMixin,
+    StepTimer,
+    autocast,
+    compile_decision,
+    compile_pays,
+    compile_seconds,
+    resolve_device,
+    versions,
+)
 from kdforge.engine.schedule import learning_rate
 from kdforge.engine.state import CheckpointMixin, Progress
 from kdforge.engine.task import task_for

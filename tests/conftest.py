@@ -13,12 +13,14 @@ if "KDFORGE_DATA" not in os.environ and (REPO.parent / "shared" / "data").is_dir
     os.environ["KDFORGE_DATA"] = str(REPO.parent / "shared" / "data")
 
 
-@pytest.fixture(autouse=True)
-def isolated_cache(tmp_path_factory, monkeypatch):
-    """Each test session gets its own kdforge cache; the real data folder stays reachable."""
-    cache = tmp_path_factory.getbasetemp() / "kdforge-cache"
-    monkeypatch.setenv("KDFORGE_CACHE", str(cache))
-    yield
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Each test session (each xdist worker) gets its own kdforge cache, set before any fixture of any scope runs:
+    a module's fixture that trained into the user's cache would replay teacher outputs an older kdforge recorded
+    there; the real data folder stays reachable."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KDFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "kdforge-cache"))
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -150,9 +150,12 @@ class Distiller(nn.Module):
         """The frozen teacher's logits and the features the method taps (None without a teacher)."""
         if self.teacher_view is None:
             return None
-        if self.teacher_channels_last:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return self.teacher_view(inputs)
+        if not self.teacher_channels_last:
+            return self.teacher_view(inputs)
+        out = self.teacher_view(inputs.contiguous(memory_format=torch.channels_last))
+        # back to the standard layout: what the method reads is then laid out exactly as a teacher-output cache
+        # replays it, and strides can change the rounding of the ops that read it
+        return ModelOutput(out.logits.contiguous(), {k: v.contiguous() for k, v in out.features.items()})
 
     def forward(self, inputs: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor | None = None, *,
                 state: StepState | None = None, teacher_output: ModelOutput | None = None) -> DistillerOutput:

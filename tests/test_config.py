@@ -131,7 +131,7 @@ def test_auto_times_runs_long_enough_and_only_with_a_toolchain(monkeypatch):
 
     import torch
 
-    from kdforge.engine import run
+    from kdforge.engine import compilation as run
 
     cpu = torch.device("cpu")
     assert run.compile_decision(True, 5, cpu)[0] and not run.compile_decision(False, 10**6, cpu)[0]
@@ -146,7 +146,7 @@ def test_auto_times_runs_long_enough_and_only_with_a_toolchain(monkeypatch):
 
 
 def test_auto_compiles_when_the_steps_left_save_more_than_the_compile_costs():
-    from kdforge.engine import run
+    from kdforge.engine import compilation as run
     from kdforge.models import create_model
 
     # saving = steps x step x (1 - 1/gain), against margin x compile seconds, written out independently
@@ -170,7 +170,7 @@ def test_auto_compiles_when_the_steps_left_save_more_than_the_compile_costs():
 def test_the_step_timer_reads_the_median_step_after_the_untimed_first_ones():
     import torch
 
-    from kdforge.engine import run
+    from kdforge.engine import compilation as run
 
     times = iter([0.0, 10.0, 11.0] + [11.0 + 0.5 * i for i in range(1, run.PROBE_STEPS + 1)])
     timer = run.StepTimer(torch.device("cpu"), clock=lambda: next(times))

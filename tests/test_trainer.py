@@ -119,7 +119,7 @@ def test_a_compiled_dml_run_compiles_its_peer_and_trains_it_like_the_eager_one(t
 
 
 def test_compile_auto_decides_on_the_timed_first_steps_and_says_so(tmp_path, monkeypatch):
-    from kdforge.engine import run
+    from kdforge.engine import compilation as run
 
     monkeypatch.setattr(run, "AUTO_COMPILE_MIN_STEPS", 0)  # this tiny run is timed, not decided by its length
     decision_step = run.PROBE_SKIP + run.PROBE_STEPS + 1

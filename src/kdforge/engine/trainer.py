@@ -16,22 +16,13 @@ import torch.nn as nn
 
 from kdforge.config import RUN_CONFIG, TrainConfig, settings_differences, to_dict
 from kdforge.engine.checkpoint import latest_checkpoint, load_into, load_weights
+from kdforge.engine.compilation import CompileMixin
 from kdforge.engine.distributed import average_gradients, init_from_env
 from kdforge.engine.evaluation import EvaluationMixin
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.preparation import PreparationMixin
-from kdforge.engine.run import (
-    AUTO_COMPILE_DISTRIBUTED_STEPS,
-    RunMixin,
-    StepTimer,
-    autocast,
-    compile_decision,
-    compile_pays,
-    compile_seconds,
-    resolve_device,
-    versions,
-)
+from kdforge.engine.run import RunMixin, autocast, resolve_device, versions
 from kdforge.engine.schedule import learning_rate
 from kdforge.engine.state import CheckpointMixin, Progress
 from kdforge.engine.task import task_for
@@ -47,7 +38,7 @@ def lr_of(optimizer) -> float:
     return group["lr"] / group["lr_scale"] if group["lr_scale"] else group["lr"]
 
 
-class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
+class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
     def __init__(self, cfg: TrainConfig, resume: bool = False, echo=None, keep_process_group: bool = False,
                  task=None):
         self.cfg = cfg
@@ -75,17 +66,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
         self.task.setup(self)  # data, student, teacher, streams and the distiller (the one step path)
         self.method, self.teacher_forward = self.distiller.method, self.distiller.teacher_forward
         self.teacher_folded = self.distiller.teacher_folded
-        steps = cfg.epochs * len(self.train_stream)
-        self.compiled, self.compile_reason = compile_decision(cfg.compile, steps, self.device) \
-            if self.task.compilable else (False, f"{self.task.name} models run eager")
-        if self.compiled is None and self.dist.enabled:
-            # ranks must agree before DDP wraps the student, so no timing: the step count alone decides
-            self.compiled = steps >= AUTO_COMPILE_DISTRIBUTED_STEPS
-            self.compile_reason = (f"compile=auto under torchrun: {steps} steps "
-                                   f"({'>=' if self.compiled else '<'} {AUTO_COMPILE_DISTRIBUTED_STEPS})")
-        self.step_timer = StepTimer(self.device) if self.compiled is None else None
-        if self.compiled:
-            self._compile_models()
+        self._decide_compile(cfg.epochs * len(self.train_stream))
         if self.dist.enabled:
             if cfg.sync_batchnorm:
                 if self.device.type != "cuda":
@@ -102,33 +83,6 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
         self.method_params = [p for p in self.method.parameters() if p.requires_grad]
         self.progress = Progress()
         self.teacher_top1 = None
-
-    def _models_to_compile(self) -> list[nn.Module]:
-        return [m for m in (self.student, self.teacher_forward, *self.method.trained_models()) if m is not None]
-
-    def _compile_models(self) -> None:
-        # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
-        for model in self._models_to_compile():
-            model.compile()
-
-    def _time_step(self) -> None:
-        """compile=auto: once the first eager steps are timed, decide, say so, and compile if it pays."""
-        seconds = self.step_timer.tick()
-        if seconds is None:
-            return
-        self.step_timer = None
-        steps_left = self.cfg.epochs * len(self.train_stream) - self.progress.step
-        cost = compile_seconds(self._models_to_compile(), self.student)
-        self.compiled, self.compile_reason = compile_pays(seconds, steps_left, cost)
-        self._log_compile_decision()
-        if self.compiled:
-            self._compile_models()
-
-    def _log_compile_decision(self) -> None:
-        # the decision goes to metrics.jsonl; the console hears of it only when compiling (a long next step)
-        self.logger.record("compile", self.progress.step, {"compiled": self.compiled, "reason": self.compile_reason})
-        if self.compiled:
-            self.logger.info(f"compiling the forward passes ({self.compile_reason}); the next steps take longer")
 
     # ---------------------------------------------------------------- training
     def _step(self, batch, epoch: int, step_t: torch.Tensor) -> None:
@@ -245,10 +199,7 @@ class Trainer(RunMixin, PreparationMixin, CheckpointMixin, EvaluationMixin):
                              f"{cfg.data.dataset} test split")
         try:
             last_eval = self._run_epochs()
-            if self.step_timer is not None:  # a resumed sitting with fewer steps left than the timing needs
-                self.step_timer, self.compiled = None, False
-                self.compile_reason = "compile=auto: the sitting ended before its first steps were timed"
-                self._log_compile_decision()
+            self._end_untimed()
             if self.task.fits_training_set:
                 # how well the student fits its training images, un-augmented: tells underfitting from overfitting
                 fit = self.task.evaluate(self.student, self._clean_train(), self.device, cfg.amp)

@@ -4,7 +4,8 @@
 #   selection  the free hyper-parameters the spec leaves to us, chosen on the validation split (`kdforge sweep`,
 #              2 seeds each, 1,000 validation images per class): KR's weight (lambda_KR 1 / 10 / 100; 0.1 is
 #              diagnosed too weak in results/kr_prior_strength.md) and, per IC-KD paradigm, the ablation
-#              (PICD only / NICD only / both), the warm-up of the in-context terms and their strength
+#              (PICD only / NICD only / both), the warm-up of the in-context terms (teacher-free; online keeps a
+#              tenth of the schedule) and their strength
 #   claims     the rows that test the four methods' claims and their baselines, 3 seeds
 #   rest       every other registered method, 3 seeds
 #   kr         KR's capacity suite (cifar10-paper-kr-cpu), 3 seeds
@@ -70,7 +71,7 @@ print(' '.join(f'{k}={v}' for k, v in c.items()))"
       --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5"
     # online and teacher-free: the cells with an in-context term, one by one (the "neither" cell is the paradigm's
     # baseline, DML or CE, a suite row of its own), the in-context terms warming up over a tenth of the schedule
-    # (their bank is written by a model that is itself weak early on); then the warm-up chosen for the winner
+    # (their bank is written by a model that is itself weak early on); then the winner's warm-up and strength
     cells=(--cell "picd-only: method_args.picd_weight=1 method_args.nicd_weight=0"
            --cell "nicd-only: method_args.picd_weight=0 method_args.nicd_weight=0.5"
            --cell "both: method_args.picd_weight=1 method_args.nicd_weight=0.5")
@@ -83,16 +84,23 @@ print(' '.join(f'{k}={v}' for k, v in c.items()))"
       done
       wait
       chosen=$(chosen_of paper-$m-terms)
-      for s in 0 1; do
-        $KD sweep "${free[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
-          --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-terms \
-          --reuse results/sweeps/paper-$m-terms.runs.jsonl &  # 24: the terms sweep's runs
-      done
-      wait
+      if [ $m = ickd_tf ]; then
+        for s in 0 1; do
+          $KD sweep "${free[@]}" method=$m $chosen --grid method_args.warmup_epochs=1,24,60 "${pick[@]}" \
+            --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-terms \
+            --reuse results/sweeps/paper-$m-terms.runs.jsonl &  # 24: the terms sweep's runs
+        done
+        wait
+        warm=$(chosen_of paper-$m-warmup) base=paper-$m-warmup
+      else
+        # online keeps the terms sweep's warm-up, a tenth of the schedule: the teacher-free warm-up sweep, whose
+        # bank is also written by a student that starts from scratch, found 1, 24 and 60 epochs within noise
+        # (results/sweeps/paper-ickd_tf-warmup.md), and an online run costs as much as four teacher-free ones
+        warm="method_args.warmup_epochs=24" base=paper-$m-terms
+      fi
       # then the terms' strength: the chosen weights as they are, and scaled by 0.3 and 0.1. The bank of these
       # paradigms is written by the students themselves, and at full strength the terms can keep a small student
       # from fitting its training set (teacher-free PICD only: train top-1 81-82 % against ce's 96 %)
-      warm=$(chosen_of paper-$m-warmup)
       mapfile -t strengths < <(.venv/bin/python -c "
 for f in (1, 0.3, 0.1):
     print(f'x{f:g}: ' + ' '.join(f'{k}={float(v) * f:g}' for k, v in [w.split('=') for w in '$chosen'.split()]))")
@@ -100,8 +108,8 @@ for f in (1, 0.3, 0.1):
       for cell in "${strengths[@]}"; do weight_cells+=(--cell "$cell"); done
       for s in 0 1; do
         $KD sweep "${free[@]}" method=$m $warm "${weight_cells[@]}" "${pick[@]}" --only-seeds $s \
-          --name paper-$m-weight --reuse runs/sweeps/paper-$m-warmup \
-          --reuse results/sweeps/paper-$m-warmup.runs.jsonl &  # x1: the warm-up sweep's runs
+          --name paper-$m-weight --reuse runs/sweeps/$base \
+          --reuse results/sweeps/$base.runs.jsonl &  # x1: the warm-up (teacher-free) or terms (online) sweep's runs
       done
       wait
     done ;;

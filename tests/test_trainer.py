@@ -118,25 +118,6 @@ def test_a_compiled_dml_run_compiles_its_peer_and_trains_it_like_the_eager_one(t
             assert torch.allclose(value, compiled[name], atol=1e-3, rtol=1e-3), name
 
 
-def test_compile_auto_decides_on_the_timed_first_steps_and_says_so(tmp_path, monkeypatch):
-    from kdforge.engine import compilation as run
-
-    monkeypatch.setattr(run, "AUTO_COMPILE_MIN_STEPS", 0)  # this tiny run is timed, not decided by its length
-    decision_step = run.PROBE_SKIP + run.PROBE_STEPS + 1
-    summaries = {}
-    for per_layer, compiles in ((1e9, False), (0.0, True)):  # compiling never pays / always pays
-        monkeypatch.setattr(run, "AUTO_COMPILE_SECONDS_PER_LAYER", per_layer)
-        out = tmp_path / str(compiles)
-        summary = summaries[compiles] = train(digits("digits-student", out, "epochs=1", "deterministic=true"),
-                                              echo=lambda m: None)
-        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-        assert [r for r in records if r["type"] == "compile"] == [
-            {"type": "compile", "step": decision_step, "compiled": compiles, "reason": summary["compile_reason"]}]
-        assert summary["compiled"] is compiles and "ms eager would save" in summary["compile_reason"]
-    # compiled from step 11 on, the run trains on like the eager one: the same arithmetic, fused differently
-    assert abs(summaries[True]["top1_last"] - summaries[False]["top1_last"]) < 2.0
-
-
 def test_a_short_run_under_compile_auto_stays_eager_and_says_why(tmp_path):
     lines = []
     summary = train(digits("digits-teacher", tmp_path, "epochs=1"), echo=lines.append)

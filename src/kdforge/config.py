@@ -90,10 +90,10 @@ class TrainConfig:
     label_smoothing: float = 0.0
     amp: bool = False  # bf16 autocast on CPU and CUDA
     channels_last: bool = False
-    # torch.compile of the student and teacher forward (hooks included): true | false | auto. auto times the first
-    # eager steps and compiles when the steps left recover the compile time (a minute or more, again per input
-    # shape) with margin and a toolchain is present; short runs (the demo, the tests) stay eager; the run's log and
-    # summary.json say which and why (engine/compilation.py)
+    # torch.compile of the student and teacher forward (hooks included): true | false | auto. auto compiles a run
+    # long enough to recover the compile time (a minute or more, again per input shape) when a toolchain is
+    # present, and runs short ones (the demo, the tests) eager; the run's log and summary.json say which and why
+    # (engine/compilation.py)
     compile: bool | str = "auto"
     sync_batchnorm: bool = False  # torchrun only: BatchNorm statistics over the global batch
     eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated; it decides "best")

@@ -124,8 +124,6 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
             self._step(batch, epoch, step_t)
             p.batch += 1
             p.step += 1
-            if self.step_timer is not None:
-                self._time_step()
             n = batch.index.shape[0]
             images += n
             bar.update(n)
@@ -176,8 +174,7 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         self.logger = RunLogger(self.folder, cfg.tensorboard, enabled=self.dist.is_main, echo=self.echo)
         for note in self.data.notes:
             self.logger.info(note)
-        if self.step_timer is None:  # else decided once the first steps are timed
-            self._log_compile_decision()
+        self._log_compile_decision()
         if type(self.method).prepare is not Method.prepare:  # hashing teacher and data costs a little: only on use
             self.distiller.prepare_with(self._preparation())
         self.teacher_cache = self._teacher_cache()
@@ -199,7 +196,6 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
                              f"{cfg.data.dataset} test split")
         try:
             last_eval = self._run_epochs()
-            self._end_untimed()
             if self.task.fits_training_set:
                 # how well the student fits its training images, un-augmented: tells underfitting from overfitting
                 fit = self.task.evaluate(self.student, self._clean_train(), self.device, cfg.amp)

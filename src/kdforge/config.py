@@ -228,8 +228,8 @@ RUN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.g
 # Keys added after runs were recorded, with the values they had before they existed (compile's old false or its
 # new auto): at those values they are left out of the trained settings, so that adding a key or changing its
 # default never makes an earlier run of the same recipe look different
-LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,), "teacher_channels_last": (False, "auto"), "task": ("classification",),
-                  "detector": (dataclasses.asdict(DetectorConfig()),)}
+LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,), "teacher_channels_last": (False, "auto"),
+                  "task": ("classification",), "detector": (dataclasses.asdict(DetectorConfig()),)}
 
 
 def _at_later_default(key: str, value) -> bool:

@@ -230,9 +230,8 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     rows = []
     for (combo, seed), cfg in configs.items():
         record = ledger.find(cfg, seed, val_per_class)
-        rows.append({**{k: record[k] for k in ("seed", select_on, "test", "folder")}, "combination": _setting(grid, combo),
-                     "train": record["summary"].get("train_top1")}
-                    if record else _row(cfg, combo, seed, grid, select_on, val_per_class))
+        rows.append(_recorded_row(record, combo, grid, select_on) if record
+                    else _row(cfg, combo, seed, grid, select_on, val_per_class))
     result = _choose(rows, grid, select_on)
     result.update(config=config, overrides=list(overrides), seeds=seeds, select_on=select_on,
                   val_per_class=val_per_class)
@@ -256,6 +255,12 @@ def _row(cfg, combo: tuple[str, ...], seed: int, grid: Grid, select_on: str, val
         raise UserError(f"{cfg.run_dir} recorded no {SELECTABLE[select_on]}; was it trained with a validation split?")
     return {"combination": _setting(grid, combo), "seed": seed, select_on: metric,
             "test": summary["top1_last"], "train": summary.get("train_top1"), "folder": str(cfg.run_dir)}
+
+
+def _recorded_row(record: dict, combo: tuple[str, ...], grid: Grid, select_on: str) -> dict:
+    """A ledger record as the row `_row` reads from a run folder."""
+    return {**{k: record[k] for k in ("seed", select_on, "test", "folder")}, "combination": _setting(grid, combo),
+            "train": record["summary"].get("train_top1")}
 
 
 def _choose(rows: list[dict], grid: Grid, select_on: str) -> dict:

@@ -132,6 +132,7 @@ class DetectionDistiller(nn.Module):
         object.__setattr__(self, "teacher", teacher)
         object.__setattr__(self, "teacher_forward", teacher)
         self.teacher_folded = 0  # the detector's teacher runs as trained (its box head reads given proposals)
+        self.teacher_channels_last = False
         if teacher is not None:
             teacher.eval().requires_grad_(False)
         self.method = DetectionMethod(method, method_args, student, teacher)

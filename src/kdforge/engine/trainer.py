@@ -66,6 +66,7 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         self.task.setup(self)  # data, student, teacher, streams and the distiller (the one step path)
         self.method, self.teacher_forward = self.distiller.method, self.distiller.teacher_forward
         self.teacher_folded = self.distiller.teacher_folded
+        self.teacher_channels_last = self.distiller.teacher_channels_last
         self._decide_compile(cfg.epochs * len(self.train_stream))
         if self.dist.enabled:
             if cfg.sync_batchnorm:

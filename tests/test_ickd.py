@@ -179,8 +179,8 @@ def test_paradigms_and_baselines_train_two_epochs_on_digits(tmp_path, digits_tea
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     if args[0].startswith("method=ickd"):
         last_epoch = [line for line in lines if '"type": "epoch"' in line][-1]
-        # offline defaults to NICD only (the paper regime's choice); online and teacher-free to both terms
-        term = "nicd" if args[0] == "method=ickd" else "picd"
+        # offline and teacher-free default to NICD only (the paper regime's choices); online to both terms
+        term = "picd" if args[0] == "method=ickd_online" else "nicd"
         assert f'"loss/{term}"' in last_epoch and f'"loss/{term}": 0.0,' not in last_epoch  # the term was active
 
 

@@ -474,6 +474,10 @@ def test_paper_suite_scales_warmups_to_the_schedule_and_labels_paper_budget_rows
     assert config("e120", "refilled").method_args["budget"] == "equal"
     assert config("e120", "refilled-paper").method_args.get("budget", "paper") == "paper"
     assert config("e120", "ickd-online").method == "ickd_online"
+    # teacher-free: the selection's settings, key for key (the suite adopts the sweeps' runs by them), the in-context
+    # term warming up over a tenth of the schedule
+    assert config("e240", "ickd-tf").method_args == {"picd_weight": 0, "nicd_weight": 0.5, "warmup_epochs": 24}
+    assert config("e120", "ickd-tf").method_args["warmup_epochs"] == 12
     bf16, fp32 = config("e240", "kd-bf16"), config("e240", "kd")  # the precision check: only amp and layout differ
     assert (bf16.amp, bf16.channels_last, fp32.amp, fp32.channels_last) == (True, True, False, False)
     assert {**vars(bf16), "amp": False, "channels_last": False, "out": fp32.out} == vars(fp32)

@@ -121,7 +121,7 @@ for f in (1, 0.3, 0.1):
     done
     # an IC-KD paradigm's row runs once its selection has written its choice into the suite; until then the
     # other rows go ahead (the online selection alone takes about 17 lane-hours) and the row waits for a re-run
-    rows="ickd-tf,tfkd,ls,refilled,refilled-paper,ckd,ckd-paper,ickd,kr,kr_kd,dml,ickd-online"
+    rows="ickd-tf,tfkd,ls,tfkd-self,refilled,refilled-paper,ckd,ckd-paper,ickd,kr,kr_kd,dml,ickd-online"
     for m in ickd_tf ickd_online; do
       if ! test -f "results/sweeps/paper-$m-weight.json"; then
         echo "claims: ${m/_/-} waits for its selection (bench/paper_campaign.sh selection)"
@@ -132,7 +132,7 @@ for f in (1, 0.3, 0.1):
   rest)
     rows=$(.venv/bin/python -c "
 from kdforge.bench.suites import SUITES; from kdforge.methods import METHODS
-done = {'ce','kd','ckd','ckd-paper','ickd','ickd-online','ickd-tf','dml','tfkd','ls','kr','kr_kd','refilled','refilled-paper'}
+done = {'ce','kd','ckd','ckd-paper','ickd','ickd-online','ickd-tf','dml','tfkd','ls','tfkd-self','kr','kr_kd','refilled','refilled-paper'}
 print(','.join(v.name for v in SUITES.get('cifar10-paper-cpu').variants(METHODS.names()) if v.name not in done))")
     lanes "$rows" cifar10-paper-cpu ;;
   kr) lanes "resnet14/ce,resnet14/kd,resnet14/kr,resnet14/kr_kd,resnet8/ce,resnet8/kd,resnet8/kr,resnet8/kr_kd,resnet8x0.5/ce,resnet8x0.5/kd,resnet8x0.5/kr,resnet8x0.5/kr_kd" cifar10-paper-kr-cpu ;;

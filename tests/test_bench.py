@@ -478,6 +478,15 @@ def test_paper_suite_scales_warmups_to_the_schedule_and_labels_paper_budget_rows
     # term warming up over a tenth of the schedule
     assert config("e240", "ickd-tf").method_args == {"picd_weight": 0, "nicd_weight": 0.5, "warmup_epochs": 24}
     assert config("e120", "ickd-tf").method_args["warmup_epochs"] == 12
+    # Tf-KD's self-teacher: the student's own architecture, trained plainly at the chosen schedule, named as the
+    # row's teacher model so that its checkpoint loads
+    bench = AccuracyBench(SUITES.get("cifar10-paper-cpu"), budget="e240", root=tmp_path, results=tmp_path)
+    row = {v.name: v for v in bench.variants(None)}["tfkd-self"]
+    teacher = bench.teacher_config(row)[0]
+    student = config("e240", "tfkd-self")
+    assert (teacher.student, teacher.method, teacher.epochs, teacher.optim.milestones) == ("resnet8", "ce", 240,
+                                                                                         [150, 180, 210])
+    assert (student.student, student.teacher, student.method_args["mode"]) == ("resnet8", "resnet8", "self")
     bf16, fp32 = config("e240", "kd-bf16"), config("e240", "kd")  # the precision check: only amp and layout differ
     assert (bf16.amp, bf16.channels_last, fp32.amp, fp32.channels_last) == (True, True, False, False)
     assert {**vars(bf16), "amp": False, "channels_last": False, "out": fp32.out} == vars(fp32)

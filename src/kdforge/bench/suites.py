@@ -220,6 +220,13 @@ PAPER_ICKD = ("method_args.picd_weight=0", "method_args.nicd_weight=0.5")
 # (method_args compares key by key), so that the suite adopts their runs
 PAPER_ICKD_TF = ("method_args.picd_weight=0", "method_args.nicd_weight=0.5")
 TENTH = (("method_args.warmup_epochs", 0.1),)
+# Tf-KD with a self-teacher, the teacher-free paradigm's baseline the method text names: the teacher is the student
+# itself, pre-trained plainly (resnet8 trained as the suite's ce row at the chosen e240 schedule), and the loss the
+# official ResNet18 self-training config (experiments/kd_experiments/resnet18_distill/resnet18_self_teacher/
+# params.json: alpha 0.95, T 6, multiplier 50 on a KL averaged over CIFAR-100's 100 classes, so 0.5 per sample)
+TFKD_SELF = ("method_args.mode=self", "method_args.alpha=0.95", "method_args.temperature=6",
+             "method_args.self_weight=0.5")
+SELF_TEACHER = ("student=resnet8", "epochs=240", "optim.milestones=[150,180,210]")
 
 
 def _paper_rows() -> dict[str, Variant]:
@@ -239,6 +246,7 @@ def _paper_rows() -> dict[str, Variant]:
         "ickd": Variant("ickd", "ickd", PAPER_ICKD),
         **_paradigm_rows(None),
         "ickd_tf": Variant("ickd-tf", "ickd_tf", PAPER_ICKD_TF, per_epochs=TENTH),
+        "tfkd-self": Variant("tfkd-self", "tfkd", TFKD_SELF + ("teacher=resnet8",), teacher=SELF_TEACHER),
         # the same students in bf16 autocast and channels_last, which train about twice as fast on a CPU with bf16
         # matrix units (bench/student_step_speed.py): whether the suite's rows could train so without changing
         # what they measure (each beside its float32 row, paired by seed)

@@ -6,7 +6,10 @@ Regularization", CVPR 2020), both forms:
   KL averaged over the batch. (The original code averages the KL over batch *and* classes and multiplies by
   a per-dataset factor; `reg_weight` is that factor divided by the number of classes.)
 * `self` (Tf-KD_self): the teacher is a pre-trained model of the student's own architecture
-  (teacher_checkpoint=...), loss (1 - alpha) CE + alpha T^2 KL(softmax(z_t/T) || softmax(z_s/T)).
+  (teacher_checkpoint=...), loss (1 - alpha) CE + alpha * w * T^2 KL(softmax(z_t/T) || softmax(z_s/T)), KL
+  averaged over the batch. The original code again averages over batch and classes and multiplies by a per-model
+  factor (50 for its ResNet18 on CIFAR-100, with alpha 0.95 and T 6); `self_weight` is that factor divided by the
+  number of classes (0.5 there).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class TfKDConfig:
     temperature: float = 20.0
     correct_prob: float = 0.99
     reg_weight: float = 1.0
+    self_weight: float = 1.0
 
     def __post_init__(self):
         if self.mode not in ("virtual", "self"):
@@ -56,7 +60,7 @@ class TfKD(Method):
         c = self.cfg
         terms = {"ce": (1 - c.alpha) * self.cross_entropy(student.logits, batch.target)}
         if c.mode == "self":
-            terms["kd"] = c.alpha * kd_loss(student.logits, teacher.logits, c.temperature)
+            terms["kd"] = c.alpha * c.self_weight * kd_loss(student.logits, teacher.logits, c.temperature)
         else:
             log_p_d = virtual_teacher(batch.target, student.logits.shape[1], c.correct_prob, c.temperature)
             log_p_s = F.log_softmax(student.logits.float(), dim=1)

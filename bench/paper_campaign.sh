@@ -119,12 +119,26 @@ for f in (1, 0.3, 0.1):
       # a sweep still under way may have no finished run yet: kdforge says so in one line, and claims goes on
       if [ -e "$sweep" ]; then $KD bench adopt "$sweep" cifar10-paper-cpu --budget e240 || true; fi
     done
-    # an IC-KD paradigm's row runs once its selection has written its choice into the suite; until then the
-    # other rows go ahead (the online selection alone takes about 17 lane-hours) and the row waits for a re-run
+    # an IC-KD paradigm's row runs once its selection is done and its choice is written into the suite's row (the
+    # row carries the chosen weights); until then the other rows go ahead (the online selection alone takes about
+    # 17 lane-hours) and the row waits for a re-run of this phase
     rows="ickd-tf,tfkd,ls,tfkd-self,refilled,refilled-paper,ckd,ckd-paper,ickd,kr,kr_kd,dml,ickd-online"
     for m in ickd_tf ickd_online; do
-      if ! test -f "results/sweeps/paper-$m-weight.json"; then
-        echo "claims: ${m/_/-} waits for its selection (bench/paper_campaign.sh selection)"
+      if ! .venv/bin/python -c "
+import json, sys
+from pathlib import Path
+from kdforge.bench.accuracy import AccuracyBench
+from kdforge.bench.suites import SUITES
+sweep = Path('results/sweeps/paper-$m-weight.json')
+if not sweep.exists():
+    sys.exit('claims: ${m/_/-} waits for its selection (bench/paper_campaign.sh selection)')
+bench = AccuracyBench(SUITES.get('cifar10-paper-cpu'), 'e240', Path('runs/bench'), Path('results'), echo=print)
+args = bench.student_config({v.name: v for v in bench.variants(None)}['${m/_/-}'], 0, None)[0].method_args
+missing = {k: v for k, v in json.loads(sweep.read_text())['chosen'].items()
+           if float(args.get(k.split('.', 1)[1], 'nan')) != float(v)}
+if missing:
+    sys.exit(f'claims: ${m/_/-} waits until its row in src/kdforge/bench/suites.py carries the choice of {sweep}: {missing}')
+"; then
         rows=$(echo "$rows" | tr , '\n' | grep -vx "${m/_/-}" | paste -sd,)
       fi
     done

@@ -104,8 +104,8 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
 
 # the four seed methods' rows and the baseline each claim is made against (per paradigm or setting)
 CLAIMS = (("ckd", ("kd", "ce")), ("ckd-paper", ("kd", "ce")), ("ickd", ("kd", "ce")), ("ickd-online", ("dml", "ce")),
-          ("ickd-tf", ("tfkd", "tfkd-self", "ls", "ce")), ("kr", ("ce",)), ("kr_kd", ("kd", "ce")), ("refilled", ("kd", "ce")),
-          ("refilled-paper", ("kd", "ce")), ("refilled-spec", ("kd", "ce")))
+          ("ickd-tf", ("tfkd", "tfkd-self", "ls", "ce")), ("kr", ("ce",)), ("kr_kd", ("kd", "ce")),
+          ("refilled", ("kd", "ce")), ("refilled-paper", ("kd", "ce")), ("refilled-spec", ("kd", "ce")))
 
 
 def verdict_lines(rows: list[dict], ce_cells: dict | None = None) -> list[str]:

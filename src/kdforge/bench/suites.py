@@ -225,8 +225,8 @@ TENTH = (("method_args.warmup_epochs", 0.1),)
 # official ResNet18 self-training config (experiments/kd_experiments/resnet18_distill/resnet18_self_teacher/
 # params.json: alpha 0.95, T 6, multiplier 50 on a KL averaged over CIFAR-100's 100 classes, so 0.5 per sample)
 TFKD_SELF = ("method_args.mode=self", "method_args.alpha=0.95", "method_args.temperature=6",
-             "method_args.self_weight=0.5")
-SELF_TEACHER = ("student=resnet8", "epochs=240", "optim.milestones=[150,180,210]")
+             "method_args.self_weight=0.5", "teacher=resnet8")
+SELF_TEACHER = ("student=resnet8", *_schedule(240)[:2])  # the suite's student at its schedule (epochs, steps)
 
 
 def _paper_rows() -> dict[str, Variant]:
@@ -244,9 +244,9 @@ def _paper_rows() -> dict[str, Variant]:
         "refilled-paper": Variant("refilled-paper", "refilled"),  # each stage a full schedule (the paper's)
         **_kr_rows(PAPER_KR),
         "ickd": Variant("ickd", "ickd", PAPER_ICKD),
-        **_paradigm_rows(None),
+        "ickd_online": Variant("ickd-online", "ickd_online"),
         "ickd_tf": Variant("ickd-tf", "ickd_tf", PAPER_ICKD_TF, per_epochs=TENTH),
-        "tfkd-self": Variant("tfkd-self", "tfkd", TFKD_SELF + ("teacher=resnet8",), teacher=SELF_TEACHER),
+        "tfkd-self": Variant("tfkd-self", "tfkd", TFKD_SELF, teacher=SELF_TEACHER),
         # the same students in bf16 autocast and channels_last, which train about twice as fast on a CPU with bf16
         # matrix units (bench/student_step_speed.py): whether the suite's rows could train so without changing
         # what they measure (each beside its float32 row, paired by seed)

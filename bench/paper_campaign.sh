@@ -8,6 +8,8 @@
 #              tenth of the schedule) and their strength
 #   claims     the rows that test the four methods' claims and their baselines, 3 seeds; an IC-KD paradigm's row
 #              once its selection is done (re-run the phase after it)
+#   baselines  the baselines added beside mdistiller's and the current logit methods (NST, PKT, SP, VID, OFD,
+#              KDSVD, ReviewKD, DIST, KD and DKD with logit standardisation), 3 seeds
 #   rest       every other registered method, 3 seeds
 #   kr         KR's capacity suite (cifar10-paper-kr-cpu), 3 seeds
 #   gkd        REFILLED's settings (cifar10-paper-gkd-cpu), 3 seeds
@@ -17,7 +19,7 @@
 # that row's run (training is deterministic), so only the seeds the sweeps did not run are trained.
 #     bench/paper_campaign.sh PHASE        (from the repository root; KDFORGE_DATA as for make)
 set -euo pipefail
-phase=${1:?usage: bench/paper_campaign.sh selection|claims|rest|kr|gkd}
+phase=${1:?usage: bench/paper_campaign.sh selection|claims|baselines|rest|kr|gkd}
 export KDFORGE_DATA=${KDFORGE_DATA:-$(cd .. && pwd)/shared/data}
 KD=".venv/bin/kdforge"
 SCHEDULE=("epochs=240" "optim.milestones=[150,180,210]" "eval_every=24")
@@ -143,14 +145,16 @@ if missing:
       fi
     done
     lanes "$rows" cifar10-paper-cpu ;;
+  baselines) lanes "nst,pkt,sp,vid,ofd,kdsvd,reviewkd,dist,kd+logitstd,dkd+logitstd" cifar10-paper-cpu ;;
   rest)
     rows=$(.venv/bin/python -c "
 from kdforge.bench.suites import SUITES; from kdforge.methods import METHODS
-done = {'ce','kd','ckd','ckd-paper','ickd','ickd-online','ickd-tf','dml','tfkd','ls','tfkd-self','kr','kr_kd','refilled','refilled-paper'}
+done = {'ce','kd','ckd','ckd-paper','ickd','ickd-online','ickd-tf','dml','tfkd','ls','tfkd-self','kr','kr_kd','refilled','refilled-paper',
+        'nst','pkt','sp','vid','ofd','kdsvd','reviewkd','dist','kd+logitstd','dkd+logitstd'}  # claims' and baselines' rows
 print(','.join(v.name for v in SUITES.get('cifar10-paper-cpu').variants(METHODS.names()) if v.name not in done))")
     lanes "$rows" cifar10-paper-cpu ;;
   kr) lanes "resnet14/ce,resnet14/kd,resnet14/kr,resnet14/kr_kd,resnet8/ce,resnet8/kd,resnet8/kr,resnet8/kr_kd,resnet8x0.5/ce,resnet8x0.5/kd,resnet8x0.5/kr,resnet8x0.5/kr_kd" cifar10-paper-kr-cpu ;;
   gkd) lanes "$(.venv/bin/python -c "
 from kdforge.bench.suites import SUITES; print(','.join(v.name for v in SUITES.get('cifar10-paper-gkd-cpu').rows))")" cifar10-paper-gkd-cpu ;;
-  *) echo "bench/paper_campaign.sh: unknown phase $phase (selection, claims, rest, kr, gkd)" >&2; exit 2 ;;
+  *) echo "bench/paper_campaign.sh: unknown phase $phase (selection, claims, baselines, rest, kr, gkd)" >&2; exit 2 ;;
 esac

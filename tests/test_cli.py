@@ -31,6 +31,8 @@ def test_list_prints_one_name_per_line(capsys):
     (["train", "digits-student", "method_args.temperature=2"], "unknown config key 'method_args.temperature'"),
     (["train", "digits-student", "data.batch_size=-4"], "batch_size"),
     (["eval", "/no/such/run", "--dataset", "digits"], "does not exist"),
+    (["bench", "detection", "--seeds", "-1"], "--seeds must be at least 0"),
+    (["bench", "detection", "--seeds", "2", "--only-seeds", "2"], "--only-seeds must be among 0..1"),
 ])
 def test_bad_input_is_one_line_with_exit_code_2(args, needle, capsys, tmp_path):
     code = main([*args, f"out={tmp_path / 'run'}"] if args[0] == "train" else args)

@@ -205,6 +205,9 @@ def test_the_detection_suite_resumes_and_tabulates_ap_with_paired_intervals(tmp_
             "detector.rois_per_image=16", "detector.fpn_channels=16", "data.image_size=48")
     run = dict(seeds=2, methods=["ce", "kd"], root=tmp_path / "runs", results=tmp_path / "results",
                threads=1, echo=lambda m: None, overrides=tiny)
+    table = detection.run_detection_suite(**{**run, "seeds": 0})  # the canvases and the teacher only
+    assert "| ce |" not in table and "Teacher resnet20-FPN" in table
+    assert detection.read_rows(tmp_path / "results" / "detection-cpu.csv") == []
     table = detection.run_detection_suite(only_seeds=[0], **run)
     assert "| ce | 1 |" in table and "| kd | 1 |" in table and "(n=1)" in table
     [stored] = list((tmp_path / "results" / "teachers").iterdir())  # kept for a new machine to restore

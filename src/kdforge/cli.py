@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--only-seeds", help="comma-separated seeds this sitting runs (to share a suite between processes)")
     b = bench.add_parser("detection", help="the CPU detection suite: a Faster R-CNN teacher, then every detection "
                                            "method's students (resumable)")
-    b.add_argument("--seeds", type=int, default=3)
+    b.add_argument("--seeds", type=int, default=3, help="seeds per row (0: build the canvases and train the teacher "
+                                                        "only)")
     b.add_argument("--methods", help="comma-separated rows (default: ce,kd,dkd,ckd,reviewkd,reviewkd+dkd,reviewkd+ckd)")
     b.add_argument("--only-seeds", help="comma-separated seeds this sitting runs (to share the suite between processes)")
     b.add_argument("--root", default="runs/bench")
@@ -358,7 +359,11 @@ def cmd_bench(args) -> int:
     elif args.bench_command == "detection":
         from kdforge.bench.detection import run_detection_suite
 
+        if args.seeds < 0:
+            raise UserError(f"--seeds must be at least 0 (0: the canvases and the teacher only), got {args.seeds}")
         only = [int(s) for s in args.only_seeds.split(",")] if args.only_seeds else None
+        if only and any(s < 0 or s >= args.seeds for s in only):
+            raise UserError(f"--only-seeds must be among 0..{args.seeds - 1}, got {args.only_seeds}")
         methods = [m for m in (args.methods or "").split(",") if m] or None
         print(run_detection_suite(args.seeds, methods, only, args.threads, Path(args.root), Path(args.results)))
     elif args.bench_command == "status":

@@ -72,8 +72,8 @@ def _train(preset: str, overrides: list[str], folder: Path, what: str, echo) -> 
 def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_seeds: list[int] | None = None,
                         threads: int | None = None, root: Path = Path("runs/bench"), results: Path = Path("results"),
                         echo=print, overrides: tuple[str, ...] = ()) -> str:
-    """Train what the suite lacks (the canvases, the teacher, each (method, seed) student) and write its table;
-    `overrides` apply to teacher and students alike (the tests shrink the suite with them)."""
+    """Train what the suite lacks (the canvases, the teacher, each (method, seed) student) and write its table
+    (`seeds` 0: the canvases and the teacher only); `overrides` apply to teacher and students alike (the tests shrink the suite with them)."""
     unknown = sorted(set(methods or ()) - set(METHODS))
     if unknown:
         raise UserError(f"the detection suite's rows are {', '.join(METHODS)}; not {', '.join(unknown)}")
@@ -88,6 +88,9 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
     if stored:
         echo(f"  teacher stored in {stored}")
     table = results / f"{SUITE}.csv"
+    if not table.exists():  # before any student, so that lanes sharing the suite never both write it
+        table.parent.mkdir(parents=True, exist_ok=True)
+        append_line(table, ",".join(COLUMNS))
     done = {(r["method"], int(r["seed"])) for r in read_rows(table)}
     for seed in only_seeds if only_seeds is not None else range(seeds):
         for method in methods or METHODS:
@@ -99,9 +102,6 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
             row = {"method": method, "seed": seed, "epochs": summary["epochs"], "wall_seconds": summary["wall_seconds"],
                    "images_per_second": summary["train_images_per_second"], "teacher_ap": teacher["ap_last"],
                    **{k: summary[k] for k in ("ap_last", "ap50_last", "ap75_last", "ap_best")}}
-            if not table.exists():
-                table.parent.mkdir(parents=True, exist_ok=True)
-                append_line(table, ",".join(COLUMNS))
             append_line(table, ",".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS))
             keep_curve(results, SUITE, method, seed, row["ap_last"], records_of(folder, CURVE_RECORDS))
     return write_table(results, teacher, root)

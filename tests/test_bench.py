@@ -447,12 +447,17 @@ def test_results_page_leads_with_the_paper_regime_and_its_schedules(tmp_path):
     for row in hand_rows():
         append_row(res / "cifar10-paper-cpu-e60.csv", row)
         append_row(res / "cifar10-cpu.csv", row)
+        if row["method"] in ("ce", "kd"):  # a shorter schedule with the selection's runs only
+            append_row(res / "cifar10-paper-cpu-e30.csv", row)
     (res / "cifar10-paper-cpu-regime.md").write_text("# title\n\n| budget | ce |\n|---|---|\n| e60 | 71.17 |\n")
     page = write_results_page(res, tmp_path / "docs" / "RESULTS.md").read_text()
     assert page.index("## cifar10-paper-cpu") < page.index("## cifar10-cpu\n") < page.index("## fmnist-cpu")
     paper = page[page.index("## cifar10-paper-cpu"):page.index("## cifar10-cpu\n")]
     assert "| e60 | 71.17 |" in paper and "### 60-epoch schedule" in paper and "| kd | 3 | 15 | 73.83 ± 1.04" in paper
     assert "--budget e60" in paper and "120-epoch" not in paper  # only schedules with runs are shown
+    # the schedule where seed methods ran, and their verdicts, lead the shorter one holding only ce and kd
+    assert paper.index("### 60-epoch schedule") < paper.index("### 30-epoch schedule")
+    assert "no seed method has run" in paper.split("### 30-epoch schedule")[1]
 
 
 def test_paper_suite_scales_warmups_to_the_schedule_and_labels_paper_budget_rows(tmp_path):

@@ -144,21 +144,24 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
     regime = results / f"{suite.name}-regime.md"
     if regime.exists():  # the selection table, as `kdforge bench regime` wrote it (its title dropped)
         lines += [line for line in regime.read_text().splitlines()[1:]] + [""]
-    measured = False
-    for budget in sorted(suite.budgets, key=lambda b: int(b[1:])):
+    sections = []  # (has verdicts, epochs, lines): the schedules where seed methods ran lead, then the others
+    for budget in suite.budgets:
         stem = results_stem(suite.name, budget)
         rows = read_csv(results / f"{stem}.csv")
         if not rows:
             continue
-        measured = True
         seeds = sorted({int(r["seed"]) for r in rows})
-        lines += [f"### {budget[1:]}-epoch schedule", "",
-                  f"`kdforge bench accuracy {suite.name} --budget {budget}` — {len(rows)} runs, seeds "
-                  f"{', '.join(map(str, seeds))} ([table]({rel}/{stem}.md)).", ""]
-        lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells) + [""]
+        section = [f"### {budget[1:]}-epoch schedule", "",
+                   f"`kdforge bench accuracy {suite.name} --budget {budget}` — {len(rows)} runs, seeds "
+                   f"{', '.join(map(str, seeds))} ([table]({rel}/{stem}.md)).", ""]
+        section += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells) + [""]
         verdicts = verdict_lines(rows, suite.ce_cells)
-        lines += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
-                  ["Verdicts: no seed method has run at this schedule yet.", ""])
+        section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
+                    ["Verdicts: no seed method has run at this schedule yet.", ""])
+        sections.append((bool(verdicts), int(budget[1:]), section))
+    measured = bool(sections)
+    for _, _, section in sorted(sections, key=lambda s: (not s[0], s[1])):
+        lines += section
     if not measured:
         how = suite.needs or f"`kdforge bench accuracy {suite.name} --budget eN --methods ce,kd`"
         lines += [f"Not measured yet: {how}.", ""]

@@ -42,6 +42,12 @@ def test_plain_training_writes_summary_metrics_and_checkpoint(teacher_dir):
     records = [json.loads(line) for line in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
     assert {r["type"] for r in records} == {"compile", "train", "epoch", "eval"}  # compile: the one record of that decision
     assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3, 4]
+    # each epoch's own rate beside the run's average so far: with equal epochs, the average over the first two is
+    # the harmonic mean of their two rates
+    first, second = [r for r in records if r["type"] == "epoch"][:2]
+    both = 2 / (1 / first["epoch_images_per_second"] + 1 / second["epoch_images_per_second"])
+    assert first["images_per_second"] == pytest.approx(first["epoch_images_per_second"])
+    assert second["images_per_second"] == pytest.approx(both, rel=1e-6)
     ckpt = read_checkpoint(teacher_dir / "checkpoint.pt")
     assert ckpt["arch"] == "cnn8" and ckpt["progress"]["epoch"] == 4
 

@@ -218,10 +218,15 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
             total = len(self.train_stream) * cfg.data.batch_size
             with tqdm(total=total, initial=p.batch * cfg.data.batch_size, unit="img", unit_scale=True, leave=False,
                       desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and sys.stderr.isatty())) as bar:
+                images, seconds = p.train_images, p.train_seconds
                 self._train_epoch(epoch, bar)
+            images, seconds = p.train_images - images, p.train_seconds - seconds
             record = self.meter.read()
+            # images_per_second is the run's average so far (a compile's time included);
+            # epoch_images_per_second this sitting's part of the epoch alone
             record.update(epoch=epoch + 1, lr=lr_of(self.optimizer),
-                          images_per_second=p.train_images / p.train_seconds if p.train_seconds else 0.0)
+                          images_per_second=p.train_images / p.train_seconds if p.train_seconds else 0.0,
+                          epoch_images_per_second=images / seconds if seconds else 0.0)
             self.logger.record("epoch", p.step, record)
             p.epoch, p.batch = epoch + 1, 0
             self.meter.reset()

@@ -717,6 +717,12 @@ def test_bench_status_counts_recorded_seeds_runs_under_way_and_hours_left(tmp_pa
     assert status["refilled"]["hours_left"] == pytest.approx((2 + 1 - 15 / planned) * planned * 180 / 3600)
     table = status_table(list(status.values()))
     assert "| refilled | – | s0: 15/" in table and "~" in table
+    # a suite with no recorded run has no pace: its hours are unknown, never a made-up or NaN figure
+    fresh = suite_status("digits", seeds=2, methods=["ce"], root=tmp_path / "none", results=tmp_path / "none")
+    assert fresh[0]["hours_left"] is None and fresh[0]["runs_left"] == 2
+    table = status_table(fresh)
+    assert "| ce | – | – | 0, 1 | ? |" in table and "about 0.0 lane-hours" in table and "2.0 runs, not in" in table
+    assert "nan" not in table
 
 
 def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_their_wall_time(tmp_path):

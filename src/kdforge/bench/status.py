@@ -29,8 +29,10 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
     """One entry per row: done / running (seed -> epochs trained) / todo seeds, planned epochs, hours left."""
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), echo=lambda m: None)
     recorded = read_rows(bench.csv)
-    # a row with no recorded run is timed at the suite's median pace per epoch (an estimate: methods differ)
-    per_epoch = statistics.median([float(r["wall_seconds"]) / int(r["epochs"]) for r in recorded] or [float("nan")])
+    # a row with no recorded run is timed at the suite's median pace per epoch (an estimate: methods differ); a
+    # suite with no recorded run at all has no pace to time it by (hours_left None)
+    paces = [float(r["wall_seconds"]) / int(r["epochs"]) for r in recorded]
+    per_epoch = statistics.median(paces) if paces else None
     status = []
     for variant in bench.variants(methods):
         mine = [r for r in recorded if r["method"] == variant.name]
@@ -45,10 +47,12 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
             else:
                 todo.append(seed)
         stale = stale_teacher_seeds(bench, variant, mine)
-        pace = statistics.mean(float(r["wall_seconds"]) for r in mine) if mine else per_epoch * planned
+        pace = statistics.mean(float(r["wall_seconds"]) for r in mine) if mine else \
+            per_epoch * planned if per_epoch is not None else None
         left = len(todo) + sum(1 - min(e, planned) / planned for e in running.values())
         status.append({"row": variant.name, "done": done, "running": running, "todo": todo, "epochs": planned,
-                       "hours_left": left * pace / 3600, "estimated": not mine, "runs_left": left,
+                       "hours_left": left * pace / 3600 if pace is not None else None, "estimated": not mine,
+                       "runs_left": left,
                        "stale": stale})
     return status
 
@@ -71,13 +75,17 @@ def status_table(status: list[dict]) -> str:
     lines = ["| row | recorded seeds | under way (epochs trained) | to run | lane-hours left |", "|---|---|---|---|---|"]
     for s in status:
         running = ", ".join(f"s{seed}: {e}/{s['epochs']}" for seed, e in s["running"].items()) or "–"
-        hours = "–" if not s["runs_left"] else ("~" if s["estimated"] else "") + f"{s['hours_left']:.1f}"
+        hours = "–" if not s["runs_left"] else "?" if s["hours_left"] is None else \
+            ("~" if s["estimated"] else "") + f"{s['hours_left']:.1f}"
         done = ", ".join(f"{seed} (older teacher)" if seed in s["stale"] else str(seed) for seed in s["done"])
         lines.append(f"| {s['row']} | {done or '–'} | {running} | "
                      f"{', '.join(map(str, s['todo'])) or '–'} | {hours} |")
-    total = sum(s["hours_left"] for s in status if s["runs_left"])
+    total = sum(s["hours_left"] for s in status if s["runs_left"] and s["hours_left"] is not None)
+    untimed = sum(s["runs_left"] for s in status if s["hours_left"] is None)
     lines.append(f"\n{sum(s['runs_left'] for s in status):.1f} runs left, about {total:.1f} lane-hours: each row at the "
                  "pace of its recorded runs, ~ where it has none (the suite's median pace per epoch)"
+                 + (f"; ? ({untimed:.1f} runs, not in the hours): the suite has no recorded run to time them by"
+                    if untimed else "")
                  + ("; 'older teacher': a run that distilled from another teacher than the suite's current one "
                     "(`kdforge bench withdraw SUITE --older-teacher --reason ...` takes such runs out of the table "
                     "to re-run them)" if any(s["stale"] for s in status) else ""))

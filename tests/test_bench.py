@@ -764,6 +764,15 @@ def test_a_cell_whose_runs_name_different_teachers_is_flagged_and_a_consistent_o
     assert "cell `overlap`" in line and "81.73: overlap/rkd s0" in line and "84.78: overlap/ce s1, overlap/rkd s1" in line
     assert mixed_teacher_lines([row("kd", 0, "87.61"), row("ce", 1, "87.62")]) == []  # folding rounds the last digit
     assert mixed_teacher_lines([row("kd", 0, "80"), row("ce", 1, "81")])[0].startswith("- **Mixed teachers**:")
+    # a row with a teacher of its own by design (Tf-KD's self-teacher) is checked against itself alone
+    own = [row("kd", 0, "75.38"), row("kd", 1, "75.38"), row("tfkd-self", 0, "73.62"), row("tfkd-self", 1, "73.62")]
+    assert mixed_teacher_lines(own, {"tfkd-self"}) == [] and len(mixed_teacher_lines(own)) == 1
+    (line,) = mixed_teacher_lines(own + [row("tfkd-self", 2, "70.00")], {"tfkd-self"})
+    assert "in row `tfkd-self`" in line and "70.00: tfkd-self s2" in line and "kd s0" not in line
+    from kdforge.bench.suites import SUITES
+
+    assert SUITES.get("cifar10-paper-cpu").own_teacher_rows() == {"tfkd-self"}
+    assert SUITES.get("cifar10-paper-gkd-cpu").own_teacher_rows() == set()  # cells carry their teachers
 
 
 def test_bench_status_marks_runs_of_a_teacher_the_suite_no_longer_has(tmp_path):

@@ -111,7 +111,7 @@ def _versus(rows: list[dict], method: str, reference: str, foreign: set[str], ce
 
 
 def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset(),
-                   ce_cells: dict | None = None) -> list[str]:
+                   ce_cells: dict | None = None, own_teacher_rows: set[str] = frozenset()) -> list[str]:
     speed = any(r.get("epoch_to_90") for r in rows)  # the convergence column, where runs recorded it
     lines = ["| method | n | epochs | top-1 last (mean ± std) | top-1 best (mean ± std) | train top-1 | last − kd [95 % CI] | "
              "last − ce [95 % CI] |" + (" epoch to 90 % of final |" if speed else ""),
@@ -129,7 +129,7 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
     present = {m.rpartition("/")[0] for m in (r["method"] for r in rows)}
     notes = [f"- Rows of cell `{cell}` compare with `{ref}/ce`: their students learn the classes `{ref}/ce`'s do."
              for cell, ref in (ce_cells or {}).items() if cell in present]
-    notes += mixed_teacher_lines(rows)  # under every table of a suite, the results page's included
+    notes += mixed_teacher_lines(rows, own_teacher_rows)  # under every table of a suite, the results page's included
     return lines + (["", *notes] if notes else [])
 
 
@@ -138,23 +138,31 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
 SAME_TEACHER_POINTS = 0.1
 
 
-def mixed_teacher_lines(rows: list[dict]) -> list[str]:
+def mixed_teacher_lines(rows: list[dict], own_teacher_rows: set[str] = frozenset()) -> list[str]:
     """A warning per cell whose runs name different teachers (by the teacher's recorded top-1, within
-    SAME_TEACHER_POINTS), e.g. runs recorded before the teacher was retrained. Empty when every cell is consistent."""
+    SAME_TEACHER_POINTS), e.g. runs recorded before the teacher was retrained. Empty when every cell is consistent.
+    A row in `own_teacher_rows` (e.g. Tf-KD's self-teacher) distils from a teacher of its own by design: it is
+    checked against itself alone."""
     seen: dict[str, dict[str, list[str]]] = {}
     for r in rows:
         if r.get("teacher_top1"):
-            cell = r["method"].rpartition("/")[0]
+            cell = f"row:{r['method']}" if r["method"] in own_teacher_rows else r["method"].rpartition("/")[0]
             top1 = float(r["teacher_top1"])
             by = seen.setdefault(cell, {})
             same = next((t for t in by if abs(float(t) - top1) < SAME_TEACHER_POINTS), f"{top1:.2f}")
             by.setdefault(same, []).append(f"{r['method']} s{r['seed']}")
-    return [f"- **Mixed teachers{f' in cell `{cell}`' if cell else ''}**: "
+    return [f"- **Mixed teachers{_where(cell)}**: "
             + "; ".join(f"teacher top-1 {t}: {', '.join(runs)}" for t, runs in sorted(by.items()))
             + ". A difference between two rows that distil from different teachers compares students of different "
               "teachers (rows that use no teacher, such as ce, are unaffected): `kdforge bench withdraw SUITE "
               "--older-teacher` takes the older teacher's runs out of the table to re-run them."
             for cell, by in seen.items() if len(by) > 1]
+
+
+def _where(cell: str) -> str:
+    if cell.startswith("row:"):
+        return f" in row `{cell[4:]}`"
+    return f" in cell `{cell}`" if cell else ""
 
 
 def _speed(rows: list[dict], method: str) -> str:
@@ -175,7 +183,7 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "differ from the student's. Train top-1: the final student on its un-augmented training images (– where a "
              "run predates it). Epochs count every stage of a staged method (REFILLED: at the equal "
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
-    lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells)
+    lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows())
     plots, uncurved = _plots(rows, stem, results, runs)
     if plots:
         lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]

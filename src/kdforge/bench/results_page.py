@@ -92,7 +92,7 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
     seeds = sorted({int(r["seed"]) for r in rows})
     lines += [f"`kdforge bench accuracy {suite.name} --seeds {len(seeds)}` — {len(rows)} runs "
               f"([table and plots]({rel}/{suite.name}.md)).", ""]
-    lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells)
+    lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows())
     verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
@@ -154,7 +154,7 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
         section = [f"### {budget[1:]}-epoch schedule", "",
                    f"`kdforge bench accuracy {suite.name} --budget {budget}` — {len(rows)} runs, seeds "
                    f"{', '.join(map(str, seeds))} ([table]({rel}/{stem}.md)).", ""]
-        section += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells) + [""]
+        section += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows()) + [""]
         verdicts = verdict_lines(rows, suite.ce_cells)
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])

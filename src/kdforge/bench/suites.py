@@ -46,6 +46,11 @@ class Suite:
         return {v.name.rpartition("/")[0] for v in self.rows
                 if "/" in v.name and classes(v.teacher) != classes(v.overrides)}
 
+    def own_teacher_rows(self) -> set[str]:
+        """Rows outside any cell that distil from a teacher of their own (e.g. Tf-KD's self-teacher, the student's
+        architecture trained plainly): their teacher differs from the suite's by design."""
+        return {v.name for v in (*self.rows, *self.special.values()) if v.teacher and "/" not in v.name}
+
     def variants(self, registered: list[str]) -> list[Variant]:
         """Every registered method (as the suite configures it: `special` is keyed by registered name, or by an extra
         row's own name such as ckd-paper), in a stable order."""

@@ -73,7 +73,8 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
                         threads: int | None = None, root: Path = Path("runs/bench"), results: Path = Path("results"),
                         echo=print, overrides: tuple[str, ...] = ()) -> str:
     """Train what the suite lacks (the canvases, the teacher, each (method, seed) student) and write its table
-    (`seeds` 0: the canvases and the teacher only); `overrides` apply to teacher and students alike (the tests shrink the suite with them)."""
+    (`seeds` 0: the canvases and the teacher only); `overrides` apply to teacher and students alike (the tests
+    shrink the suite with them)."""
     unknown = sorted(set(methods or ()) - set(METHODS))
     if unknown:
         raise UserError(f"the detection suite's rows are {', '.join(METHODS)}; not {', '.join(unknown)}")

@@ -143,26 +143,26 @@ def mixed_teacher_lines(rows: list[dict], own_teacher_rows: set[str] = frozenset
     SAME_TEACHER_POINTS), e.g. runs recorded before the teacher was retrained. Empty when every cell is consistent.
     A row in `own_teacher_rows` (e.g. Tf-KD's self-teacher) distils from a teacher of its own by design: it is
     checked against itself alone."""
-    seen: dict[str, dict[str, list[str]]] = {}
+    seen: dict[tuple[str, str], dict[str, list[str]]] = {}  # ("cell" or "row", its name) -> teacher -> runs
     for r in rows:
         if r.get("teacher_top1"):
-            cell = f"row:{r['method']}" if r["method"] in own_teacher_rows else r["method"].rpartition("/")[0]
+            own = r["method"] in own_teacher_rows
+            group = ("row", r["method"]) if own else ("cell", r["method"].rpartition("/")[0])
             top1 = float(r["teacher_top1"])
-            by = seen.setdefault(cell, {})
+            by = seen.setdefault(group, {})
             same = next((t for t in by if abs(float(t) - top1) < SAME_TEACHER_POINTS), f"{top1:.2f}")
             by.setdefault(same, []).append(f"{r['method']} s{r['seed']}")
-    return [f"- **Mixed teachers{_where(cell)}**: "
+    return [f"- **Mixed teachers{_where(group)}**: "
             + "; ".join(f"teacher top-1 {t}: {', '.join(runs)}" for t, runs in sorted(by.items()))
             + ". A difference between two rows that distil from different teachers compares students of different "
               "teachers (rows that use no teacher, such as ce, are unaffected): `kdforge bench withdraw SUITE "
               "--older-teacher` takes the older teacher's runs out of the table to re-run them."
-            for cell, by in seen.items() if len(by) > 1]
+            for group, by in seen.items() if len(by) > 1]
 
 
-def _where(cell: str) -> str:
-    if cell.startswith("row:"):
-        return f" in row `{cell[4:]}`"
-    return f" in cell `{cell}`" if cell else ""
+def _where(group: tuple[str, str]) -> str:
+    kind, name = group
+    return f" in {kind} `{name}`" if name else ""
 
 
 def _speed(rows: list[dict], method: str) -> str:

@@ -47,13 +47,14 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
             else:
                 todo.append(seed)
         stale = stale_teacher_seeds(bench, variant, mine)
-        pace = statistics.mean(float(r["wall_seconds"]) for r in mine) if mine else \
-            per_epoch * planned if per_epoch is not None else None
+        if mine:
+            pace = statistics.mean(float(r["wall_seconds"]) for r in mine)
+        else:
+            pace = per_epoch * planned if per_epoch is not None else None
         left = len(todo) + sum(1 - min(e, planned) / planned for e in running.values())
         status.append({"row": variant.name, "done": done, "running": running, "todo": todo, "epochs": planned,
-                       "hours_left": left * pace / 3600 if pace is not None else None, "estimated": not mine,
-                       "runs_left": left,
-                       "stale": stale})
+                       "hours_left": None if pace is None else left * pace / 3600, "estimated": not mine,
+                       "runs_left": left, "stale": stale})
     return status
 
 
@@ -71,12 +72,19 @@ def stale_teacher_seeds(bench: AccuracyBench, variant, recorded: list[dict]) -> 
                   if r.get("teacher_top1") and abs(float(r["teacher_top1"]) - float(teacher["top1_last"])) >= SAME_TEACHER_POINTS)
 
 
+def _hours(row: dict) -> str:
+    if not row["runs_left"]:
+        return "–"
+    if row["hours_left"] is None:
+        return "?"
+    return ("~" if row["estimated"] else "") + f"{row['hours_left']:.1f}"
+
+
 def status_table(status: list[dict]) -> str:
     lines = ["| row | recorded seeds | under way (epochs trained) | to run | lane-hours left |", "|---|---|---|---|---|"]
     for s in status:
         running = ", ".join(f"s{seed}: {e}/{s['epochs']}" for seed, e in s["running"].items()) or "–"
-        hours = "–" if not s["runs_left"] else "?" if s["hours_left"] is None else \
-            ("~" if s["estimated"] else "") + f"{s['hours_left']:.1f}"
+        hours = _hours(s)
         done = ", ".join(f"{seed} (older teacher)" if seed in s["stale"] else str(seed) for seed in s["done"])
         lines.append(f"| {s['row']} | {done or '–'} | {running} | "
                      f"{', '.join(map(str, s['todo'])) or '–'} | {hours} |")

@@ -775,6 +775,27 @@ def test_a_cell_whose_runs_name_different_teachers_is_flagged_and_a_consistent_o
     assert SUITES.get("cifar10-paper-gkd-cpu").own_teacher_rows() == set()  # cells carry their teachers
 
 
+def test_bench_status_reads_the_detection_suite_too(tmp_path):
+    import json
+
+    from kdforge.bench.status import status_table, suite_status
+
+    for method, wall in (("ce", 1200.0), ("kd", 1800.0)):
+        append_row(tmp_path / "res" / "detection-cpu.csv", {"method": method, "seed": 0, "ap_last": 20.0,
+                                                            "epochs": 12, "wall_seconds": wall})
+    folder = tmp_path / "runs" / "detection-cpu" / "ckd-s0"  # killed after 6 of its 12 epochs
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"type": "epoch", "epoch": e}) + "\n" for e in range(1, 7)))
+    status = {s["row"]: s for s in suite_status("detection-cpu", seeds=2, methods=["ce", "ckd"],
+                                                root=tmp_path / "runs", results=tmp_path / "res")}
+    assert (status["ce"]["done"], status["ce"]["todo"], status["ce"]["epochs"]) == ([0], [1], 12)
+    assert status["ce"]["hours_left"] == pytest.approx(1200 / 3600)
+    # ckd has no recorded run: half a run and a whole one at the suite's median pace (100 and 150 s per epoch)
+    assert status["ckd"]["running"] == {0: 6} and status["ckd"]["todo"] == [1] and status["ckd"]["estimated"]
+    assert status["ckd"]["hours_left"] == pytest.approx(1.5 * 125 * 12 / 3600)
+    assert "| ckd | – | s0: 6/12 | 1 | ~0.6 |" in status_table(list(status.values()))
+
+
 def test_bench_status_marks_runs_of_a_teacher_the_suite_no_longer_has(tmp_path):
     import json
 

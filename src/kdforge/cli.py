@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--results", default="results")
     b.add_argument("--threads", type=int, default=None)
     b = bench.add_parser("status", help="where a suite stands: seeds recorded, runs under way, runs left, hours left")
-    b.add_argument("suite")
+    b.add_argument("suite", help="an accuracy suite, or detection-cpu (the `kdforge bench detection` suite)")
     b.add_argument("--budget", default="small", help="one of the suite's budgets")
     b.add_argument("--seeds", type=int, default=3)
     b.add_argument("--methods", help="comma-separated rows (default: every row)")

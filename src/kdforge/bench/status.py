@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 from kdforge.bench.accuracy import AccuracyBench, read_rows, run_folder
+from kdforge.bench.detection import SUITE as DETECTION_SUITE  # not an accuracy suite: `kdforge bench detection`
 from kdforge.bench.suites import SUITES
 
 
@@ -27,35 +28,66 @@ def epochs_trained(folder: Path) -> int:
 def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: list[str] | None = None,
                  root: str | Path = "runs/bench", results: str | Path = "results") -> list[dict]:
     """One entry per row: done / running (seed -> epochs trained) / todo seeds, planned epochs, hours left."""
+    if suite == DETECTION_SUITE:
+        return detection_status(seeds, methods, root, results)
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), echo=lambda m: None)
     recorded = read_rows(bench.csv)
-    # a row with no recorded run is timed at the suite's median pace per epoch (an estimate: methods differ); a
-    # suite with no recorded run at all has no pace to time it by (hours_left None)
-    paces = [float(r["wall_seconds"]) / int(r["epochs"]) for r in recorded]
-    per_epoch = statistics.median(paces) if paces else None
+    per_epoch = median_pace(recorded)
     status = []
     for variant in bench.variants(methods):
         mine = [r for r in recorded if r["method"] == variant.name]
-        done = sorted(int(r["seed"]) for r in mine)
         planned = int(mine[0]["epochs"]) if mine else bench.student_config(variant, 0, None)[0].epochs
-        running, todo = {}, []
-        for seed in (s for s in range(seeds) if s not in done):
-            folder = run_folder(bench.root / bench.stem, variant.name, seed)
-            trained = epochs_trained(folder) if folder.exists() else 0
-            if folder.exists():
-                running[seed] = trained
-            else:
-                todo.append(seed)
-        stale = stale_teacher_seeds(bench, variant, mine)
-        if mine:
-            pace = statistics.mean(float(r["wall_seconds"]) for r in mine)
-        else:
-            pace = per_epoch * planned if per_epoch is not None else None
-        left = len(todo) + sum(1 - min(e, planned) / planned for e in running.values())
-        status.append({"row": variant.name, "done": done, "running": running, "todo": todo, "epochs": planned,
-                       "hours_left": None if pace is None else left * pace / 3600, "estimated": not mine,
-                       "runs_left": left, "stale": stale})
+        folders = {seed: run_folder(bench.root / bench.stem, variant.name, seed) for seed in range(seeds)}
+        status.append(row_status(variant.name, mine, folders, planned, per_epoch,
+                                 stale_teacher_seeds(bench, variant, mine)))
     return status
+
+
+def detection_status(seeds: int = 3, methods: list[str] | None = None, root: str | Path = "runs/bench",
+                     results: str | Path = "results") -> list[dict]:
+    """The same entries for the CPU detection suite (`kdforge bench detection`), whose rows are its methods."""
+    from kdforge.bench.detection import METHODS
+    from kdforge.config import load_config
+
+    recorded = read_rows(Path(results) / f"{DETECTION_SUITE}.csv")
+    per_epoch = median_pace(recorded)
+    planned = load_config("detection-cpu-student", []).epochs
+    status = []
+    for method in methods or METHODS:
+        mine = [r for r in recorded if r["method"] == method]
+        folders = {seed: Path(root) / DETECTION_SUITE / f"{method}-s{seed}" for seed in range(seeds)}
+        status.append(row_status(method, mine, folders, planned, per_epoch, []))
+    return status
+
+
+def median_pace(recorded: list[dict]) -> float | None:
+    """The suite's median seconds per epoch, which times a row with no recorded run (an estimate: methods differ);
+    None for a suite with no recorded run at all, which has nothing to time it by."""
+    paces = [float(r["wall_seconds"]) / int(r["epochs"]) for r in recorded]
+    return statistics.median(paces) if paces else None
+
+
+def row_status(row: str, mine: list[dict], folders: dict[int, Path], planned: int, per_epoch: float | None,
+               stale: list[int]) -> dict:
+    """A row's entry from its recorded runs (`mine`) and the run folder of each seed (one that exists and is not
+    recorded is under way, or killed and resumable)."""
+    done = sorted(int(r["seed"]) for r in mine)
+    running, todo = {}, []
+    for seed, folder in folders.items():
+        if seed in done:
+            continue
+        if folder.exists():
+            running[seed] = epochs_trained(folder)
+        else:
+            todo.append(seed)
+    if mine:
+        pace = statistics.mean(float(r["wall_seconds"]) for r in mine)
+    else:
+        pace = per_epoch * planned if per_epoch is not None else None
+    left = len(todo) + sum(1 - min(e, planned) / planned for e in running.values())
+    return {"row": row, "done": done, "running": running, "todo": todo, "epochs": planned,
+            "hours_left": None if pace is None else left * pace / 3600, "estimated": not mine,
+            "runs_left": left, "stale": stale}
 
 
 def stale_teacher_seeds(bench: AccuracyBench, variant, recorded: list[dict]) -> list[int]:

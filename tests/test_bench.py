@@ -775,6 +775,16 @@ def test_a_cell_whose_runs_name_different_teachers_is_flagged_and_a_consistent_o
     assert SUITES.get("cifar10-paper-gkd-cpu").own_teacher_rows() == set()  # cells carry their teachers
 
 
+def test_bench_status_plans_every_stage_of_a_staged_row(tmp_path):
+    from kdforge.bench.status import suite_status
+
+    status = {s["row"]: s for s in suite_status("cifar10-paper-cpu", "e240", seeds=1,
+                                                methods=["ce", "refilled", "refilled-paper"],
+                                                root=tmp_path / "runs", results=tmp_path / "res")}
+    # REFILLED's two stages share the 240 epochs at the equal budget and each run them all at the paper's
+    assert [status[r]["epochs"] for r in ("ce", "refilled", "refilled-paper")] == [240, 240, 480]
+
+
 def test_bench_status_reads_the_detection_suite_too(tmp_path):
     import json
 

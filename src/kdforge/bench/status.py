@@ -36,7 +36,7 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
     status = []
     for variant in bench.variants(methods):
         mine = [r for r in recorded if r["method"] == variant.name]
-        planned = int(mine[0]["epochs"]) if mine else bench.student_config(variant, 0, None)[0].epochs
+        planned = int(mine[0]["epochs"]) if mine else planned_epochs(bench.student_config(variant, 0, None)[0])
         folders = {seed: run_folder(bench.root / bench.stem, variant.name, seed) for seed in range(seeds)}
         status.append(row_status(variant.name, mine, folders, planned, per_epoch,
                                  stale_teacher_seeds(bench, variant, mine)))
@@ -58,6 +58,14 @@ def detection_status(seeds: int = 3, methods: list[str] | None = None, root: str
         folders = {seed: Path(root) / DETECTION_SUITE / f"{method}-s{seed}" for seed in range(seeds)}
         status.append(row_status(method, mine, folders, planned, per_epoch, []))
     return status
+
+
+def planned_epochs(cfg) -> int:
+    """Epochs a run of `cfg` trains, every stage of a staged method counted (as its recorded row counts them):
+    REFILLED at the paper's budget runs the whole schedule twice."""
+    from kdforge.methods import METHODS
+
+    return sum(stage["epochs"] for _, stage in METHODS.get(cfg.method).pipeline(cfg)) or cfg.epochs
 
 
 def median_pace(recorded: list[dict]) -> float | None:

@@ -460,6 +460,27 @@ def test_results_page_leads_with_the_paper_regime_and_its_schedules(tmp_path):
     assert "no seed method has run" in paper.split("### 30-epoch schedule")[1]
 
 
+def test_results_page_shows_the_detection_suite_and_ckds_verdicts_on_box_ap(tmp_path):
+    from kdforge.bench import detection
+
+    res = tmp_path / "results"
+    res.mkdir()
+    aps = {"ce": (20.0, 21.0, 22.0), "kd": (21.0, 22.5, 23.0), "ckd": (22.0, 23.5, 24.5)}
+    row = lambda method, seed, ap: {**dict.fromkeys(detection.COLUMNS, 12), "method": method, "seed": seed,  # noqa: E731
+                                    "ap_last": ap, "ap50_last": ap, "ap75_last": ap}
+    lines = [",".join(detection.COLUMNS)] + [",".join(str(row(m, seed, ap)[c]) for c in detection.COLUMNS)
+                                             for m, values in aps.items() for seed, ap in enumerate(values)]
+    (res / "detection-cpu.csv").write_text("\n".join(lines) + "\n")
+    detection.write_table(res, {"ap_last": 30.0, "ap50_last": 50.0})
+    assert not write_results_page(res, tmp_path / "docs" / "RESULTS.md").read_text().count("[detection-cpu.md]")
+    page = (tmp_path / "docs" / "RESULTS.md").read_text()
+    section = page[page.index("## detection-cpu"):]
+    assert "| ckd | 3 | 23.33 ± 1.26 |" in section
+    # ckd - kd per seed: +1.0, +1.0, +1.5 -> mean +1.17, its interval above zero; ckd - ce: +2.0, +2.5, +2.5
+    assert "- `ckd` **beats** `kd`: +1.17 [+0.45, +1.88] (n=3)" in section
+    assert "- `ckd` **beats** `ce`: +2.33" in section and "`ckd` vs `dkd`" not in section  # no dkd row yet
+
+
 def test_paper_suite_scales_warmups_to_the_schedule_and_labels_paper_budget_rows(tmp_path):
     from pathlib import Path
 

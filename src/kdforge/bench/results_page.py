@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdforge.bench.detection import SUITE as DETECTION_SUITE
 from kdforge.bench.report import markdown_table, published, read_csv
 from kdforge.bench.suites import SUITES
 from kdforge.fileio import atomic_write_text
@@ -52,16 +53,33 @@ def write_results_page(results: Path, out: Path) -> Path:
     paper = [s for s in SUITES.names() if _has_schedules(SUITES.get(s))]
     for suite in paper + [s for s in SUITES.names() if s not in paper]:
         lines += _suite_section(SUITES.get(suite), results, rel)
+    lines += _detection_section(results, rel)
     for suite in sorted({r["suite"] for r in published()} - set(SUITES.names())):
         lines += [f"## {suite} (published only)", "", "Published numbers, for reference; no kdforge suite measures "
                   "these cells on this machine.", ""] + _published_table(suite)
     lines += _speed_section(results)
+    shown = [*SUITES.names(), DETECTION_SUITE]
     extra = sorted(p.name for p in results.glob("*.md")
-                   if not any(p.stem == s or p.stem.startswith(f"{s}-") for s in SUITES.names()))
+                   if not any(p.stem == s or p.stem.startswith(f"{s}-") for s in shown))
     if extra:
         lines += ["## Other measurements", "", *[f"- [{name}]({rel}/{name})" for name in extra], ""]
     atomic_write_text(out, "\n".join(lines).rstrip() + "\n")
     return out
+
+
+def _detection_section(results: Path, rel: str) -> list[str]:
+    """The CPU detection suite's table, as `kdforge bench detection` wrote it (its title dropped, its figure's
+    path made relative to the page), and CKD's detection verdicts on box AP."""
+    table = results / f"{DETECTION_SUITE}.md"
+    if not table.exists():
+        return []
+    body = table.read_text().splitlines()[1:]
+    lines = [f"## {DETECTION_SUITE}", "", *[line.replace(f"]({DETECTION_SUITE}", f"]({rel}/{DETECTION_SUITE}")
+                                            for line in body], ""]
+    verdicts = verdict_lines(read_csv(results / f"{DETECTION_SUITE}.csv"), claims=DETECTION_CLAIMS, column="ap_last")
+    lines += (["Verdicts (box AP, paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
+              ["Verdicts: CKD's detection rows have not run yet.", ""])
+    return lines
 
 
 def _published_table(suite: str) -> list[str]:
@@ -108,20 +126,26 @@ CLAIMS = (("ckd", ("kd", "ce")), ("ckd-paper", ("kd", "ce")), ("ickd", ("kd", "c
           ("refilled", ("kd", "ce")), ("refilled-paper", ("kd", "ce")), ("refilled-spec", ("kd", "ce")))
 
 
-def verdict_lines(rows: list[dict], ce_cells: dict | None = None) -> list[str]:
-    """One line per seed-method row and baseline: beats / ties / loses, by the paired 95 % interval (`ce` of the
-    cell `ce_cells` names for a cell without a ce row of its own)."""
+# CKD's detection claim (its paper pairs it with ReviewKD's feature term there), against the logit methods and the
+# feature term alone
+DETECTION_CLAIMS = (("ckd", ("dkd", "kd", "ce")), ("reviewkd+ckd", ("reviewkd+dkd", "reviewkd", "ce")))
+
+
+def verdict_lines(rows: list[dict], ce_cells: dict | None = None, claims: tuple = CLAIMS,
+                  column: str = "top1_last") -> list[str]:
+    """One line per seed-method row and baseline: beats / ties / loses, by the paired 95 % interval of `column`
+    (`ce` of the cell `ce_cells` names for a cell without a ce row of its own)."""
     from kdforge.bench.report import format_difference, paired_difference
 
     names = {r["method"] for r in rows}
     lines = []
-    for method, baselines in CLAIMS:
+    for method, baselines in claims:
         for cell in sorted({n.rpartition("/")[0] for n in names if n.rpartition("/")[2] == method}):
             row = f"{cell}/{method}" if cell else method
             for base in baselines:
                 home = (ce_cells or {}).get(cell, cell) if base == "ce" else cell
                 ref = f"{home}/{base}" if home else base
-                d = paired_difference(rows, row, ref) if ref in names else None
+                d = paired_difference(rows, row, ref, column) if ref in names else None
                 if d is None:
                     continue
                 if d.low is None:

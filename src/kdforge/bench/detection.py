@@ -59,6 +59,11 @@ def teacher_folder(root: Path, common: list[str]) -> Path:
     return find_trained(root / "teachers" / f"{SUITE}-{config_key(cfg, json.dumps(data_identity()))}", cfg)
 
 
+def student_folder(root: Path, method: str, seed: int) -> Path:
+    """The run folder of a row's student at one seed (`kdforge bench status detection-cpu` reads it too)."""
+    return Path(root) / SUITE / f"{method}-s{seed}"
+
+
 def _train(preset: str, overrides: list[str], folder: Path, what: str, echo) -> dict:
     from kdforge.engine.pipeline import train
 
@@ -97,7 +102,7 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
         for method in methods or METHODS:
             if (method, seed) in done:
                 continue
-            folder = root / SUITE / f"{method}-s{seed}"
+            folder = student_folder(root, method, seed)
             extra = [f"method={method}", f"seed={seed}"] + ([] if method == "ce" else [f"teacher_checkpoint={teacher_dir}"])
             summary = _train("detection-cpu-student", common + extra, folder, f"{method} seed {seed}", echo)
             row = {"method": method, "seed": seed, "epochs": summary["epochs"], "wall_seconds": summary["wall_seconds"],
@@ -145,7 +150,7 @@ def _curves(rows: list[dict], root: Path, results: Path) -> Path | None:
         final = next((r["ap_last"] for r in rows if r["method"] == method and r["seed"] == "0"), None)
         if final is None:
             continue
-        records = row_curve(results, SUITE, root / SUITE / f"{method}-s0", method, 0, final, score="ap_last",
+        records = row_curve(results, SUITE, student_folder(root, method, 0), method, 0, final, score="ap_last",
                             kinds=CURVE_RECORDS) or []
         if any(r["type"] == "eval" for r in records):
             curves.append(curves_of(records, method))

@@ -183,10 +183,9 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
         sections.append((bool(verdicts), int(budget[1:]), section))
-    measured = bool(sections)
     for _, _, section in sorted(sections, key=lambda s: (not s[0], s[1])):
         lines += section
-    if not measured:
+    if not sections:
         how = suite.needs or f"`kdforge bench accuracy {suite.name} --budget eN --methods ce,kd`"
         lines += [f"Not measured yet: {how}.", ""]
     return lines

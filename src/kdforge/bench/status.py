@@ -46,7 +46,7 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
 def detection_status(seeds: int = 3, methods: list[str] | None = None, root: str | Path = "runs/bench",
                      results: str | Path = "results") -> list[dict]:
     """The same entries for the CPU detection suite (`kdforge bench detection`), whose rows are its methods."""
-    from kdforge.bench.detection import METHODS
+    from kdforge.bench.detection import METHODS, student_folder
     from kdforge.config import load_config
 
     recorded = read_rows(Path(results) / f"{DETECTION_SUITE}.csv")
@@ -55,7 +55,7 @@ def detection_status(seeds: int = 3, methods: list[str] | None = None, root: str
     status = []
     for method in methods or METHODS:
         mine = [r for r in recorded if r["method"] == method]
-        folders = {seed: Path(root) / DETECTION_SUITE / f"{method}-s{seed}" for seed in range(seeds)}
+        folders = {seed: student_folder(root, method, seed) for seed in range(seeds)}
         status.append(row_status(method, mine, folders, planned, per_epoch, []))
     return status
 

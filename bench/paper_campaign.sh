@@ -153,8 +153,15 @@ done = {'ce','kd','ckd','ckd-paper','ickd','ickd-online','ickd-tf','dml','tfkd',
         'nst','pkt','sp','vid','ofd','kdsvd','reviewkd','dist','kd+logitstd','dkd+logitstd'}  # claims' and baselines' rows
 print(','.join(v.name for v in SUITES.get('cifar10-paper-cpu').variants(METHODS.names()) if v.name not in done))")
     lanes "$rows" cifar10-paper-cpu ;;
-  kr) lanes "resnet14/ce,resnet14/kd,resnet14/kr,resnet14/kr_kd,resnet8/ce,resnet8/kd,resnet8/kr,resnet8/kr_kd,resnet8x0.5/ce,resnet8x0.5/kd,resnet8x0.5/kr,resnet8x0.5/kr_kd" cifar10-paper-kr-cpu ;;
-  gkd) lanes "$(.venv/bin/python -c "
+  kr)
+    # the resnet8 rows train exactly what the main suite's ce / kd / kr / kr_kd train: their runs are copied
+    $KD bench adopt cifar10-paper-cpu cifar10-paper-kr-cpu --budget e240
+    lanes "resnet14/ce,resnet14/kd,resnet14/kr,resnet14/kr_kd,resnet8/ce,resnet8/kd,resnet8/kr,resnet8/kr_kd,resnet8x0.5/ce,resnet8x0.5/kd,resnet8x0.5/kr,resnet8x0.5/kr_kd" cifar10-paper-kr-cpu ;;
+  gkd)
+    # the `same` cell trains exactly the main suite's ce / kd / rkd / refilled / refilled-paper: their runs are copied
+    # (about 15 lane-hours not trained twice), and only seeds the main suite has not recorded are trained here
+    $KD bench adopt cifar10-paper-cpu cifar10-paper-gkd-cpu --budget e240
+    lanes "$(.venv/bin/python -c "
 from kdforge.bench.suites import SUITES; print(','.join(v.name for v in SUITES.get('cifar10-paper-gkd-cpu').rows))")" cifar10-paper-gkd-cpu ;;
   *) echo "bench/paper_campaign.sh: unknown phase $phase (selection, claims, baselines, rest, kr, gkd)" >&2; exit 2 ;;
 esac

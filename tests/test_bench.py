@@ -1000,3 +1000,19 @@ def test_bench_reproduce_trains_a_recorded_run_again_into_its_lost_folder_and_fi
     assert (res / "digits.csv").read_text() == table  # the table is never changed
     assert main(["bench", "reproduce", "digits", "--rows", "kd", "--seeds", "1", *common]) == 2
     assert "no recorded kd seed 1" in capsys.readouterr().err
+
+
+def test_evidence_script_refuses_an_unknown_step_before_running_any(tmp_path):
+    """The campaign's one command checks every step's name first: a typo in the third step must not start the
+    first two (hours of runs) before failing."""
+    import subprocess
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "evidence.sh"
+    done = subprocess.run(["bash", str(script), "claims", "detection", "clams"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "bench/evidence.sh: unknown step 'clams'; steps: claims baselines detection compile speed selection claims2 "
+        "rest kr gkd"]
+    assert "===" not in done.stdout and not any(tmp_path.iterdir())

@@ -95,3 +95,43 @@ def test_mobilenet_v1_for_imagenet():
     with torch.no_grad():
         model(torch.randn(1, 3, 224, 224))
     assert [taps.outputs[f"stage{i}"].shape[-1] for i in range(4)] == [56, 28, 14, 7]
+
+
+def test_a_compiled_tapped_forward_traces_each_state_once_whoever_calls_it():
+    """A compiled forward guards on the keys of the dict its hooks write. Training through a view, evaluating by a
+    direct call, then a second view on the same model (a method's evaluation taps) must each reuse their graph:
+    one graph for the training pass, one for the no-grad pass, however often and from wherever they are called."""
+    import torch._dynamo as dynamo
+
+    from kdforge.models import TappedModel
+
+    dynamo.reset()
+    model = create_model("resnet8", 10)
+    model.compile(backend="eager")
+    view = TappedModel(model, ("embedding",))
+    x = torch.randn(4, 3, 32, 32)
+    before = dynamo.utils.counters["stats"]["unique_graphs"]
+    for _ in range(3):
+        assert view(x).features["embedding"].shape == (4, 64)
+        with torch.no_grad():
+            model(x)  # an evaluation's direct call: the hooks fire and write into the view's dict
+            second = TappedModel(model, ("embedding",))
+            assert second(x).features["embedding"].shape == (4, 64)
+            second.taps.remove()
+    # the training pass, the no-grad pass, and the no-grad pass with a second hook set: three states, three graphs
+    assert dynamo.utils.counters["stats"]["unique_graphs"] - before == 3
+    dynamo.reset()
+
+
+def test_feature_taps_hold_the_latest_pass_and_start_with_every_name():
+    model = create_model("resnet8", 10).eval()
+    taps = FeatureTaps(model, standard_taps(model, ("embedding", "stages")))
+    assert taps.outputs == dict.fromkeys(["embedding", "stage0", "stage1", "stage2"])
+    with torch.no_grad():
+        logits = model(torch.ones(2, 3, 32, 32))
+        first = taps.outputs["embedding"]
+        model(torch.zeros(2, 3, 32, 32))
+    assert taps.outputs["embedding"] is not first
+    assert torch.allclose(model.fc(taps.outputs["embedding"].flatten(1)), model(torch.zeros(2, 3, 32, 32)))
+    assert logits.shape == (2, 10)
+    taps.remove()

@@ -112,10 +112,17 @@ def test_a_compiled_dml_run_compiles_its_peer_and_trains_it_like_the_eager_one(t
         compiled_classes.append(type(module).__name__)
         return plain_compile(module, *args, **kwargs)
 
+    from torch._dynamo import config as dynamo_config
+
+    from kdforge.engine.compilation import RECOMPILE_LIMIT
+
     monkeypatch.setattr(torch.nn.Module, "compile", spy)
-    for mode in ("false", "true"):
-        train(digits("digits-student", tmp_path / mode, "method=dml", "epochs=1", "deterministic=true",
-                     f"compile={mode}"), echo=lambda m: None)
+    with dynamo_config.patch(recompile_limit=8):  # dynamo's default, restored after
+        for mode in ("false", "true"):
+            train(digits("digits-student", tmp_path / mode, "method=dml", "epochs=1", "deterministic=true",
+                         f"compile={mode}"), echo=lambda m: None)
+        # raised for the compiled run: past dynamo's 8 graphs a forward would silently run eager for the rest of it
+        assert dynamo_config.recompile_limit == RECOMPILE_LIMIT
     assert len(compiled_classes) == 2  # the student and its peer; the eager run compiled nothing
     eager, compiled = (read_checkpoint(tmp_path / m / "checkpoint.pt")["method"] for m in ("false", "true"))
     assert eager.keys() == compiled.keys() and any(k.startswith("peers.models.0.") for k in eager)

@@ -12,6 +12,11 @@ import torch.nn as nn
 # steps was tried and withdrawn: on a loaded machine its timings misjudged small models, and a compile made in the
 # middle of a run is a path the whole method zoo has not been tested on.)
 AUTO_COMPILE_MIN_STEPS = 2000
+# A compiled forward meets a bounded set of states in one run (training and evaluation, grad and inference modes, a
+# fixed and a dynamic batch size, a method's second stage adding its own feature hooks), each a graph of its own.
+# Dynamo's default limit (8) is below what a two-stage method reaches; past it the forward silently runs eager for the
+# rest of the run, at about half the speed.
+RECOMPILE_LIMIT = 32
 
 
 def compile_decision(setting, steps: int, device: torch.device) -> tuple[bool, str]:
@@ -48,6 +53,9 @@ class CompileMixin:
         self.compiled, self.compile_reason = compile_decision(self.cfg.compile, steps, self.device) \
             if self.task.compilable else (False, f"{self.task.name} models run eager")
         if self.compiled:
+            import torch._dynamo
+
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
             # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
             for model in self._models_to_compile():
                 model.compile()

@@ -26,10 +26,13 @@ def resolve_module(model: nn.Module, path: str) -> nn.Module:
 
 
 class FeatureTaps:
-    """Registers hooks for named taps; `outputs` holds the latest forward pass's tensors."""
+    """Registers hooks for named taps; `outputs` holds the latest forward pass's tensors (None before the first).
+
+    Its keys are fixed at construction: a compiled forward guards on the keys of the dict its hooks write, so a
+    dict that started empty and then filled would compile every pass twice."""
 
     def __init__(self, model: nn.Module, taps: Mapping[str, str]):
-        self.outputs: dict[str, torch.Tensor] = {}
+        self.outputs: dict[str, torch.Tensor | None] = dict.fromkeys(taps)
         self._handles = []
         for name, spec in taps.items():
             path, _, where = spec.partition(":")

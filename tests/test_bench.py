@@ -555,6 +555,10 @@ def test_verdicts_read_the_paired_interval_per_claim_and_cell():
     incremental = verdict_lines(rows({"same/ce": [70.0, 71.0, 72.0], "incremental/refilled": [68.0, 68.5, 70.0]}),
                                 {"incremental": "same"})
     assert incremental[0].startswith("- `incremental/refilled` **loses to** `same/ce`: -2.17")
+    # a paper-budget row beside its equal-budget twin: the longer schedule's own share of a gain
+    twins = verdict_lines(rows({"overlap/refilled": [70.0, 71.0, 72.0], "overlap/refilled-paper": [71.0, 72.2, 72.8]}))
+    # differences [1.0, 1.2, 0.8]: mean 1.0, sd 0.2, half-width 4.303 * 0.2 / sqrt(3) = 0.497
+    assert twins == ["- `overlap/refilled-paper` **beats** `overlap/refilled`: +1.00 [+0.50, +1.50] (n=3)"]
 
 
 def test_paper_gkd_suite_runs_each_setting_at_both_budgets_on_the_shared_teacher(tmp_path):

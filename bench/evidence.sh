@@ -13,6 +13,7 @@
 #   kr         KR's capacity suite
 #   gkd        REFILLED's settings suite
 # A choice made in `selection` is written into the suite's rows by hand before `claims2` (bench/paper_campaign.sh).
+# The campaign stops at the first step that fails (a later step may read what it writes); re-running continues it.
 #     bench/evidence.sh [STEP ...]      (from the repository root; KDFORGE_DATA as for make; all steps by default)
 set -euo pipefail
 ALL=(claims baselines detection compile speed selection claims2 rest kr gkd)

@@ -14,8 +14,8 @@ import torch.nn as nn
 AUTO_COMPILE_MIN_STEPS = 2000
 # A compiled forward meets a bounded set of states in one run (training and evaluation, grad and inference modes, a
 # fixed and a dynamic batch size, a method's second stage adding its own feature hooks), each a graph of its own.
-# Dynamo's default limit (8) is below what a two-stage method reaches; past it the forward silently runs eager for the
-# rest of the run, at about half the speed.
+# Dynamo's default limit (8) is below what a two-stage method reaches; past it (one warning) the forward runs eager
+# for the rest of the run, at about half the speed.
 RECOMPILE_LIMIT = 32
 
 

@@ -120,6 +120,11 @@ def _hours(row: dict) -> str:
     return ("~" if row["estimated"] else "") + f"{row['hours_left']:.1f}"
 
 
+def _count(runs: float) -> str:
+    """Runs left: whole when none is under way, else to a tenth (a run under way counts its untrained share)."""
+    return f"{runs:.0f}" if float(runs).is_integer() else f"{runs:.1f}"
+
+
 def status_table(status: list[dict]) -> str:
     lines = ["| row | recorded seeds | under way (epochs trained) | to run | lane-hours left |", "|---|---|---|---|---|"]
     for s in status:
@@ -129,11 +134,15 @@ def status_table(status: list[dict]) -> str:
         lines.append(f"| {s['row']} | {done or '–'} | {running} | "
                      f"{', '.join(map(str, s['todo'])) or '–'} | {hours} |")
     total = sum(s["hours_left"] for s in status if s["runs_left"] and s["hours_left"] is not None)
+    runs = sum(s["runs_left"] for s in status)
     untimed = sum(s["runs_left"] for s in status if s["hours_left"] is None)
-    lines.append(f"\n{sum(s['runs_left'] for s in status):.1f} runs left, about {total:.1f} lane-hours: each row at the "
-                 "pace of its recorded runs, ~ where it has none (the suite's median pace per epoch)"
-                 + (f"; ? ({untimed:.1f} runs, not in the hours): the suite has no recorded run to time them by"
-                    if untimed else "")
+    if untimed and untimed == runs:  # nothing to time them by: no figure rather than "about 0.0"
+        hours = "lane-hours unknown: the suite has no recorded run to time them by"
+    else:
+        hours = (f"about {total:.1f} lane-hours: each row at the pace of its recorded runs, ~ where it has none (the "
+                 "suite's median pace per epoch)"
+                 + (f"; ? ({_count(untimed)} runs, not in the hours): no recorded run to time them by" if untimed else ""))
+    lines.append(f"\n{_count(runs)} runs left, {hours}"
                  + ("; 'older teacher': a run that distilled from another teacher than the suite's current one "
                     "(`kdforge bench withdraw SUITE --older-teacher --reason ...` takes such runs out of the table "
                     "to re-run them)" if any(s["stale"] for s in status) else ""))

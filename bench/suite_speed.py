@@ -1,6 +1,7 @@
-"""One seed of every row of a suite, trained twice: with today's defaults (compilation `auto`, the BatchNorm-folded
-teacher, the suite's teacher-output cache, which the first cache-capable row fills and the later rows replay) and
-with the old ones (`compile=false teacher_fold_bn=false teacher_cache=false`). The two sides of each row run back
+"""One seed of every row of a suite, trained twice: with today's defaults (compilation `auto`, the student's layout
+`auto`, the BatchNorm-folded teacher, the suite's teacher-output cache, which the first cache-capable row fills and
+the later rows replay) and with the old ones (`compile=false teacher_fold_bn=false teacher_cache=false
+channels_last=false`). The two sides of each row run back
 to back, their order alternating from row to row, so both see the same machine. Reports the summed wall time of
 each side, their ratio, and whether each new run's top-1 lies within the row's recorded 3-seed spread. Resumable:
 a finished (row, side) is read back, a killed one continues; the JSON is rewritten after every run.
@@ -17,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-OLD_DEFAULTS = ("compile=false", "teacher_fold_bn=false", "teacher_cache=false")
+OLD_DEFAULTS = ("compile=false", "teacher_fold_bn=false", "teacher_cache=false", "channels_last=false")
 
 
 def fresh_cache(root: Path) -> Path:

@@ -192,6 +192,12 @@ def test_results_page_speed_section_reads_the_bench_files(tmp_path):
         "tests": {"rc": 1, "seconds": 200.0, "failed": ["FAILED tests/x.py::t"]}, "torchrun_nccl": {"rc": 0}}))
     page = write_results_page(res, tmp_path / "RESULTS.md").read_text()
     assert "ce 20,000 images/s; kd cold cache 10,000, warm 18,000; test suite there: 1 failed (200 s)" in page
+    (res / "student_layout_speed.json").write_text(json.dumps({"batch": 64, "threads": 2, "models": {
+        "resnet8": {"eager": {"channels_last_speed": 1.24}, "compiled": {"channels_last_speed": 0.99}},
+        "vgg8": {"eager": {"channels_last_speed": 1.09}}}}))
+    page = write_results_page(res, tmp_path / "RESULTS.md").read_text()
+    assert "| eager: resnet8 1.24×, vgg8 1.09×; compiled: resnet8 0.99× | `bench/student_layout_speed.py --compiled` |" \
+        in page
 
 
 def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():
@@ -425,6 +431,17 @@ def test_compile_auto_keeps_the_cache_keys_and_finished_runs_of_compile_false():
     assert trained_settings(to_dict(old)) == trained_settings(to_dict(new)) != trained_settings(to_dict(forced))
 
 
+def test_channels_last_auto_keeps_the_keys_and_recorded_settings_of_channels_last_false():
+    from kdforge.bench.accuracy import config_key
+    from kdforge.config import to_dict, trained_settings
+
+    old, new, forced = (load_config("cifar10-cpu-teacher", [f"channels_last={v}"]) for v in ("false", "auto", "true"))
+    assert config_key(old, "d") == config_key(new, "d") != config_key(forced, "d")
+    recorded = to_dict(old)  # what a run before the default changed wrote in its config.json
+    assert trained_settings(recorded)["channels_last"] is False and trained_settings(new) == trained_settings(recorded)
+    assert trained_settings(to_dict(forced))["channels_last"] is True
+
+
 def test_suites_replay_the_teacher_from_its_output_cache_by_default(tmp_path):
     from pathlib import Path
 
@@ -514,8 +531,9 @@ def test_paper_suite_scales_warmups_to_the_schedule_and_labels_paper_budget_rows
                                                                                          [150, 180, 210])
     assert (student.student, student.teacher, student.method_args["mode"]) == ("resnet8", "resnet8", "self")
     bf16, fp32 = config("e240", "kd-bf16"), config("e240", "kd")  # the precision check: only amp and layout differ
-    assert (bf16.amp, bf16.channels_last, fp32.amp, fp32.channels_last) == (True, True, False, False)
-    assert {**vars(bf16), "amp": False, "channels_last": False, "out": fp32.out} == vars(fp32)
+    # (the float32 row's layout is the default, auto: contiguous for its compiled run)
+    assert (bf16.amp, bf16.channels_last, fp32.amp, fp32.channels_last) == (True, True, False, "auto")
+    assert {**vars(bf16), "amp": False, "channels_last": "auto", "out": fp32.out} == vars(fp32)
 
 
 def test_kr_capacity_suite_shares_the_paper_teacher_and_records_convergence(tmp_path):

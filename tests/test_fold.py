@@ -73,6 +73,7 @@ def test_a_run_records_the_folded_teacher_and_distils_as_before(tmp_path):
             f"teacher_fold_bn={str(fold).lower()}", *common]), echo=lambda m: None)
     assert runs[True]["teacher_folded_batchnorms"] == 6 and runs[False]["teacher_folded_batchnorms"] == 0  # cnn8
     assert runs[True]["teacher_channels_last"] is True and runs[False]["teacher_channels_last"] is False  # CPU, auto
+    assert runs[True]["channels_last"] is True  # an eager CPU run, auto
     assert runs[True]["teacher_top1"] == pytest.approx(runs[False]["teacher_top1"])
     assert runs[True]["top1_last"] == pytest.approx(runs[False]["top1_last"], abs=0.5)
 
@@ -96,23 +97,33 @@ def test_a_channels_last_teacher_gives_the_same_outputs_and_leaves_the_callers_m
     assert not unfolded.teacher_channels_last  # no copy of our own to convert
 
 
-def test_teacher_channels_last_auto_is_on_for_cpu_and_follows_channels_last_elsewhere():
+def test_teacher_channels_last_auto_is_on_for_cpu_and_follows_the_students_layout_elsewhere():
     from kdforge.config import load_config
     from kdforge.engine.classification import teacher_channels_last
     from kdforge.errors import ConfigError
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     auto = load_config("digits-student", [])
-    assert teacher_channels_last(auto, cpu) and not teacher_channels_last(auto, cuda)
-    assert teacher_channels_last(load_config("digits-student", ["channels_last=true"]), cuda)
-    assert not teacher_channels_last(load_config("digits-student", ["teacher_channels_last=false"]), cpu)
+    assert teacher_channels_last(auto, cpu, False) and not teacher_channels_last(auto, cuda, False)
+    assert teacher_channels_last(auto, cuda, True)
+    assert not teacher_channels_last(load_config("digits-student", ["teacher_channels_last=false"]), cpu, True)
     with pytest.raises(ConfigError, match="teacher_channels_last must be true, false or auto"):
         load_config("digits-student", ["teacher_channels_last=sometimes"])
 
 
-def test_full_precision_sets_ieee_fp32_and_restores_the_flags():
-    before = torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision
-    with full_precision():
-        assert torch.backends.cudnn.conv.fp32_precision == "ieee"
-        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
-    assert (torch.backends.cudnn.conv.fp32_precision, torch.backends.cuda.matmul.fp32_precision) == before
+def test_student_channels_last_auto_is_on_for_an_eager_cpu_run_only():
+    from kdforge.config import load_config
+    from kdforge.engine.classification import student_channels_last
+    from kdforge.engine.compilation import AUTO_COMPILE_MIN_STEPS
+    from kdforge.errors import ConfigError
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto, short, long_ = load_config("digits-student", []), 10, 10 * AUTO_COMPILE_MIN_STEPS
+    assert student_channels_last(auto, cpu, short)  # compile=auto leaves a short run eager
+    assert not student_channels_last(load_config("digits-student", ["compile=true"]), cpu, short)
+    assert student_channels_last(load_config("digits-student", ["compile=false"]), cpu, long_)
+    assert not student_channels_last(auto, cuda, short)
+    assert not student_channels_last(load_config("digits-student", ["channels_last=false"]), cpu, short)
+    assert student_channels_last(load_config("digits-student", ["channels_last=true"]), cuda, long_)
+    with pytest.raises(ConfigError, match="channels_last must be true, false or auto"):
+        load_config("digits-student", ["channels_last=maybe"])

@@ -89,7 +89,11 @@ class TrainConfig:
     seed: int = 0
     label_smoothing: float = 0.0
     amp: bool = False  # bf16 autocast on CPU and CUDA
-    channels_last: bool = False
+    # the student's memory layout: true | false | auto. auto is channels_last for an eager run on CPU, where an eager
+    # training step measured 1.24-1.51x as fast for the zoo's ResNets, WRN and MobileNetV2 (1.02-1.09x for vgg8,
+    # ShuffleV2, cnn8; 0.88x for the 25 ms cnn28_small step), and contiguous for a compiled run, where the layouts
+    # measured within 0.97-1.06x but for MobileNetV2 (results/student_layout_speed.json), and off CPU
+    channels_last: bool | str = "auto"
     # torch.compile of the student and teacher forward (hooks included): true | false | auto. auto compiles a run
     # long enough to recover the compile time (a minute or more, again per input shape) when a toolchain is
     # present, and runs short ones (the demo, the tests) eager; the run's log and summary.json say which and why
@@ -121,8 +125,9 @@ class TrainConfig:
             raise ConfigError("eval_every and log_every must be >= 1, checkpoint_every >= 0")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
-        if self.teacher_channels_last not in (True, False, "auto"):
-            raise ConfigError(f"teacher_channels_last must be true, false or auto, got {self.teacher_channels_last!r}")
+        for key in ("teacher_channels_last", "channels_last"):
+            if getattr(self, key) not in (True, False, "auto"):
+                raise ConfigError(f"{key} must be true, false or auto, got {getattr(self, key)!r}")
         if self.compile not in (True, False, "auto"):
             raise ConfigError(f"compile must be true, false or auto, got {self.compile!r}")
         if self.task not in ("classification", "detection"):
@@ -230,6 +235,10 @@ RUN_KEYS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.g
 # default never makes an earlier run of the same recipe look different
 LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,), "teacher_channels_last": (False, "auto"),
                   "task": ("classification",), "detector": (dataclasses.asdict(DetectorConfig()),)}
+# Keys recorded in earlier runs whose default changed since, {key: (new default, old default)}: the new default reads
+# as the old one, so that the runs and teachers recorded before keep their identity (the layout changes rounding
+# only, as compilation does)
+CHANGED_DEFAULTS = {"channels_last": ("auto", False)}
 
 
 def _at_later_default(key: str, value) -> bool:
@@ -246,7 +255,12 @@ def trained_settings(config: TrainConfig | dict) -> dict:
         except ConfigError:  # a config from a kdforge that had other keys: compared as recorded
             pass
     values = to_dict(config) if not isinstance(config, dict) else config
-    return {k: v for k, v in values.items() if k not in RUN_KEYS and not _at_later_default(k, v)}
+    return {k: _as_recorded(k, v) for k, v in values.items() if k not in RUN_KEYS and not _at_later_default(k, v)}
+
+
+def _as_recorded(key: str, value):
+    new, old = CHANGED_DEFAULTS.get(key, (None, None))
+    return old if new is not None and value == new else value
 
 
 PATH_KEYS = ("teacher_checkpoint",)  # trained settings that name a file or folder

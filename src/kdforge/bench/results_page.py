@@ -232,6 +232,14 @@ def _teacher_forward(t: dict) -> tuple[str, str]:
             f"{t['folded_over_plain']:.2f}×; folded in channels_last {t['channels_last_over_folded']:.2f}× of folded")
 
 
+def _student_layout(d: dict) -> tuple[str, str]:
+    speed = lambda mode: ", ".join(f"{m} {r[mode]['channels_last_speed']:.2f}×"  # noqa: E731
+                                   for m, r in d["models"].items() if mode in r)
+    compiled = speed("compiled")
+    return (f"student training step in channels_last over NCHW (float32, batch {d['batch']}, {d['threads']} threads): "
+            "what `channels_last: auto` rests on", f"eager: {speed('eager')}" + (f"; compiled: {compiled}" if compiled else ""))
+
+
 def _ddp(ddp: dict) -> tuple[str, str]:
     mean = ddp["mean_top1_last"]
     return (f"torchrun, 2 CPU processes vs 1 at equal global batch ({ddp['cell']}, {len(ddp['runs']['single'])} seeds)",
@@ -275,6 +283,7 @@ SPEED_FILES = (
                _step_overhead("per-step ratio, warm teacher cache, to the student CE step alone")),
     ResultFile("compile_speed.json", "bench/compile_speed.py", _compile_speed),
     ResultFile("teacher_forward_speed.json", "bench/teacher_forward_speed.py", _teacher_forward),
+    ResultFile("student_layout_speed.json", "bench/student_layout_speed.py --compiled", _student_layout),
     ResultFile("ddp_check.json", "bench/ddp_check.py", _ddp),
     ResultFile("detection_step_cost.json", "bench/detection_step_cost.py", _detection_step_cost),
     ResultFile("gpu_check.json", "bash bench/gpu_check.sh", _gpu_check),

@@ -8,6 +8,7 @@ import torch
 
 from kdforge.data import DatasetBundle, load_data
 from kdforge.distiller import Distiller
+from kdforge.engine.compilation import compile_decision
 from kdforge.engine.distributed import per_rank_batch
 from kdforge.engine.models import build_model, check_compatible, load_teacher
 from kdforge.errors import ConfigError
@@ -33,10 +34,6 @@ def setup_classification(t) -> None:
         check_compatible(t.student, cfg.student, probe)
         if t.teacher is not None:
             check_compatible(t.teacher, t.teacher_arch, probe)
-    if cfg.channels_last:
-        for m in (t.student, t.teacher):
-            if m is not None:
-                m.to(memory_format=torch.channels_last)
     shard = {"rank": t.dist.rank, "world_size": t.dist.world_size}
     t.train_stream = t.data.stream("train", per_rank_batch(cfg.data.batch_size, t.dist), train=True,
                                    seed=cfg.seed, workers=cfg.data.workers, device=t.device, **shard)
@@ -47,27 +44,43 @@ def setup_classification(t) -> None:
     if len(t.train_stream) == 0:
         raise ConfigError(f"data.batch_size {cfg.data.batch_size} is larger than the training set "
                           f"({len(t.data.train)} images); lower it")
+    t.channels_last = student_channels_last(cfg, t.device, cfg.epochs * len(t.train_stream))
+    layout = torch.channels_last if t.channels_last else torch.contiguous_format
+    for m in (t.student, t.teacher):
+        if m is not None and t.channels_last:
+            m.to(memory_format=layout)
+
+    def build_student():  # a peer (DML, IC-KD online) in the student's layout
+        return build_model(cfg.student, nc, channels, size).to(t.device, memory_format=layout)
+
     # the one step path users get too (kdforge.Distiller); the frozen teacher runs as a BatchNorm-folded copy
     t.distiller = Distiller(
         t.teacher, t.student, cfg.method, input_shape=t._input_shape(), num_classes=nc,
         epochs=cfg.epochs, steps_per_epoch=len(t.train_stream), dataset_size=len(t.data.train),
         train_labels=getattr(t.data.train, "labels", None), label_smoothing=cfg.label_smoothing,
-        fold_teacher_bn=cfg.teacher_fold_bn, teacher_channels_last=teacher_channels_last(cfg, t.device),
-        world_size=t.dist.world_size,
-        build_student=lambda: build_model(cfg.student, nc, channels, size).to(t.device), **cfg.method_args)
+        fold_teacher_bn=cfg.teacher_fold_bn, teacher_channels_last=teacher_channels_last(cfg, t.device, t.channels_last),
+        world_size=t.dist.world_size, build_student=build_student, **cfg.method_args)
 
 
-def teacher_channels_last(cfg, device: torch.device) -> bool:
-    """`teacher_channels_last: auto`: on CPU (measured faster there), elsewhere as the run's `channels_last`."""
+def student_channels_last(cfg, device: torch.device, steps: int) -> bool:
+    """`channels_last: auto`: on for a run on CPU that runs eager (its step measured faster in channels_last across
+    the zoo), off for one that compiles (contiguous compiled steps measured faster) and off other devices."""
+    if cfg.channels_last != "auto":
+        return bool(cfg.channels_last)
+    return device.type == "cpu" and not compile_decision(cfg.compile, steps, device)[0]
+
+
+def teacher_channels_last(cfg, device: torch.device, student_channels_last: bool) -> bool:
+    """`teacher_channels_last: auto`: on CPU (measured faster there), elsewhere as the student's layout."""
     if cfg.teacher_channels_last != "auto":
         return bool(cfg.teacher_channels_last)
-    return device.type == "cpu" or bool(cfg.channels_last)
+    return device.type == "cpu" or student_channels_last
 
 
 def classification_step(t, batch, state):
     """The Distiller's output for one batch (the teacher's outputs replayed from or recorded into the cache), and
     the labels the meter scores the student's logits against."""
-    x = batch.input.contiguous(memory_format=torch.channels_last) if t.cfg.channels_last else batch.input
+    x = batch.input.contiguous(memory_format=torch.channels_last) if t.channels_last else batch.input
     teacher_out = None
     if t.replaying:
         teacher_out = t.teacher_cache.lookup(batch.index)

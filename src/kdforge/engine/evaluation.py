@@ -62,7 +62,7 @@ class EvaluationMixin:
             f"{primary}_best_test": p.max_test_top1,
             "train_top1": last_eval.get("train_top1"), "train_loss": last_eval.get("train_loss"),
             "teacher_folded_batchnorms": self.teacher_folded,
-            "teacher_channels_last": self.teacher_channels_last,
+            "channels_last": self.channels_last, "teacher_channels_last": self.teacher_channels_last,
             "compiled": self.compiled, "compile_reason": self.compile_reason,
             "teacher_top1": self.teacher_top1,
             # the teacher's identity (a hash of its weights as the run used them): two teachers of one config, e.g.

@@ -49,6 +49,7 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         self.dist, device = init_from_env(cfg.device)
         self.device = device if device is not None else resolve_device(cfg.device)
         self.folder = cfg.run_dir
+        self.channels_last = False  # the student's memory layout; a task's set-up may turn it on
 
     # ---------------------------------------------------------------- set-up
     def _setup_runtime(self) -> None:

@@ -10,46 +10,12 @@ once more compiled in both layouts (`--compiled`), the case where `auto` keeps t
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
+
+# run as a script, this folder is on the path: the step and its timing are student_step_speed's
+from student_step_speed import make_step, median_step_seconds
 
 DEFAULT_MODELS = "cnn8,cnn28_small,resnet8,resnet20,wrn_16_2,vgg8,MobileNetV2,ShuffleV2"
-
-
-def make_step(model_name: str, channels_last: bool, compiled: bool, batch: int):
-    import torch
-
-    from kdforge.engine.models import build_model
-
-    torch.manual_seed(0)
-    model = build_model(model_name, 10, 3, 32)
-    x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
-    if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    forward = torch.compile(model) if compiled else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(forward(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return step
-
-
-def median_step_seconds(steps: dict, rounds: int, per_round: int) -> dict[str, float]:
-    for step in steps.values():  # warm-up (compilation included) before any timing
-        for _ in range(3):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(per_round):
-                step()
-            times[name].append((time.perf_counter() - start) / per_round)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> int:
@@ -78,7 +44,8 @@ def main() -> int:
         row = {}
         for compiled in (False, True) if args.compiled else (False,):
             mode = "compiled" if compiled else "eager"
-            t = median_step_seconds({layout: make_step(name, layout == "channels_last", compiled, args.batch)
+            t = median_step_seconds({layout: make_step(name, {"amp": False, "channels_last": layout == "channels_last",
+                                                             "compile": compiled}, args.batch)
                                      for layout in ("contiguous", "channels_last")}, args.rounds, args.steps)
             row[mode] = {"contiguous_ms": 1000 * t["contiguous"], "channels_last_ms": 1000 * t["channels_last"],
                          "channels_last_speed": t["contiguous"] / t["channels_last"]}

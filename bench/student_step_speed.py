@@ -48,6 +48,22 @@ def make_step(model_name: str, s: dict, batch: int):
     return step
 
 
+def median_step_seconds(steps: dict, rounds: int, per_round: int) -> dict[str, float]:
+    """Each named step's median time: all warmed up (compilation included) first, then taking turns round by round,
+    so that a busy machine slows them alike."""
+    for step in steps.values():
+        for _ in range(3):
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(per_round):
+                step()
+            times[name].append((time.perf_counter() - start) / per_round)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="resnet8")
@@ -65,19 +81,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     chosen = settings(not args.no_compile)
     steps = {label(s): make_step(args.model, s, args.batch) for s in chosen}
-    for step in steps.values():  # warm-up (compilation included) before any timing
-        for _ in range(3):
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                step()
-            times[name].append((time.perf_counter() - start) / args.steps)
-    base = statistics.median(times["fp32"])
-    rows = {name: {"median_step_seconds": statistics.median(t), "images_per_second": args.batch / statistics.median(t),
-                   "speed_over_fp32_eager": base / statistics.median(t)} for name, t in times.items()}
+    medians = median_step_seconds(steps, args.rounds, args.steps)
+    rows = {name: {"median_step_seconds": m, "images_per_second": args.batch / m,
+                   "speed_over_fp32_eager": medians["fp32"] / m} for name, m in medians.items()}
     isa = torch.backends.cpu.get_cpu_capability()
     atomic_write_json(args.out, {"model": args.model, "batch": args.batch, "threads": args.threads,
                                  "rounds": args.rounds, "cpu_capability": isa, "torch": torch.__version__,

@@ -47,8 +47,8 @@ def setup_classification(t) -> None:
     t.channels_last = student_channels_last(cfg, t.device, cfg.epochs * len(t.train_stream))
     layout = torch.channels_last if t.channels_last else torch.contiguous_format
     for m in (t.student, t.teacher):
-        if m is not None and t.channels_last:
-            m.to(memory_format=layout)
+        if m is not None:
+            m.to(memory_format=layout)  # a no-op for contiguous models
 
     def build_student():  # a peer (DML, IC-KD online) in the student's layout
         return build_model(cfg.student, nc, channels, size).to(t.device, memory_format=layout)

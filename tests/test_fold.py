@@ -114,16 +114,21 @@ def test_teacher_channels_last_auto_is_on_for_cpu_and_follows_the_students_layou
 def test_student_channels_last_auto_is_on_for_an_eager_cpu_run_only():
     from kdforge.config import load_config
     from kdforge.engine.classification import student_channels_last
-    from kdforge.engine.compilation import AUTO_COMPILE_MIN_STEPS
+    from kdforge.engine.compilation import AUTO_COMPILE_MIN_STEPS, compile_decision
     from kdforge.errors import ConfigError
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    auto, short, long_ = load_config("digits-student", []), 10, 10 * AUTO_COMPILE_MIN_STEPS
-    assert student_channels_last(auto, cpu, short)  # compile=auto leaves a short run eager
-    assert not student_channels_last(load_config("digits-student", ["compile=true"]), cpu, short)
-    assert student_channels_last(load_config("digits-student", ["compile=false"]), cpu, long_)
-    assert not student_channels_last(auto, cuda, short)
-    assert not student_channels_last(load_config("digits-student", ["channels_last=false"]), cpu, short)
-    assert student_channels_last(load_config("digits-student", ["channels_last=true"]), cuda, long_)
+    short, long_ = 10, 10 * AUTO_COMPILE_MIN_STEPS
+
+    def layout(overrides, device, steps):  # the set-up's chain: the compile decision, then the layout
+        cfg = load_config("digits-student", overrides)
+        return student_channels_last(cfg, device, compile_decision(cfg.compile, steps, device)[0])
+
+    assert layout([], cpu, short)  # compile=auto leaves a short run eager
+    assert not layout(["compile=true"], cpu, short)
+    assert layout(["compile=false"], cpu, long_)
+    assert not layout([], cuda, short)
+    assert not layout(["channels_last=false"], cpu, short)
+    assert layout(["channels_last=true"], cuda, long_)
     with pytest.raises(ConfigError, match="channels_last must be true, false or auto"):
         load_config("digits-student", ["channels_last=maybe"])

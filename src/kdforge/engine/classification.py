@@ -8,7 +8,6 @@ import torch
 
 from kdforge.data import DatasetBundle, load_data
 from kdforge.distiller import Distiller
-from kdforge.engine.compilation import compile_decision
 from kdforge.engine.distributed import per_rank_batch
 from kdforge.engine.models import build_model, check_compatible, load_teacher
 from kdforge.errors import ConfigError
@@ -44,7 +43,7 @@ def setup_classification(t) -> None:
     if len(t.train_stream) == 0:
         raise ConfigError(f"data.batch_size {cfg.data.batch_size} is larger than the training set "
                           f"({len(t.data.train)} images); lower it")
-    t.channels_last = student_channels_last(cfg, t.device, cfg.epochs * len(t.train_stream))
+    t.channels_last = student_channels_last(cfg, t.device, t.decide_compile(cfg.epochs * len(t.train_stream)))
     layout = torch.channels_last if t.channels_last else torch.contiguous_format
     for m in (t.student, t.teacher):
         if m is not None:
@@ -62,12 +61,12 @@ def setup_classification(t) -> None:
         world_size=t.dist.world_size, build_student=build_student, **cfg.method_args)
 
 
-def student_channels_last(cfg, device: torch.device, steps: int) -> bool:
+def student_channels_last(cfg, device: torch.device, compiled: bool) -> bool:
     """`channels_last: auto`: on for a run on CPU that runs eager (its step measured faster in channels_last across
     the zoo), off for one that compiles (contiguous compiled steps measured faster) and off other devices."""
     if cfg.channels_last != "auto":
         return bool(cfg.channels_last)
-    return device.type == "cpu" and not compile_decision(cfg.compile, steps, device)[0]
+    return device.type == "cpu" and not compiled
 
 
 def teacher_channels_last(cfg, device: torch.device, student_channels_last: bool) -> bool:

@@ -49,9 +49,15 @@ def _missing_toolchain(device: torch.device) -> str | None:
 class CompileMixin:
     """A Trainer's compile decision, made at set-up and logged as the first record of metrics.jsonl."""
 
-    def _decide_compile(self, steps: int) -> None:
-        self.compiled, self.compile_reason = compile_decision(self.cfg.compile, steps, self.device) \
-            if self.task.compilable else (False, f"{self.task.name} models run eager")
+    def decide_compile(self, steps: int) -> bool:
+        """Whether this run compiles: decided once, by the first caller (a task's set-up may need it to pick the
+        student's layout before the trainer compiles anything)."""
+        if getattr(self, "compile_reason", None) is None:
+            self.compiled, self.compile_reason = compile_decision(self.cfg.compile, steps, self.device) \
+                if self.task.compilable else (False, f"{self.task.name} models run eager")
+        return self.compiled
+
+    def _compile_models(self) -> None:
         if self.compiled:
             import torch._dynamo
 

@@ -50,6 +50,7 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         self.device = device if device is not None else resolve_device(cfg.device)
         self.folder = cfg.run_dir
         self.channels_last = False  # the student's memory layout; a task's set-up may turn it on
+        self.compiled, self.compile_reason = False, None  # decided at set-up (decide_compile)
 
     # ---------------------------------------------------------------- set-up
     def _setup_runtime(self) -> None:
@@ -68,7 +69,8 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         self.method, self.teacher_forward = self.distiller.method, self.distiller.teacher_forward
         self.teacher_folded = self.distiller.teacher_folded
         self.teacher_channels_last = self.distiller.teacher_channels_last
-        self._decide_compile(cfg.epochs * len(self.train_stream))
+        self.decide_compile(cfg.epochs * len(self.train_stream))
+        self._compile_models()
         if self.dist.enabled:
             if cfg.sync_batchnorm:
                 if self.device.type != "cuda":

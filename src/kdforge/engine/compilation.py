@@ -52,7 +52,7 @@ class CompileMixin:
     def decide_compile(self, steps: int) -> bool:
         """Whether this run compiles: decided once, by the first caller (a task's set-up may need it to pick the
         student's layout before the trainer compiles anything)."""
-        if getattr(self, "compile_reason", None) is None:
+        if self.compile_reason is None:  # the Trainer starts it at None
             self.compiled, self.compile_reason = compile_decision(self.cfg.compile, steps, self.device) \
                 if self.task.compilable else (False, f"{self.task.name} models run eager")
         return self.compiled

@@ -4,7 +4,9 @@ the later rows replay) and with the old ones (`compile=false teacher_fold_bn=fal
 channels_last=false`). The two sides of each row run back
 to back, their order alternating from row to row, so both see the same machine. Reports the summed wall time of
 each side, their ratio, and whether each new run's top-1 lies within the row's recorded 3-seed spread. Resumable:
-a finished (row, side) is read back, a killed one continues; the JSON is rewritten after every run.
+a finished row is read back from the JSON (a new machine has none of the run folders), a finished (row, side) from
+its run folder, and a killed one continues; the JSON is rewritten after every row, with the time each row finished
+(the whole suite takes several hours on 2 cores, so it may span sittings; a row's two sides never do).
 
     KDFORGE_DATA=../shared/data .venv/bin/python bench/suite_speed.py [--suite cifar10-cpu] [--seed 0]
         [--threads 2] [--methods ce,kd,...] [--root runs/suite-speed] [--out results/suite_speed.json]
@@ -16,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 OLD_DEFAULTS = ("compile=false", "teacher_fold_bn=false", "teacher_cache=false", "channels_last=false")
@@ -59,6 +62,17 @@ def run_side(bench, variant, seed: int, teacher: Path, side: str, root: Path) ->
             "compiled": summary.get("compiled"), "teacher_cache": summary.get("teacher_cache")}
 
 
+def recorded_rows(out: Path, identity: dict) -> dict:
+    """The rows an earlier sitting finished, from its JSON, when it measured the same thing (suite, budget, seed,
+    threads and old defaults); none otherwise."""
+    if not out.exists():
+        return {}
+    report = json.loads(out.read_text())
+    if any(report.get(key) != value for key, value in identity.items()):
+        return {}
+    return report.get("rows", {})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", default="cifar10-cpu")
@@ -81,19 +95,26 @@ def main() -> int:
     bench = AccuracyBench(SUITES.get(args.suite), args.budget, results=Path(args.results), threads=args.threads,
                          echo=lambda m: None)
     variants = bench.variants([m for m in (args.methods or "").split(",") if m] or None)
+    identity = {"suite": args.suite, "budget": args.budget, "seed": args.seed, "threads": args.threads,
+                "old_defaults": list(OLD_DEFAULTS)}
+    earlier = recorded_rows(Path(args.out), identity)
     rows = {}
     for i, variant in enumerate(variants):
+        if variant.name in earlier:
+            rows[variant.name] = earlier[variant.name]
+            continue
         sides = ("new", "old") if i % 2 == 0 else ("old", "new")
         rows[variant.name] = {side: run_side(bench, variant, args.seed, teacher, side, root) for side in sides}
         recorded = spread(bench.csv, variant.name)
         new = rows[variant.name]["new"]["top1_last"]
         rows[variant.name]["recorded_spread"] = recorded
         rows[variant.name]["new_within_spread"] = None if recorded is None else recorded[0] <= new <= recorded[1]
+        rows[variant.name]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         totals = {side: sum(r[side]["wall_seconds"] for r in rows.values()) for side in ("new", "old")}
         atomic_write_json(Path(args.out), {
-            "suite": args.suite, "seed": args.seed, "threads": args.threads, "rows_done": len(rows),
-            "rows": rows, "wall_seconds": totals, "ratio_new_to_old": totals["new"] / totals["old"],
-            "old_defaults": list(OLD_DEFAULTS), "command": " ".join(["bench/suite_speed.py", *sys.argv[1:]])})
+            **identity, "rows_done": len(rows), "rows": rows, "wall_seconds": totals,
+            "ratio_new_to_old": totals["new"] / totals["old"],
+            "command": " ".join(["bench/suite_speed.py", *sys.argv[1:]])})
         print(f"[{i + 1}/{len(variants)}] {variant.name}: new {rows[variant.name]['new']['wall_seconds']:.0f} s, "
               f"old {rows[variant.name]['old']['wall_seconds']:.0f} s; so far {totals['new'] / totals['old']:.2f}x",
               flush=True)

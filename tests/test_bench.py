@@ -771,6 +771,7 @@ def test_bench_status_counts_recorded_seeds_runs_under_way_and_hours_left(tmp_pa
 
 def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_their_wall_time(tmp_path):
     import json
+    import shutil
     import subprocess
     import sys
     from pathlib import Path
@@ -794,6 +795,17 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
     assert rows["ce"]["recorded_spread"] is None
     again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # resumable: reads back
     assert json.loads((tmp_path / "speed.json").read_text())["rows"] == rows and again.returncode == 0
+    # a new machine has the JSON but none of the run folders: the finished rows are read back, not trained again
+    shutil.rmtree(tmp_path / "runs" / "suite-speed")
+    fresh = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr
+    assert json.loads((tmp_path / "speed.json").read_text())["rows"] == rows
+    assert not (tmp_path / "runs" / "suite-speed" / "new").exists() and "[1/2]" not in fresh.stdout
+    # a JSON that measured something else (another seed) is not read back
+    other = subprocess.run(args + ["--seed", "1", "--methods", "ce"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert other.returncode == 0 and "[1/1] ce" in other.stdout
+    assert json.loads((tmp_path / "speed.json").read_text())["seed"] == 1
 
 
 def test_a_cell_whose_runs_name_different_teachers_is_flagged_and_a_consistent_one_is_not():

@@ -17,6 +17,8 @@
 # settings spelled out) and the method's doc page by hand, with the sweep's table, before `claims` runs those rows.
 # `claims` first adopts the sweeps' runs of the chosen cells: a run with exactly a row's settings at its seed is
 # that row's run (training is deterministic), so only the seeds the sweeps did not run are trained.
+# With FINISH_BY=HH:MM (or an ISO date-time) in the environment, the suites' runs start only when they can finish by
+# then (`kdforge bench accuracy --finish-by`); a phase that leaves runs unstarted exits non-zero.
 #     bench/paper_campaign.sh PHASE        (from the repository root; KDFORGE_DATA as for make)
 set -euo pipefail
 phase=${1:?usage: bench/paper_campaign.sh selection|claims|baselines|rest|kr|gkd}
@@ -28,7 +30,7 @@ lanes() {  # lanes "ROWS" SUITE: every (row, seed) run is one job; two 1-thread 
   # Each row's teacher is trained first, at 2 threads, so that two lanes never train the same teacher
   for row in ${1//,/ }; do $KD bench teacher "$2" --budget e240 --row "$row" --threads 2 > /dev/null; done
   for row in ${1//,/ }; do for seed in 0 1 2; do
-    echo "$KD bench accuracy $2 --budget e240 --methods $row --seeds 3 --only-seeds $seed --threads 1"
+    echo "$KD bench accuracy $2 --budget e240 --methods $row --seeds 3 --only-seeds $seed --threads 1${FINISH_BY:+ --finish-by $FINISH_BY}"
   done; done | xargs -P 2 -I{} sh -c {}
 }
 case $phase in

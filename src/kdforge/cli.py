@@ -7,9 +7,11 @@ import json
 import sys
 import traceback
 
-from kdforge.errors import TrainingStopped, UserError
+from kdforge.errors import SittingOver, TrainingStopped, UserError
 
 LIST_KINDS = ("methods", "models", "datasets", "presets")
+FINISH_BY_HELP = ("HH:MM (today) or an ISO date-time: start only the runs that can finish by then, timed by the "
+                  "row's slowest recorded run (a sitting with an end: a scheduler's time limit, a lent machine)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -105,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--results", default="results", help="where SUITE.csv / SUITE.md / PNGs go")
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--only-seeds", help="comma-separated seeds this sitting runs (to share a suite between processes)")
+    b.add_argument("--finish-by", help=FINISH_BY_HELP)
     b = bench.add_parser("detection", help="the CPU detection suite: a Faster R-CNN teacher, then every detection "
                                            "method's students (resumable)")
     b.add_argument("--seeds", type=int, default=3, help="seeds per row (0: build the canvases and train the teacher "
@@ -114,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--root", default="runs/bench")
     b.add_argument("--results", default="results")
     b.add_argument("--threads", type=int, default=None)
+    b.add_argument("--finish-by", help=FINISH_BY_HELP)
     b = bench.add_parser("status", help="where a suite stands: seeds recorded, runs under way, runs left, hours left")
     b.add_argument("suite", help="an accuracy suite, or detection-cpu (the `kdforge bench detection` suite)")
     b.add_argument("--budget", default="small", help="one of the suite's budgets")
@@ -342,6 +346,12 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def finish_by(args):
+    from kdforge.bench.deadline import parse_finish_by
+
+    return parse_finish_by(args.finish_by) if args.finish_by else None
+
+
 def cmd_bench(args) -> int:
     from pathlib import Path
 
@@ -355,7 +365,7 @@ def cmd_bench(args) -> int:
         if only and any(s < 0 or s >= args.seeds for s in only):
             raise UserError(f"--only-seeds must be among 0..{args.seeds - 1}, got {args.only_seeds}")
         print(run_accuracy(args.suite, args.seeds, methods, args.budget, args.root, args.results, args.threads,
-                           only_seeds=only))
+                           only_seeds=only, finish_by=finish_by(args)))
     elif args.bench_command == "detection":
         from kdforge.bench.detection import run_detection_suite
 
@@ -365,7 +375,8 @@ def cmd_bench(args) -> int:
         if only and any(s < 0 or s >= args.seeds for s in only):
             raise UserError(f"--only-seeds must be among 0..{args.seeds - 1}, got {args.only_seeds}")
         methods = [m for m in (args.methods or "").split(",") if m] or None
-        print(run_detection_suite(args.seeds, methods, only, args.threads, Path(args.root), Path(args.results)))
+        print(run_detection_suite(args.seeds, methods, only, args.threads, Path(args.root), Path(args.results),
+                                  finish_by=finish_by(args)))
     elif args.bench_command == "status":
         from kdforge.bench.status import status_table, suite_status
 
@@ -461,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except TrainingStopped as exc:
+    except (TrainingStopped, SittingOver) as exc:
         print(f"kdforge: {exc}", file=sys.stderr)
         return exc.exit_code
     except UserError as exc:

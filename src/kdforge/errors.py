@@ -43,3 +43,10 @@ class TrainingStopped(UserError):
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class SittingOver(UserError):
+    """Runs were left unstarted because they could not finish by the sitting's end (`--finish-by`); the same
+    command run again later continues the suite. Its exit code tells a campaign script to stop there."""
+
+    exit_code = 3

@@ -12,9 +12,11 @@ import contextlib
 import csv
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 from kdforge.bench.curves import evals_of, keep_curve
+from kdforge.bench.deadline import run_seconds, sitting_over, too_late
 from kdforge.bench.suites import SUITES, Suite, Variant
 from kdforge.bench.teacher_store import keep_teacher, restore_teacher, store_teacher
 from kdforge.config import RUN_CONFIG, TrainConfig, load_config, settings_differences, to_dict, trained_settings
@@ -214,9 +216,11 @@ class AccuracyBench:
         return [known[n] for n in names]
 
     # ---------------------------------------------------------------- running
-    def run(self, seeds: int = 3, methods: list[str] | None = None, only_seeds: list[int] | None = None) -> Path:
+    def run(self, seeds: int = 3, methods: list[str] | None = None, only_seeds: list[int] | None = None,
+            finish_by: datetime | None = None) -> Path:
         """Every (method, seed) of seeds 0..seeds-1 not yet recorded; `only_seeds` restricts this sitting to some
-        of them (so that several processes or machines can share a suite without running the same seed)."""
+        of them (so that several processes or machines can share a suite without running the same seed), and
+        `finish_by` to the runs that can finish before it (kdforge.bench.deadline)."""
         variants = self.variants(methods)
         try:
             self.results.mkdir(parents=True, exist_ok=True)
@@ -230,9 +234,15 @@ class AccuracyBench:
         self.echo(f"bench {self.stem}: {len(variants)} methods x seeds {chosen}, {len(todo)} runs to do "
                   f"({recorded} already in {self.csv})")
         teachers: dict[tuple, dict] = {}
+        not_started = []
         for i, (variant, seed) in enumerate(todo, 1):
             if (variant.name, seed) in self.recorded_runs():  # another process of the same suite got there first
                 self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: already in {self.csv}")
+                continue
+            late = finish_by and self.too_late(variant, seed, finish_by)
+            if late:
+                self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: {late}")
+                not_started.append(f"{variant.name} seed {seed}")
                 continue
             start = time.perf_counter()
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: training ...")
@@ -259,7 +269,20 @@ class AccuracyBench:
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
                       f"({time.perf_counter() - start:.0f} s)")
             self.report()
-        return self.report()
+        report = self.report()
+        if not_started:
+            raise sitting_over(not_started, finish_by)
+        return report
+
+    def too_late(self, variant: Variant, seed: int, finish_by: datetime) -> str | None:
+        """Why the run of (variant, seed) must not start before `finish_by` (None: it may)."""
+        from kdforge.bench.status import epochs_trained, planned_epochs
+
+        recorded = read_rows(self.csv)
+        mine = [r for r in recorded if r["method"] == variant.name]
+        planned = int(mine[0]["epochs"]) if mine else planned_epochs(self.student_config(variant, seed, None)[0])
+        trained = epochs_trained(run_folder(self.root / self.stem, variant.name, seed))
+        return too_late(run_seconds(recorded, variant.name, planned, trained), finish_by)
 
     def report(self) -> Path:
         """Rewrite the suite's table and plots (results/STEM.md) from its CSV."""
@@ -342,9 +365,9 @@ def has_checkpoint(folder: Path) -> bool:
 
 def run_accuracy(suite: str, seeds: int = 3, methods: list[str] | None = None, budget: str = "small",
                  root: str = "runs/bench", results: str = "results", threads: int | None = None, echo=print,
-                 only_seeds: list[int] | None = None) -> Path:
+                 only_seeds: list[int] | None = None, finish_by: datetime | None = None) -> Path:
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), threads, echo)
-    return bench.run(seeds, methods, only_seeds)
+    return bench.run(seeds, methods, only_seeds, finish_by)
 
 
 def suite_teacher(suite: str, budget: str = "small", root: str = "runs/bench", threads: int | None = None,

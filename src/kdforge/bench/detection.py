@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import statistics
+from datetime import datetime
 from pathlib import Path
 
 from kdforge.bench.curves import keep_curve, records_of, row_curve
+from kdforge.bench.deadline import run_seconds, sitting_over, too_late
 from kdforge.bench.report import format_difference, paired_difference
 from kdforge.bench.report import read_csv as read_rows
 from kdforge.bench.teacher_store import keep_teacher, restore_teacher
@@ -76,10 +78,11 @@ def _train(preset: str, overrides: list[str], folder: Path, what: str, echo) -> 
 
 def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_seeds: list[int] | None = None,
                         threads: int | None = None, root: Path = Path("runs/bench"), results: Path = Path("results"),
-                        echo=print, overrides: tuple[str, ...] = ()) -> str:
+                        echo=print, overrides: tuple[str, ...] = (), finish_by: datetime | None = None) -> str:
     """Train what the suite lacks (the canvases, the teacher, each (method, seed) student) and write its table
     (`seeds` 0: the canvases and the teacher only); `overrides` apply to teacher and students alike (the tests
-    shrink the suite with them)."""
+    shrink the suite with them); `finish_by` starts only the students that can finish by then
+    (kdforge.bench.deadline)."""
     unknown = sorted(set(methods or ()) - set(METHODS))
     if unknown:
         raise UserError(f"the detection suite's rows are {', '.join(METHODS)}; not {', '.join(unknown)}")
@@ -98,11 +101,17 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
         table.parent.mkdir(parents=True, exist_ok=True)
         append_line(table, ",".join(COLUMNS))
     done = {(r["method"], int(r["seed"])) for r in read_rows(table)}
+    not_started = []
     for seed in only_seeds if only_seeds is not None else range(seeds):
         for method in methods or METHODS:
             if (method, seed) in done:
                 continue
             folder = student_folder(root, method, seed)
+            late = finish_by and _too_late(table, method, folder, common, finish_by)
+            if late:
+                echo(f"  {method} seed {seed}: {late}")
+                not_started.append(f"{method} seed {seed}")
+                continue
             extra = [f"method={method}", f"seed={seed}"] + ([] if method == "ce" else [f"teacher_checkpoint={teacher_dir}"])
             summary = _train("detection-cpu-student", common + extra, folder, f"{method} seed {seed}", echo)
             row = {"method": method, "seed": seed, "epochs": summary["epochs"], "wall_seconds": summary["wall_seconds"],
@@ -110,7 +119,17 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
                    **{k: summary[k] for k in ("ap_last", "ap50_last", "ap75_last", "ap_best")}}
             append_line(table, ",".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS))
             keep_curve(results, SUITE, method, seed, row["ap_last"], records_of(folder, CURVE_RECORDS))
-    return write_table(results, teacher, root)
+    table_text = write_table(results, teacher, root)
+    if not_started:
+        raise sitting_over(not_started, finish_by)
+    return table_text
+
+
+def _too_late(table: Path, method: str, folder: Path, common: list[str], finish_by: datetime) -> str | None:
+    from kdforge.bench.status import epochs_trained
+
+    planned = load_config("detection-cpu-student", common).epochs
+    return too_late(run_seconds(read_rows(table), method, planned, epochs_trained(folder)), finish_by)
 
 
 def write_table(results: Path, teacher: dict, root: Path | None = None) -> str:

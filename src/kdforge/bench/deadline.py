@@ -1,0 +1,53 @@
+"""A sitting with an end (a job scheduler's time limit, a machine lent for some hours): `--finish-by` starts only
+the runs that can finish before it, so that the end of the sitting never cuts off a run that was bound not to
+finish (on a machine that does not come back, its folder is lost with it). A run is timed by its row's slowest
+recorded run, or, for a row with none, by the suite's slowest pace per epoch; a suite with no recorded run has
+nothing to time it by, and its runs start. A run under way is timed by the epochs it has left."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kdforge.errors import SittingOver, UserError
+
+
+def parse_finish_by(text: str, now: datetime | None = None) -> datetime:
+    """'HH:MM' (today, local time) or an ISO date-time, as a naive local time."""
+    now = now or datetime.now()
+    try:
+        if len(text) <= 5 and ":" in text:
+            hour, minute = (int(part) for part in text.split(":"))
+            return now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"--finish-by takes HH:MM (today) or an ISO date-time such as 2026-12-02T14:30, "
+                        f"got {text!r}") from None
+    return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0) -> tuple[float, str] | None:
+    """Seconds a run of `row` still needs with `trained` of its `planned` epochs done, and what timed it."""
+    mine = [r for r in recorded if r["method"] == row]
+    timed_by = mine or recorded
+    if not timed_by:
+        return None
+    per_epoch = max(float(r["wall_seconds"]) / int(r["epochs"]) for r in timed_by)
+    basis = "the row's slowest recorded run" if mine else "the suite's slowest pace per epoch"
+    return per_epoch * max(planned - trained, 0), basis
+
+
+def too_late(estimate: tuple[float, str] | None, finish_by: datetime, now: datetime | None = None) -> str | None:
+    """Why a run with this estimate must not start (None: it may)."""
+    if estimate is None:
+        return None
+    seconds, basis = estimate
+    left = (finish_by - (now or datetime.now())).total_seconds()
+    if seconds <= left:
+        return None
+    return (f"not started: it needs about {seconds / 60:.0f} min ({basis}) and the sitting ends at "
+            f"{finish_by:%H:%M} ({max(left, 0) / 60:.0f} min left)")
+
+
+def sitting_over(not_started: list[str], finish_by: datetime) -> SittingOver:
+    return SittingOver(f"{len(not_started)} run(s) not started, as they could not finish by {finish_by:%H:%M} "
+                       f"({', '.join(not_started)}); the same command run later continues")

@@ -1,0 +1,95 @@
+"""`--finish-by`: a sitting with an end starts only the runs that can finish before it."""
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from kdforge.bench.accuracy import append_row, read_rows
+from kdforge.bench.deadline import parse_finish_by, run_seconds, too_late
+from kdforge.errors import SittingOver, UserError
+
+NOON = datetime(2026, 12, 2, 12, 0)
+
+
+def test_finish_by_reads_a_clock_time_today_or_an_iso_moment():
+    assert parse_finish_by("14:30", now=NOON) == datetime(2026, 12, 2, 14, 30)
+    assert parse_finish_by("2026-12-03T01:15") == datetime(2026, 12, 3, 1, 15)
+    aware = datetime(2026, 12, 2, 14, 30, tzinfo=timezone.utc)
+    assert parse_finish_by(aware.isoformat()) == aware.astimezone().replace(tzinfo=None)  # local, naive
+    for bad in ("soon", "25:00", "14h30"):
+        with pytest.raises(UserError, match="--finish-by takes HH:MM"):
+            parse_finish_by(bad, now=NOON)
+
+
+def test_a_run_is_timed_by_its_rows_slowest_run_else_by_the_suites_slowest_pace():
+    recorded = [{"method": "kd", "epochs": "30", "wall_seconds": "3000"},
+                {"method": "kd", "epochs": "30", "wall_seconds": "3600"},
+                {"method": "ce", "epochs": "10", "wall_seconds": "100"}]
+    # kd: 120 s an epoch at its slowest, 20 of its 30 epochs left
+    assert run_seconds(recorded, "kd", planned=30, trained=10) == (2400.0, "the row's slowest recorded run")
+    # a row with no recorded run: the suite's slowest pace (kd's 120 s an epoch), not its median
+    assert run_seconds(recorded, "vid", planned=5) == (600.0, "the suite's slowest pace per epoch")
+    assert run_seconds(recorded, "kd", planned=30, trained=40) == (0.0, "the row's slowest recorded run")
+    assert run_seconds([], "kd", planned=30) is None
+
+
+def test_a_run_starts_only_when_it_fits_before_the_end():
+    end = NOON + timedelta(minutes=50)
+    assert too_late((2400.0, "x"), end, now=NOON) is None  # 40 min in 50
+    late = too_late((3600.0, "the row's slowest recorded run"), end, now=NOON)
+    assert late == ("not started: it needs about 60 min (the row's slowest recorded run) and the sitting ends at "
+                    "12:50 (50 min left)")
+    assert too_late(None, end, now=NOON) is None  # nothing to time it by: it starts
+    assert "(0 min left)" in too_late((60.0, "x"), NOON, now=NOON + timedelta(minutes=5))
+
+
+def _suite_with_a_slow_kd_run(tmp_path):
+    (tmp_path / "res").mkdir()
+    append_row(tmp_path / "res" / "digits.csv", {"method": "kd", "seed": 0, "top1_last": 90.0, "top1_best": 90.0,
+                                                 "epochs": 30, "wall_seconds": 3600.0, "images_per_second": 1.0,
+                                                 "teacher_top1": 95.0})
+
+
+def test_a_suite_leaves_the_runs_that_cannot_finish_unstarted_and_says_so(tmp_path):
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.suites import SUITES
+
+    _suite_with_a_slow_kd_run(tmp_path)
+    lines = []
+    bench = AccuracyBench(SUITES.get("digits"), "small", tmp_path / "runs", tmp_path / "res", threads=1,
+                          echo=lines.append)
+    with pytest.raises(SittingOver, match=r"^3 run\(s\) not started, as they could not finish by") as caught:
+        bench.run(seeds=2, methods=["kd", "ce"], finish_by=datetime.now() + timedelta(minutes=5))
+    assert "(ce seed 0, kd seed 1, ce seed 1)" in str(caught.value) and caught.value.exit_code == 3
+    assert len(read_rows(bench.csv)) == 1  # nothing recorded, nothing trained, not even the teacher
+    assert not (tmp_path / "runs" / "digits").exists() and not (tmp_path / "runs" / "teachers").exists()
+    assert any("ce seed 0: not started: it needs about 60 min (the suite's slowest pace per epoch)" in line
+               for line in lines)
+    # with the time it needs, the same call trains (ce: no teacher to wait for)
+    bench.run(seeds=1, methods=["ce"], finish_by=datetime.now() + timedelta(days=1))
+    assert [(r["method"], r["seed"]) for r in read_rows(bench.csv)] == [("kd", "0"), ("ce", "0")]
+
+
+def test_the_command_stops_with_exit_code_3_and_one_line(tmp_path, capsys):
+    from kdforge.cli import main
+
+    _suite_with_a_slow_kd_run(tmp_path)
+    code = main(["bench", "accuracy", "digits", "--methods", "kd", "--seeds", "2", "--root", str(tmp_path / "runs"),
+                 "--results", str(tmp_path / "res"), "--threads", "1", "--finish-by", "00:00"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and err[0].startswith("kdforge: 1 run(s) not started") and "kd seed 1" in err[0]
+    assert main(["bench", "accuracy", "digits", "--finish-by", "whenever"]) == 2
+
+
+def test_the_detection_suite_times_its_students_by_the_same_rule(tmp_path):
+    from kdforge.bench.detection import _too_late
+    from kdforge.config import load_config
+
+    planned = load_config("detection-cpu-student", []).epochs
+    table = tmp_path / "detection-cpu.csv"
+    table.write_text(f"method,seed,epochs,wall_seconds\nkd,0,{planned},{planned * 60}\n")  # a minute an epoch
+    folder = tmp_path / "kd-s1"
+    enough = datetime.now() + timedelta(minutes=planned + 5)
+    assert _too_late(table, "kd", folder, [], enough) is None
+    assert "(the row's slowest recorded run)" in _too_late(table, "kd", folder, [], enough - timedelta(minutes=10))
+    assert "(the suite's slowest pace per epoch)" in _too_late(table, "ckd", folder, [], datetime.now())

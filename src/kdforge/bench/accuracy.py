@@ -276,11 +276,10 @@ class AccuracyBench:
 
     def too_late(self, variant: Variant, seed: int, finish_by: datetime) -> str | None:
         """Why the run of (variant, seed) must not start before `finish_by` (None: it may)."""
-        from kdforge.bench.status import epochs_trained, planned_epochs
+        from kdforge.bench.status import epochs_trained, row_epochs
 
         recorded = read_rows(self.csv)
-        mine = [r for r in recorded if r["method"] == variant.name]
-        planned = int(mine[0]["epochs"]) if mine else planned_epochs(self.student_config(variant, seed, None)[0])
+        planned = row_epochs(self, variant, [r for r in recorded if r["method"] == variant.name])
         trained = epochs_trained(run_folder(self.root / self.stem, variant.name, seed))
         return too_late(run_seconds(recorded, variant.name, planned, trained), finish_by)
 

@@ -36,7 +36,7 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
     status = []
     for variant in bench.variants(methods):
         mine = [r for r in recorded if r["method"] == variant.name]
-        planned = int(mine[0]["epochs"]) if mine else planned_epochs(bench.student_config(variant, 0, None)[0])
+        planned = row_epochs(bench, variant, mine)
         folders = {seed: run_folder(bench.root / bench.stem, variant.name, seed) for seed in range(seeds)}
         status.append(row_status(variant.name, mine, folders, planned, per_epoch,
                                  stale_teacher_seeds(bench, variant, mine)))
@@ -58,6 +58,11 @@ def detection_status(seeds: int = 3, methods: list[str] | None = None, root: str
         folders = {seed: student_folder(root, method, seed) for seed in range(seeds)}
         status.append(row_status(method, mine, folders, planned, per_epoch, []))
     return status
+
+
+def row_epochs(bench: AccuracyBench, variant, mine: list[dict]) -> int:
+    """Epochs a run of the row trains: as its recorded runs (`mine`) count them, else as its config plans them."""
+    return int(mine[0]["epochs"]) if mine else planned_epochs(bench.student_config(variant, 0, None)[0])
 
 
 def planned_epochs(cfg) -> int:

@@ -11,6 +11,8 @@
 #   compile   the `compile: auto` default's condition: cifar10-cpu's kd row trained compiled and eager, 3 seeds each,
 #             the same weights up to fused rounding -> results/sweeps/cifar10-cpu-compile-accuracy.md (a check,
 #             nothing is chosen: both cells are read side by side)
+# FINISH_BY=HH:MM (or an ISO date-time) holds back the compile phase's runs that its recorded runs say cannot
+# finish by then (`kdforge sweep --finish-by`).
 #     bench/defaults_sweeps.sh kr|ickd|refilled|compile      (from the repository root; KDFORGE_DATA as for make)
 set -euo pipefail
 phase=${1:?usage: bench/defaults_sweeps.sh kr|ickd|refilled|compile}
@@ -52,7 +54,7 @@ case $phase in
     for s in 0 1 2; do
       echo "$KD sweep cifar10-cpu-student method=kd teacher_checkpoint=$teacher threads=1 tensorboard=false \
         progress=false --grid compile=true,false --seeds 3 --only-seeds $s --select-on val --val-per-class 200 \
-        --name cifar10-cpu-compile-accuracy"
+        --name cifar10-cpu-compile-accuracy${FINISH_BY:+ --finish-by $FINISH_BY}"
     done | xargs -P 2 -I{} sh -c {} ;;
   *) echo "bench/defaults_sweeps.sh: unknown phase $phase (kr, ickd, refilled, compile)" >&2; exit 2 ;;
 esac

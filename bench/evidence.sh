@@ -15,8 +15,9 @@
 # A choice made in `selection` is written into the suite's rows by hand before `claims2` (bench/paper_campaign.sh).
 # The campaign stops at the first step that fails (a later step may read what it writes); re-running continues it.
 # A sitting with an end: FINISH_BY=HH:MM (or an ISO date-time) starts only the suites' runs that can finish by
-# then; the step that leaves runs unstarted fails, so the campaign stops there (a sweep or a teacher that has no
-# recorded run to be timed by is not held back: start those steps early in a sitting).
+# then; the step that leaves runs unstarted fails, so the campaign stops there (a sweep's runs are timed by its
+# recorded runs; a teacher, or a sweep or suite with no recorded run, has nothing to be timed by and is not held
+# back: start those steps early in a sitting).
 #     bench/evidence.sh [STEP ...]      (from the repository root; KDFORGE_DATA as for make; all steps by default)
 set -euo pipefail
 ALL=(claims baselines detection compile speed selection claims2 rest kr gkd)

@@ -18,7 +18,8 @@
 # `claims` first adopts the sweeps' runs of the chosen cells: a run with exactly a row's settings at its seed is
 # that row's run (training is deterministic), so only the seeds the sweeps did not run are trained.
 # With FINISH_BY=HH:MM (or an ISO date-time) in the environment, the suites' runs start only when they can finish by
-# then (`kdforge bench accuracy --finish-by`); a phase that leaves runs unstarted exits non-zero.
+# then (`kdforge bench accuracy --finish-by`, `kdforge sweep --finish-by`, each timed by the runs recorded before);
+# a phase that leaves runs unstarted exits non-zero.
 #     bench/paper_campaign.sh PHASE        (from the repository root; KDFORGE_DATA as for make)
 set -euo pipefail
 phase=${1:?usage: bench/paper_campaign.sh selection|claims|baselines|rest|kr|gkd}
@@ -44,7 +45,12 @@ case $phase in
     }
     # each sweep in two lanes (one seed each); read on 1,000 validation images per class (the runs' own 100 per
     # class carry about 1.4 points of standard error: as large as the differences being chosen between)
-    pick=(--seeds 2 --select-on val --val-per-class 1000)
+    pick=(--seeds 2 --select-on val --val-per-class 1000 ${FINISH_BY:+--finish-by "$FINISH_BY"})
+    wait_all() {  # the lanes started in the background; fails as one of them failed (a sitting that is over: 3)
+      local rc=0 pid
+      for pid in $(jobs -p); do wait "$pid" || rc=$?; done
+      return $rc
+    }
     # a sweep whose choice is written is done: its choice is in the suite (sweeps finished before their runs were
     # kept in a ledger would otherwise train again on a machine without their folders)
     sweep_done() { test -f "results/sweeps/$1.json"; }
@@ -58,7 +64,7 @@ print(' '.join(f'{k}={v}' for k, v in c.items()))"
       $KD sweep "${common[@]}" method=kr --grid method_args.kr_weight=1,10,100 "${pick[@]}" --only-seeds $s \
         --name paper-kr-weight &
     done
-    wait
+    wait_all
     # IC-KD per paradigm: the ablation (PICD only / NICD only / both / neither, which is the paradigm's baseline:
     # KD offline, DML online, CE teacher-free); online and teacher-free with the in-context terms warming up over
     # a tenth of the schedule (their bank is written by a model that is itself weak early on), then the warm-up
@@ -67,7 +73,7 @@ print(' '.join(f'{k}={v}' for k, v in c.items()))"
     sweep_done paper-ickd-ablation || for s in 0 1; do
       $KD sweep "${common[@]}" method=ickd "${ablation[@]}" "${pick[@]}" --only-seeds $s --name paper-ickd-ablation &
     done
-    wait
+    wait_all
     # IC-KD needs an in-context term: the offline default is the best cell that has one (the same runs, re-read)
     sweep_done paper-ickd-terms || $KD sweep "${common[@]}" method=ickd "${pick[@]}" --name paper-ickd-terms --reuse runs/sweeps/paper-ickd-ablation \
       --reuse results/sweeps/paper-ickd-ablation.runs.jsonl \
@@ -87,7 +93,7 @@ print(' '.join(f'{k}={v}' for k, v in c.items()))"
         $KD sweep "${free[@]}" method=$m method_args.warmup_epochs=24 "${cells[@]}" "${pick[@]}" --only-seeds $s \
           --name paper-$m-terms &
       done
-      wait
+      wait_all
       chosen=$(chosen_of paper-$m-terms)
       if [ $m = ickd_tf ]; then
         for s in 0 1; do
@@ -95,7 +101,7 @@ print(' '.join(f'{k}={v}' for k, v in c.items()))"
             --only-seeds $s --name paper-$m-warmup --reuse runs/sweeps/paper-$m-terms \
             --reuse results/sweeps/paper-$m-terms.runs.jsonl &  # 24: the terms sweep's runs
         done
-        wait
+        wait_all
         warm=$(chosen_of paper-$m-warmup) base=paper-$m-warmup
       else
         # online keeps the terms sweep's warm-up, a tenth of the schedule: the teacher-free warm-up sweep, whose
@@ -116,7 +122,7 @@ for f in (1, 0.3, 0.1):
           --name paper-$m-weight --reuse runs/sweeps/$base \
           --reuse results/sweeps/$base.runs.jsonl &  # x1: the warm-up (teacher-free) or terms (online) sweep's runs
       done
-      wait
+      wait_all
     done ;;
   claims)
     for sweep in runs/sweeps/paper-* results/sweeps/paper-*.runs.jsonl; do

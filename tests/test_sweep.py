@@ -164,3 +164,35 @@ def test_a_sweep_resumes_on_a_new_machine_from_its_ledger_and_another_sweep_reus
                        echo=lines.append, reuse=[ledger_path(out)])
     assert "recorded by another sweep" in lines[1] and not (tmp_path / "cells").exists()
     assert reread["runs"][0]["val"] == next(r["val"] for r in first["runs"] if r["combination"]["optim.lr"] == "0.1")
+
+
+def test_a_sweep_with_an_end_starts_only_the_runs_its_recorded_runs_say_can_finish(tmp_path):
+    from datetime import datetime, timedelta
+
+    from kdforge.errors import SittingOver
+
+    out = tmp_path / "results" / "lr"
+    run_sweep("digits-teacher", FAST, parse_grid(["optim.lr=0.1"]), 1, "val", tmp_path / "runs", out,
+              echo=lambda m: None)  # one run recorded: it times the rest
+    grid, lines = parse_grid(["optim.lr=0.1,0.05"]), []
+    with pytest.raises(SittingOver, match=r"^3 run\(s\) not started") as caught:
+        run_sweep("digits-teacher", FAST, grid, 2, "val", tmp_path / "runs", out, echo=lines.append,
+                  finish_by=datetime.now())
+    assert "(lr-0.1 seed 1, lr-0.05 seed 0, lr-0.05 seed 1)" in str(caught.value)
+    assert any("lr-0.1 seed 1: not started: it needs about" in line and "(the cell's slowest recorded run)" in line
+               for line in lines)
+    assert any("lr-0.05 seed 0: not started" in line and "(the sweep's slowest pace per epoch)" in line
+               for line in lines)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["lr-0.1-s0"]  # nothing else started
+    result = run_sweep("digits-teacher", FAST, grid, 2, "val", tmp_path / "runs", out, echo=lambda m: None,
+                       finish_by=datetime.now() + timedelta(days=1))
+    assert len(result["runs"]) == 4
+
+
+def test_the_sweep_command_stops_with_exit_code_3_when_a_run_cannot_finish(tmp_path):
+    root, out = tmp_path / "runs", tmp_path / "res" / "lr"
+    common = ["sweep", "digits-teacher", *FAST, "--root", str(root), "--out", str(out)]
+    assert run_cli(*common, "--grid", "optim.lr=0.1").returncode == 0
+    done = run_cli(*common, "--grid", "optim.lr=0.1", "--seeds", "2", "--finish-by", "00:00")
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 3 and err[-1].startswith("kdforge: 1 run(s) not started") and "lr-0.1 seed 1" in err[-1]

@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reuse", action="append", default=[], metavar="FOLDER",
                    help="another sweep's run folders, or its ledger of finished runs (results/sweeps/NAME.runs.jsonl): "
                         "a run there with exactly a cell's settings and seed is taken instead of trained (repeatable)")
+    p.add_argument("--finish-by", help=FINISH_BY_HELP)
 
     p = sub.add_parser("detection-data", help="a COCO-format detection benchmark: CIFAR-10 objects on canvases")
     p.add_argument("--out", required=True, help="the folder to write (must not exist)")
@@ -223,7 +224,8 @@ def cmd_sweep(args) -> int:
     grid = parse_cells(args.cell) if args.cell else parse_grid(args.grid)
     run_sweep(args.config, args.overrides, grid, args.seeds, args.select_on,
               Path(args.root or f"runs/sweeps/{name}"), Path(args.out or f"results/sweeps/{name}"),
-              only_seeds=only, val_per_class=args.val_per_class, reuse=[Path(f) for f in args.reuse])
+              only_seeds=only, val_per_class=args.val_per_class, reuse=[Path(f) for f in args.reuse],
+              finish_by=finish_by(args))
     return 0
 
 

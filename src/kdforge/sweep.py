@@ -12,6 +12,7 @@ import json
 import re
 import statistics
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from kdforge.errors import ConfigError, UserError
@@ -160,12 +161,14 @@ def _reused_record(cfg, seed: int, val_per_class: int | None, reuse: list[Path])
 
 def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_on: str, root: Path,
               out: Path, echo=print, only_seeds: list[int] | None = None, val_per_class: int | None = None,
-              reuse: list[Path] = ()) -> dict | None:
+              reuse: list[Path] = (), finish_by: datetime | None = None) -> dict | None:
     """Run what is missing, then choose; with `only_seeds`, this sitting trains those seeds alone (parallel lanes
     share a sweep so) and the choice is written once every run of every seed is done (None until then). With
     `val_per_class`, the validation figure is each run's final weights on that many images per class outside the
     training subset (kdforge.bench.revalidate) instead of the run's own split. A run missing here that a finished
-    run under a `reuse` folder (another sweep's) already trained with exactly its settings is copied, not trained."""
+    run under a `reuse` folder (another sweep's) already trained with exactly its settings is copied, not trained.
+    With `finish_by`, a run starts only if it can finish by then, timed as a suite's (kdforge.bench.deadline) by the
+    sweep's recorded runs: the cell's slowest, else the sweep's slowest pace per epoch."""
     import shutil
 
     from kdforge.config import load_config, settings_differences
@@ -197,11 +200,18 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
          + (f"; this sitting: seeds {only_seeds}" if only_seeds is not None else ""))
     ledger = Ledger(ledger_path(out))
     folders = [Path(r) for r in reuse if not str(r).endswith(".runs.jsonl")]
+    not_started = []
     for i, ((combo, seed), cfg) in enumerate(mine.items(), 1):
         finished = (cfg.run_dir / "summary.json").exists()
         recorded = ledger.find(cfg, seed, val_per_class)
         reused = None if finished or recorded else _reused_record(cfg, seed, val_per_class, list(reuse))
         same = None if cfg.run_dir.exists() or recorded or reused else _same_run(cfg, folders)
+        to_train = not (finished or recorded or reused or same is not None)
+        late = to_train and finish_by and _too_late(ledger, grid, combo, cfg, finish_by)
+        if late:
+            echo(f"  [{i}/{len(mine)}] {grid.name(combo)} seed {seed}: {late}")
+            not_started.append(f"{grid.name(combo)} seed {seed}")
+            continue
         if finished:
             state = "done before"
         elif recorded:
@@ -226,6 +236,10 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     if missing:
         echo(f"sweep: {len(missing)} of {len(configs)} runs not finished (another sitting's seeds); the choice is "
              "written when every run is done")
+        if not_started:
+            from kdforge.bench.deadline import sitting_over
+
+            raise sitting_over(not_started, finish_by)
         return None
     rows = []
     for (combo, seed), cfg in configs.items():
@@ -241,6 +255,18 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     atomic_write_text(out.with_suffix(".md"), _table(result, grid, select_on))
     echo(f"chosen on {select_on}: {result['chosen']} -> {out.with_suffix('.md')}")
     return result
+
+
+def _too_late(ledger: Ledger, grid: Grid, combo: tuple, cfg, finish_by: datetime) -> str | None:
+    """Why the run of `cfg` (a cell of the sweep) must not start before `finish_by` (None: it may)."""
+    from kdforge.bench.deadline import run_seconds, too_late
+    from kdforge.bench.status import epochs_trained, planned_epochs
+
+    recorded = [{"method": grid.name(c), "epochs": r["summary"]["epochs"], "wall_seconds": r["summary"]["wall_seconds"]}
+                for r in ledger.records() for c in grid.combinations() if r["combination"] == _setting(grid, c)]
+    return too_late(run_seconds(recorded, grid.name(combo), planned_epochs(cfg), epochs_trained(cfg.run_dir),
+                                ("cell", "sweep")),
+                    finish_by)
 
 
 def _row(cfg, combo: tuple[str, ...], seed: int, grid: Grid, select_on: str, val_per_class: int | None) -> dict:

@@ -25,14 +25,16 @@ def parse_finish_by(text: str, now: datetime | None = None) -> datetime:
     return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
 
 
-def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0) -> tuple[float, str] | None:
-    """Seconds a run of `row` still needs with `trained` of its `planned` epochs done, and what timed it."""
+def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0,
+                words: tuple[str, str] = ("row", "suite")) -> tuple[float, str] | None:
+    """Seconds a run of `row` still needs with `trained` of its `planned` epochs done, and what timed it (`words`:
+    what a row and the whole are called there, a sweep's cell and the sweep)."""
     mine = [r for r in recorded if r["method"] == row]
     timed_by = mine or recorded
     if not timed_by:
         return None
     per_epoch = max(float(r["wall_seconds"]) / int(r["epochs"]) for r in timed_by)
-    basis = "the row's slowest recorded run" if mine else "the suite's slowest pace per epoch"
+    basis = f"the {words[0]}'s slowest recorded run" if mine else f"the {words[1]}'s slowest pace per epoch"
     return per_epoch * max(planned - trained, 0), basis
 
 

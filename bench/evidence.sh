@@ -35,7 +35,7 @@ for step in "${steps[@]}"; do
     claims2) bash "$here/paper_campaign.sh" claims ;;
     detection) bash "$here/detection_campaign.sh" 3 ;;
     compile) bash "$here/defaults_sweeps.sh" compile ;;
-    speed) .venv/bin/python "$here/suite_speed.py" --threads 2 ;;
+    speed) .venv/bin/python "$here/suite_speed.py" --threads 2 ${FINISH_BY:+--finish-by "$FINISH_BY"} ;;
     *) bash "$here/paper_campaign.sh" "$step" ;;
   esac
   echo "=== $(date +%T) $step done"

@@ -6,10 +6,12 @@ to back, their order alternating from row to row, so both see the same machine. 
 each side, their ratio, and whether each new run's top-1 lies within the row's recorded 3-seed spread. Resumable:
 a finished row is read back from the JSON (a new machine has none of the run folders), a finished (row, side) from
 its run folder, and a killed one continues; the JSON is rewritten after every row, with the time each row finished
-(the whole suite takes several hours on 2 cores, so it may span sittings; a row's two sides never do).
+(the whole suite takes several hours on 2 cores, so it may span sittings; with `--finish-by`, a row's two sides
+never do: a row starts only when both can finish by then, each timed by the row's slowest run in the suite's table).
 
     KDFORGE_DATA=../shared/data .venv/bin/python bench/suite_speed.py [--suite cifar10-cpu] [--seed 0]
         [--threads 2] [--methods ce,kd,...] [--root runs/suite-speed] [--out results/suite_speed.json]
+        [--finish-by HH:MM]
 """
 
 from __future__ import annotations
@@ -62,6 +64,22 @@ def run_side(bench, variant, seed: int, teacher: Path, side: str, root: Path) ->
             "compiled": summary.get("compiled"), "teacher_cache": summary.get("teacher_cache")}
 
 
+def row_too_late(bench, variant, seed: int, root: Path, finish_by) -> str | None:
+    """Why a row must not start before `finish_by` (None: it may): each side it has left takes as long as the row's
+    slowest run in the suite's table (a row with none: the table's slowest pace per epoch)."""
+    from kdforge.bench.accuracy import read_rows, run_folder
+    from kdforge.bench.deadline import run_seconds, too_late
+    from kdforge.bench.status import row_epochs
+
+    recorded = read_rows(bench.csv) if bench.csv.exists() else []
+    planned = row_epochs(bench, variant, [r for r in recorded if r["method"] == variant.name])
+    one_side = run_seconds(recorded, variant.name, planned)
+    left = [side for side in ("new", "old") if not (run_folder(root / side, variant.name, seed) / "summary.json").exists()]
+    if one_side is None or not left:
+        return None
+    return too_late((one_side[0] * len(left), f"{len(left)} side(s), each as {one_side[1]}"), finish_by)
+
+
 def recorded_rows(out: Path, identity: dict) -> dict:
     """The rows an earlier sitting finished, from its JSON, when it measured the same thing (suite, budget, seed,
     threads and old defaults); none otherwise."""
@@ -83,7 +101,17 @@ def main() -> int:
     parser.add_argument("--root", default="runs/suite-speed")
     parser.add_argument("--results", default="results", help="where the suite's recorded CSV is")
     parser.add_argument("--out", default="results/suite_speed.json")
+    parser.add_argument("--finish-by", help="HH:MM (today) or an ISO date-time: start a row only when both its sides "
+                                            "can finish by then")
     args = parser.parse_args()
+    from kdforge.bench.deadline import parse_finish_by, sitting_over
+    from kdforge.errors import UserError
+
+    try:
+        finish_by = parse_finish_by(args.finish_by) if args.finish_by else None
+    except UserError as exc:
+        print(f"bench/suite_speed.py: {exc}", file=sys.stderr)
+        return 2
     root = Path(args.root)
     os.environ["KDFORGE_CACHE"] = str(fresh_cache(root))
     from kdforge.bench.accuracy import AccuracyBench, suite_teacher
@@ -98,10 +126,15 @@ def main() -> int:
     identity = {"suite": args.suite, "budget": args.budget, "seed": args.seed, "threads": args.threads,
                 "old_defaults": list(OLD_DEFAULTS)}
     earlier = recorded_rows(Path(args.out), identity)
-    rows = {}
+    rows, not_started = {}, []
     for i, variant in enumerate(variants):
         if variant.name in earlier:
             rows[variant.name] = earlier[variant.name]
+            continue
+        late = finish_by and row_too_late(bench, variant, args.seed, root, finish_by)
+        if late:
+            print(f"[{i + 1}/{len(variants)}] {variant.name}: {late}", flush=True)
+            not_started.append(f"{variant.name} seed {args.seed}")
             continue
         sides = ("new", "old") if i % 2 == 0 else ("old", "new")
         rows[variant.name] = {side: run_side(bench, variant, args.seed, teacher, side, root) for side in sides}
@@ -118,6 +151,9 @@ def main() -> int:
         print(f"[{i + 1}/{len(variants)}] {variant.name}: new {rows[variant.name]['new']['wall_seconds']:.0f} s, "
               f"old {rows[variant.name]['old']['wall_seconds']:.0f} s; so far {totals['new'] / totals['old']:.2f}x",
               flush=True)
+    if not_started:
+        print(f"bench/suite_speed.py: {sitting_over(not_started, finish_by)}", file=sys.stderr)
+        return 3
     return 0
 
 

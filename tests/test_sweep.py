@@ -60,6 +60,18 @@ def test_sweep_refuses_the_test_split_and_configs_without_validation(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "do not mix" in result.stderr
 
 
+def test_a_config_without_its_own_validation_split_is_swept_on_the_held_out_images_read_afterwards(tmp_path):
+    from kdforge.bench.revalidate import validation_top1
+
+    plain = ["epochs=1", "threads=1", "tensorboard=false", "data.train_per_class=60"]  # no data.val_per_class
+    result = run_sweep("digits-teacher", plain, parse_grid(["optim.lr=0.1"]), 1, "val", tmp_path / "runs",
+                       tmp_path / "out" / "lr", echo=lambda m: None, val_per_class=20)
+    (run,) = result["runs"]
+    assert run["val"] == validation_top1(tmp_path / "runs" / "lr-0.1-s0", 20)
+    summary = json.loads((tmp_path / "runs" / "lr-0.1-s0" / "summary.json").read_text())
+    assert summary.get("val_top1_last") is None  # the run trained without a split of its own
+
+
 def test_lanes_share_a_sweep_by_seed_and_the_choice_waits_for_every_run(tmp_path):
     grid = parse_grid(["optim.lr=0.0001,0.1"])
     # 60 training images per class leave about 65 of digits' training split outside for validation

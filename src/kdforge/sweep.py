@@ -185,9 +185,9 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
             folder = Path(root) / f"{grid.name(combo)}-s{seed}"
             args = [*overrides, *grid.overrides(combo), f"seed={seed}", f"out={folder}", "progress=false"]
             cfg = load_config(config, args)
-            if not cfg.data.val_per_class:
+            if not cfg.data.val_per_class and not val_per_class:
                 raise ConfigError("a sweep selects on a validation split: set data.val_per_class (images per class "
-                                  "drawn from outside the training subset)")
+                                  "drawn from outside the training subset) or pass --val-per-class")
             differences = settings_differences(_recorded(folder), cfg) if (folder / "summary.json").exists() else []
             if differences:
                 raise ConfigError(f"{folder} holds a finished run with other settings ({differences[0]}); move it "

@@ -41,6 +41,12 @@ def test_sweep_chooses_the_best_validation_mean_and_resumes(tmp_path):
                                               if r["combination"]["optim.lr"] == "0.1") / 2)
     md = (tmp_path / "out" / "lr.md").read_text()
     assert "**chosen**" in md and "never used" in md and f"| {trains['0.1']:.2f} |" in md
+    # the second cell's test top-1 minus the first's, paired by seed: mean and a t-interval on 1 degree of freedom
+    test = {(r["combination"]["optim.lr"], r["seed"]): r["test"] for r in result["runs"]}
+    diffs = [test["0.1", s] - test["0.0001", s] for s in (0, 1)]
+    mean, half = sum(diffs) / 2, 12.706 * abs(diffs[0] - diffs[1]) / 2 ** 0.5 / 2 ** 0.5
+    assert "| test − lr-0.0001 (paired by seed, 95 %) |" in md
+    assert f"| {mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}] |" in md and "| – |" in md
     assert json.loads((tmp_path / "out" / "lr.json").read_text())["chosen"] == result["chosen"]
     lines.clear()
     run_sweep(*args, echo=lines.append)  # everything done: nothing retrains

@@ -104,8 +104,8 @@ def main() -> int:
     parser.add_argument("--finish-by", help="HH:MM (today) or an ISO date-time: start a row only when both its sides "
                                             "can finish by then")
     args = parser.parse_args()
-    from kdforge.bench.deadline import parse_finish_by, sitting_over
-    from kdforge.errors import UserError
+    from kdforge.bench.deadline import Sitting, parse_finish_by
+    from kdforge.errors import SittingOver, UserError
 
     try:
         finish_by = parse_finish_by(args.finish_by) if args.finish_by else None
@@ -126,15 +126,13 @@ def main() -> int:
     identity = {"suite": args.suite, "budget": args.budget, "seed": args.seed, "threads": args.threads,
                 "old_defaults": list(OLD_DEFAULTS)}
     earlier = recorded_rows(Path(args.out), identity)
-    rows, not_started = {}, []
+    rows, sitting = {}, Sitting(finish_by, lambda line: print(line, flush=True))
     for i, variant in enumerate(variants):
         if variant.name in earlier:
             rows[variant.name] = earlier[variant.name]
             continue
-        late = finish_by and row_too_late(bench, variant, args.seed, root, finish_by)
-        if late:
-            print(f"[{i + 1}/{len(variants)}] {variant.name}: {late}", flush=True)
-            not_started.append(f"{variant.name} seed {args.seed}")
+        if sitting.holds_back(f"{variant.name} seed {args.seed}", f"[{i + 1}/{len(variants)}] {variant.name}",
+                              lambda end: row_too_late(bench, variant, args.seed, root, end)):
             continue
         sides = ("new", "old") if i % 2 == 0 else ("old", "new")
         rows[variant.name] = {side: run_side(bench, variant, args.seed, teacher, side, root) for side in sides}
@@ -151,9 +149,11 @@ def main() -> int:
         print(f"[{i + 1}/{len(variants)}] {variant.name}: new {rows[variant.name]['new']['wall_seconds']:.0f} s, "
               f"old {rows[variant.name]['old']['wall_seconds']:.0f} s; so far {totals['new'] / totals['old']:.2f}x",
               flush=True)
-    if not_started:
-        print(f"bench/suite_speed.py: {sitting_over(not_started, finish_by)}", file=sys.stderr)
-        return 3
+    try:
+        sitting.close()
+    except SittingOver as exc:
+        print(f"bench/suite_speed.py: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

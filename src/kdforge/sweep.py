@@ -200,17 +200,18 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
          + (f"; this sitting: seeds {only_seeds}" if only_seeds is not None else ""))
     ledger = Ledger(ledger_path(out))
     folders = [Path(r) for r in reuse if not str(r).endswith(".runs.jsonl")]
-    not_started = []
+    from kdforge.bench.deadline import Sitting
+
+    sitting = Sitting(finish_by, echo)
     for i, ((combo, seed), cfg) in enumerate(mine.items(), 1):
         finished = (cfg.run_dir / "summary.json").exists()
         recorded = ledger.find(cfg, seed, val_per_class)
         reused = None if finished or recorded else _reused_record(cfg, seed, val_per_class, list(reuse))
         same = None if cfg.run_dir.exists() or recorded or reused else _same_run(cfg, folders)
         to_train = not (finished or recorded or reused or same is not None)
-        late = to_train and finish_by and _too_late(ledger, grid, combo, cfg, finish_by)
-        if late:
-            echo(f"  [{i}/{len(mine)}] {grid.name(combo)} seed {seed}: {late}")
-            not_started.append(f"{grid.name(combo)} seed {seed}")
+        if to_train and sitting.holds_back(f"{grid.name(combo)} seed {seed}",
+                                           f"  [{i}/{len(mine)}] {grid.name(combo)} seed {seed}",
+                                           lambda end: _too_late(ledger, grid, combo, cfg, end)):
             continue
         if finished:
             state = "done before"
@@ -236,10 +237,7 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     if missing:
         echo(f"sweep: {len(missing)} of {len(configs)} runs not finished (another sitting's seeds); the choice is "
              "written when every run is done")
-        if not_started:
-            from kdforge.bench.deadline import sitting_over
-
-            raise sitting_over(not_started, finish_by)
+        sitting.close()
         return None
     rows = []
     for (combo, seed), cfg in configs.items():

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from kdforge.bench.curves import evals_of, keep_curve
-from kdforge.bench.deadline import run_seconds, sitting_over, too_late
+from kdforge.bench.deadline import Sitting, run_seconds, too_late
 from kdforge.bench.suites import SUITES, Suite, Variant
 from kdforge.bench.teacher_store import keep_teacher, restore_teacher, store_teacher
 from kdforge.config import RUN_CONFIG, TrainConfig, load_config, settings_differences, to_dict, trained_settings
@@ -234,15 +234,13 @@ class AccuracyBench:
         self.echo(f"bench {self.stem}: {len(variants)} methods x seeds {chosen}, {len(todo)} runs to do "
                   f"({recorded} already in {self.csv})")
         teachers: dict[tuple, dict] = {}
-        not_started = []
+        sitting = Sitting(finish_by, self.echo)
         for i, (variant, seed) in enumerate(todo, 1):
             if (variant.name, seed) in self.recorded_runs():  # another process of the same suite got there first
                 self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: already in {self.csv}")
                 continue
-            late = finish_by and self.too_late(variant, seed, finish_by)
-            if late:
-                self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: {late}")
-                not_started.append(f"{variant.name} seed {seed}")
+            if sitting.holds_back(f"{variant.name} seed {seed}", f"  [{i}/{len(todo)}] {variant.name} seed {seed}",
+                                  lambda end: self.too_late(variant, seed, end)):
                 continue
             start = time.perf_counter()
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: training ...")
@@ -270,8 +268,7 @@ class AccuracyBench:
                       f"({time.perf_counter() - start:.0f} s)")
             self.report()
         report = self.report()
-        if not_started:
-            raise sitting_over(not_started, finish_by)
+        sitting.close()
         return report
 
     def too_late(self, variant: Variant, seed: int, finish_by: datetime) -> str | None:

@@ -6,6 +6,7 @@ nothing to time it by, and its runs start. A run under way is timed by the epoch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from kdforge.errors import SittingOver, UserError
@@ -53,3 +54,24 @@ def too_late(estimate: tuple[float, str] | None, finish_by: datetime, now: datet
 def sitting_over(not_started: list[str], finish_by: datetime) -> SittingOver:
     return SittingOver(f"{len(not_started)} run(s) not started, as they could not finish by {finish_by:%H:%M} "
                        f"({', '.join(not_started)}); the same command run later continues")
+
+
+class Sitting:
+    """A sitting's end (None: it has none) and the runs it left unstarted: ask `holds_back` before each run and
+    `close` after the last, which raises SittingOver naming them."""
+
+    def __init__(self, finish_by: datetime | None, echo=print):
+        self.finish_by, self.echo, self.not_started = finish_by, echo, []
+
+    def holds_back(self, label: str, line: str, why_late: Callable[[datetime], str | None]) -> bool:
+        """Whether the run `label` waits for another sitting; `why_late(finish_by)` says why (None: it may start),
+        and is asked only when the sitting has an end. The reason is said after `line`."""
+        late = why_late(self.finish_by) if self.finish_by is not None else None
+        if late:
+            self.echo(f"{line}: {late}")
+            self.not_started.append(label)
+        return bool(late)
+
+    def close(self) -> None:
+        if self.not_started:
+            raise sitting_over(self.not_started, self.finish_by)

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from kdforge.bench.curves import keep_curve, records_of, row_curve
-from kdforge.bench.deadline import run_seconds, sitting_over, too_late
+from kdforge.bench.deadline import Sitting, run_seconds, too_late
 from kdforge.bench.report import format_difference, paired_difference
 from kdforge.bench.report import read_csv as read_rows
 from kdforge.bench.teacher_store import keep_teacher, restore_teacher
@@ -101,16 +101,14 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
         table.parent.mkdir(parents=True, exist_ok=True)
         append_line(table, ",".join(COLUMNS))
     done = {(r["method"], int(r["seed"])) for r in read_rows(table)}
-    not_started = []
+    sitting = Sitting(finish_by, echo)
     for seed in only_seeds if only_seeds is not None else range(seeds):
         for method in methods or METHODS:
             if (method, seed) in done:
                 continue
             folder = student_folder(root, method, seed)
-            late = finish_by and _too_late(table, method, folder, common, finish_by)
-            if late:
-                echo(f"  {method} seed {seed}: {late}")
-                not_started.append(f"{method} seed {seed}")
+            if sitting.holds_back(f"{method} seed {seed}", f"  {method} seed {seed}",
+                                  lambda end: _too_late(table, method, folder, common, end)):
                 continue
             extra = [f"method={method}", f"seed={seed}"] + ([] if method == "ce" else [f"teacher_checkpoint={teacher_dir}"])
             summary = _train("detection-cpu-student", common + extra, folder, f"{method} seed {seed}", echo)
@@ -120,8 +118,7 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
             append_line(table, ",".join(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS))
             keep_curve(results, SUITE, method, seed, row["ap_last"], records_of(folder, CURVE_RECORDS))
     table_text = write_table(results, teacher, root)
-    if not_started:
-        raise sitting_over(not_started, finish_by)
+    sitting.close()
     return table_text
 
 

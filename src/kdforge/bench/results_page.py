@@ -74,6 +74,8 @@ def _detection_section(results: Path, rel: str) -> list[str]:
     if not table.exists():
         return []
     body = table.read_text().splitlines()[1:]
+    while body and not body[0].strip():  # the blank line after the dropped title: the section has its own
+        body = body[1:]
     lines = [f"## {DETECTION_SUITE}", "", *[line.replace(f"]({DETECTION_SUITE}", f"]({rel}/{DETECTION_SUITE}")
                                             for line in body], ""]
     verdicts = verdict_lines(read_csv(results / f"{DETECTION_SUITE}.csv"), claims=DETECTION_CLAIMS, column="ap_last")

@@ -131,8 +131,8 @@ def main() -> int:
         if variant.name in earlier:
             rows[variant.name] = earlier[variant.name]
             continue
-        if sitting.holds_back(f"{variant.name} seed {args.seed}", f"[{i + 1}/{len(variants)}] {variant.name}",
-                              lambda end: row_too_late(bench, variant, args.seed, root, end)):
+        if sitting.holds_back(f"{variant.name} seed {args.seed}",
+                              lambda end: row_too_late(bench, variant, args.seed, root, end), f"[{i + 1}/{len(variants)}] "):
             continue
         sides = ("new", "old") if i % 2 == 0 else ("old", "new")
         rows[variant.name] = {side: run_side(bench, variant, args.seed, teacher, side, root) for side in sides}

@@ -811,7 +811,8 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
     late = subprocess.run(args + ["--seed", "2", "--methods", "kd", "--finish-by", "00:00"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert late.returncode == 3 and late.stderr.strip().startswith("bench/suite_speed.py: 1 run(s) not started")
-    assert "kd: not started: it needs about 0 min (2 side(s), each as the row's slowest recorded run)" in late.stdout
+    assert ("[1/1] kd seed 2: not started: it needs about 0 min (2 side(s), each as the row's slowest recorded run)"
+            in late.stdout)
     assert not (tmp_path / "runs" / "suite-speed" / "new" / "kd-s2").exists()
     bad = subprocess.run(args + ["--finish-by", "later"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

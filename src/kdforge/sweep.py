@@ -210,8 +210,7 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
         same = None if cfg.run_dir.exists() or recorded or reused else _same_run(cfg, folders)
         to_train = not (finished or recorded or reused or same is not None)
         if to_train and sitting.holds_back(f"{grid.name(combo)} seed {seed}",
-                                           f"  [{i}/{len(mine)}] {grid.name(combo)} seed {seed}",
-                                           lambda end: _too_late(ledger, grid, combo, cfg, end)):
+                                           lambda end: _too_late(ledger, grid, combo, cfg, end), f"  [{i}/{len(mine)}] "):
             continue
         if finished:
             state = "done before"

@@ -239,8 +239,8 @@ class AccuracyBench:
             if (variant.name, seed) in self.recorded_runs():  # another process of the same suite got there first
                 self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: already in {self.csv}")
                 continue
-            if sitting.holds_back(f"{variant.name} seed {seed}", f"  [{i}/{len(todo)}] {variant.name} seed {seed}",
-                                  lambda end: self.too_late(variant, seed, end)):
+            if sitting.holds_back(f"{variant.name} seed {seed}", lambda end: self.too_late(variant, seed, end),
+                                  f"  [{i}/{len(todo)}] "):
                 continue
             start = time.perf_counter()
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: training ...")

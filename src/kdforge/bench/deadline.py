@@ -51,11 +51,6 @@ def too_late(estimate: tuple[float, str] | None, finish_by: datetime, now: datet
             f"{finish_by:%H:%M} ({max(left, 0) / 60:.0f} min left)")
 
 
-def sitting_over(not_started: list[str], finish_by: datetime) -> SittingOver:
-    return SittingOver(f"{len(not_started)} run(s) not started, as they could not finish by {finish_by:%H:%M} "
-                       f"({', '.join(not_started)}); the same command run later continues")
-
-
 class Sitting:
     """A sitting's end (None: it has none) and the runs it left unstarted: ask `holds_back` before each run and
     `close` after the last, which raises SittingOver naming them."""
@@ -63,15 +58,17 @@ class Sitting:
     def __init__(self, finish_by: datetime | None, echo=print):
         self.finish_by, self.echo, self.not_started = finish_by, echo, []
 
-    def holds_back(self, label: str, line: str, why_late: Callable[[datetime], str | None]) -> bool:
+    def holds_back(self, label: str, why_late: Callable[[datetime], str | None], counter: str = "") -> bool:
         """Whether the run `label` waits for another sitting; `why_late(finish_by)` says why (None: it may start),
-        and is asked only when the sitting has an end. The reason is said after `line`."""
+        and is asked only when the sitting has an end. The reason is said after `counter` and the label."""
         late = why_late(self.finish_by) if self.finish_by is not None else None
         if late:
-            self.echo(f"{line}: {late}")
+            self.echo(f"{counter}{label}: {late}")
             self.not_started.append(label)
         return bool(late)
 
     def close(self) -> None:
         if self.not_started:
-            raise sitting_over(self.not_started, self.finish_by)
+            raise SittingOver(f"{len(self.not_started)} run(s) not started, as they could not finish by "
+                              f"{self.finish_by:%H:%M} ({', '.join(self.not_started)}); the same command run later "
+                              "continues")

@@ -107,8 +107,8 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
             if (method, seed) in done:
                 continue
             folder = student_folder(root, method, seed)
-            if sitting.holds_back(f"{method} seed {seed}", f"  {method} seed {seed}",
-                                  lambda end: _too_late(table, method, folder, common, end)):
+            if sitting.holds_back(f"{method} seed {seed}", lambda end: _too_late(table, method, folder, common, end),
+                                  "  "):
                 continue
             extra = [f"method={method}", f"seed={seed}"] + ([] if method == "ce" else [f"teacher_checkpoint={teacher_dir}"])
             summary = _train("detection-cpu-student", common + extra, folder, f"{method} seed {seed}", echo)

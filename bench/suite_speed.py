@@ -126,10 +126,11 @@ def main() -> int:
     identity = {"suite": args.suite, "budget": args.budget, "seed": args.seed, "threads": args.threads,
                 "old_defaults": list(OLD_DEFAULTS)}
     earlier = recorded_rows(Path(args.out), identity)
-    rows, sitting = {}, Sitting(finish_by, lambda line: print(line, flush=True))
+    # every row an earlier sitting finished is in from the start, so that each write below keeps them all
+    rows = {v.name: earlier[v.name] for v in variants if v.name in earlier}
+    sitting = Sitting(finish_by, lambda line: print(line, flush=True))
     for i, variant in enumerate(variants):
         if variant.name in earlier:
-            rows[variant.name] = earlier[variant.name]
             continue
         if sitting.holds_back(f"{variant.name} seed {args.seed}",
                               lambda end: row_too_late(bench, variant, args.seed, root, end), f"[{i + 1}/{len(variants)}] "):

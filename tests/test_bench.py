@@ -784,10 +784,16 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
                                                      "epochs": 30, "wall_seconds": 1.0, "images_per_second": 1.0})
     args = [sys.executable, str(script), "--suite", "digits", "--methods", "ce,kd", "--threads", "1",
             "--results", "res", "--out", "speed.json"]
+    # kd first, alone: measuring ce (earlier in the suite's order) afterwards must keep kd's row in the JSON
+    first = subprocess.run([a if a != "ce,kd" else "kd" for a in args], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr
+    kd_row = json.loads((tmp_path / "speed.json").read_text())["rows"]["kd"]
     done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "speed.json").read_text())
     rows = report["rows"]
+    assert list(rows) == ["ce", "kd"] and rows["kd"] == kd_row and "kd:" not in done.stdout
     assert report["wall_seconds"]["new"] == pytest.approx(sum(r["new"]["wall_seconds"] for r in rows.values()))
     assert report["ratio_new_to_old"] == pytest.approx(report["wall_seconds"]["new"] / report["wall_seconds"]["old"])
     # the old side runs without the cache; the new side's kd fills a cache that starts empty

@@ -15,6 +15,7 @@
 # finish by then (`kdforge sweep --finish-by`).
 #     bench/defaults_sweeps.sh kr|ickd|refilled|compile      (from the repository root; KDFORGE_DATA as for make)
 set -euo pipefail
+source "$(dirname "$0")/finish_by.sh"  # HH:MM: one moment for every command below
 phase=${1:?usage: bench/defaults_sweeps.sh kr|ickd|refilled|compile}
 export KDFORGE_DATA=${KDFORGE_DATA:-$(cd .. && pwd)/shared/data}
 KD=".venv/bin/kdforge"

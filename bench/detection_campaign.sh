@@ -7,6 +7,7 @@
 # has no recorded run to be timed by, is not held back); runs left unstarted make the script exit non-zero.
 #     bench/detection_campaign.sh [SEEDS]      (from the repository root; KDFORGE_DATA as for make; SEEDS 3)
 set -euo pipefail
+source "$(dirname "$0")/finish_by.sh"  # HH:MM: one moment for every command below
 seeds=${1:-3}
 export KDFORGE_DATA=${KDFORGE_DATA:-$(cd .. && pwd)/shared/data}
 KD=".venv/bin/kdforge"

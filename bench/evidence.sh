@@ -20,6 +20,7 @@
 # back: start those steps early in a sitting).
 #     bench/evidence.sh [STEP ...]      (from the repository root; KDFORGE_DATA as for make; all steps by default)
 set -euo pipefail
+source "$(dirname "$0")/finish_by.sh"  # HH:MM: one moment for every command below
 ALL=(claims baselines detection compile speed selection claims2 rest kr gkd)
 steps=("$@")
 [ ${#steps[@]} -gt 0 ] || steps=("${ALL[@]}")

@@ -22,6 +22,7 @@
 # a phase that leaves runs unstarted exits non-zero.
 #     bench/paper_campaign.sh PHASE        (from the repository root; KDFORGE_DATA as for make)
 set -euo pipefail
+source "$(dirname "$0")/finish_by.sh"  # HH:MM: one moment for every command below
 phase=${1:?usage: bench/paper_campaign.sh selection|claims|baselines|rest|kr|gkd}
 export KDFORGE_DATA=${KDFORGE_DATA:-$(cd .. && pwd)/shared/data}
 KD=".venv/bin/kdforge"
@@ -164,7 +165,8 @@ print(','.join(v.name for v in SUITES.get('cifar10-paper-cpu').variants(METHODS.
   kr)
     # the resnet8 rows train exactly what the main suite's ce / kd / kr / kr_kd train: their runs are copied
     $KD bench adopt cifar10-paper-cpu cifar10-paper-kr-cpu --budget e240
-    lanes "resnet14/ce,resnet14/kd,resnet14/kr,resnet14/kr_kd,resnet8/ce,resnet8/kd,resnet8/kr,resnet8/kr_kd,resnet8x0.5/ce,resnet8x0.5/kd,resnet8x0.5/kr,resnet8x0.5/kr_kd" cifar10-paper-kr-cpu ;;
+    # the least capable student first: the claim is that KR helps it most
+    lanes "resnet8x0.5/ce,resnet8x0.5/kd,resnet8x0.5/kr,resnet8x0.5/kr_kd,resnet8/ce,resnet8/kd,resnet8/kr,resnet8/kr_kd,resnet14/ce,resnet14/kd,resnet14/kr,resnet14/kr_kd" cifar10-paper-kr-cpu ;;
   gkd)
     # the `same` cell trains exactly the main suite's ce / kd / rkd / refilled / refilled-paper: their runs are copied
     # (about 15 lane-hours not trained twice), and only seeds the main suite has not recorded are trained here

@@ -101,8 +101,8 @@ def main() -> int:
     parser.add_argument("--root", default="runs/suite-speed")
     parser.add_argument("--results", default="results", help="where the suite's recorded CSV is")
     parser.add_argument("--out", default="results/suite_speed.json")
-    parser.add_argument("--finish-by", help="HH:MM (today) or an ISO date-time: start a row only when both its sides "
-                                            "can finish by then")
+    parser.add_argument("--finish-by", help="HH:MM (the next time the clock reads it) or an ISO date-time: start a "
+                                            "row only when both its sides can finish by then")
     args = parser.parse_args()
     from kdforge.bench.deadline import Sitting, parse_finish_by
     from kdforge.errors import SittingOver, UserError

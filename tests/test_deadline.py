@@ -11,8 +11,11 @@ from kdforge.errors import SittingOver, UserError
 NOON = datetime(2026, 12, 2, 12, 0)
 
 
-def test_finish_by_reads_a_clock_time_today_or_an_iso_moment():
+def test_finish_by_reads_the_next_time_a_clock_reads_or_an_iso_moment():
     assert parse_finish_by("14:30", now=NOON) == datetime(2026, 12, 2, 14, 30)
+    # a clock time already past is the next day's: a sitting that starts late in the evening ends after midnight
+    assert parse_finish_by("02:10", now=datetime(2026, 12, 2, 23, 45)) == datetime(2026, 12, 3, 2, 10)
+    assert parse_finish_by("12:00", now=NOON) == datetime(2026, 12, 3, 12, 0)
     assert parse_finish_by("2026-12-03T01:15") == datetime(2026, 12, 3, 1, 15)
     aware = datetime(2026, 12, 2, 14, 30, tzinfo=timezone.utc)
     assert parse_finish_by(aware.isoformat()) == aware.astimezone().replace(tzinfo=None)  # local, naive
@@ -93,3 +96,27 @@ def test_the_detection_suite_times_its_students_by_the_same_rule(tmp_path):
     assert _too_late(table, "kd", folder, [], enough) is None
     assert "(the row's slowest recorded run)" in _too_late(table, "kd", folder, [], enough - timedelta(minutes=10))
     assert "(the suite's slowest pace per epoch)" in _too_late(table, "ckd", folder, [], datetime.now())
+
+
+def test_a_campaign_resolves_its_clock_time_once_and_refuses_a_bad_one():
+    """The campaign scripts turn FINISH_BY=HH:MM into one moment at their start: a command that starts after that
+    moment must read it as passed, not as the next day's."""
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def source(value: str):
+        return subprocess.run(["bash", "-c", 'source bench/finish_by.sh; echo "[$FINISH_BY]"'], cwd=repo, text=True,
+                              capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin", "FINISH_BY": value})
+
+    done = source("2026-12-03T02:10")
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "[2026-12-03T02:10]"
+    later = (datetime.now() + timedelta(hours=2)).strftime("%H:%M")  # past midnight, when the tests run late
+    done = source(later)
+    expected = parse_finish_by(later).isoformat(timespec="minutes")
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == f"[{expected}]"
+    done = source("soon")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip() == "FINISH_BY: --finish-by takes HH:MM or an ISO date-time such as 2026-12-02T14:30, " \
+                                  "got 'soon'"

@@ -10,8 +10,9 @@ import traceback
 from kdforge.errors import SittingOver, TrainingStopped, UserError
 
 LIST_KINDS = ("methods", "models", "datasets", "presets")
-FINISH_BY_HELP = ("HH:MM (today) or an ISO date-time: start only the runs that can finish by then, timed by the "
-                  "row's slowest recorded run (a sitting with an end: a scheduler's time limit, a lent machine)")
+FINISH_BY_HELP = ("HH:MM (the next time the clock reads it) or an ISO date-time: start only the runs that can "
+                  "finish by then, timed by the row's slowest recorded run (a sitting with an end: a scheduler's time "
+                  "limit, a lent machine)")
 
 
 def _parser() -> argparse.ArgumentParser:

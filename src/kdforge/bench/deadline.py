@@ -7,21 +7,24 @@ nothing to time it by, and its runs start. A run under way is timed by the epoch
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from kdforge.errors import SittingOver, UserError
 
 
 def parse_finish_by(text: str, now: datetime | None = None) -> datetime:
-    """'HH:MM' (today, local time) or an ISO date-time, as a naive local time."""
+    """'HH:MM' (local time: the next time the clock reads it, so that 02:10 said at 23:45 is tomorrow's) or an ISO
+    date-time, as a naive local time. A campaign of many commands resolves HH:MM once, at its start (`finish_by.sh`):
+    each command reading it anew would, once the moment has passed, take it for the next day's."""
     now = now or datetime.now()
     try:
         if len(text) <= 5 and ":" in text:
             hour, minute = (int(part) for part in text.split(":"))
-            return now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            moment = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+            return moment if moment > now else moment + timedelta(days=1)
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise UserError(f"--finish-by takes HH:MM (today) or an ISO date-time such as 2026-12-02T14:30, "
+        raise UserError(f"--finish-by takes HH:MM or an ISO date-time such as 2026-12-02T14:30, "
                         f"got {text!r}") from None
     return moment.astimezone().replace(tzinfo=None) if moment.tzinfo else moment
 

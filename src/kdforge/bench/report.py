@@ -75,7 +75,11 @@ def paired_difference(rows: list[dict], method: str, reference: str, column: str
     seeds = sorted(s for (m, s) in values if m == method and (reference, s) in values)
     if not seeds or method == reference:
         return None
-    diffs = [values[(method, s)] - values[(reference, s)] for s in seeds]
+    return difference_of([values[(method, s)] - values[(reference, s)] for s in seeds])
+
+
+def difference_of(diffs: list[float]) -> Difference:
+    """Mean of paired differences with its t 95 % interval (none for a single pair)."""
     mean = statistics.fmean(diffs)
     if len(diffs) < 2:
         return Difference(mean, None, None, 1)
@@ -184,6 +188,10 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "run predates it). Epochs count every stage of a staged method (REFILLED: at the equal "
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows())
+    from kdforge.bench.capacity import capacity_section  # it reads this module's intervals
+
+    claims = capacity_section(suite, rows)
+    lines += ["", *claims[:-1]] if claims else []
     plots, uncurved = _plots(rows, stem, results, runs)
     if plots:
         lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdforge.bench.capacity import capacity_section
 from kdforge.bench.detection import SUITE as DETECTION_SUITE
 from kdforge.bench.report import markdown_table, published, read_csv
 from kdforge.bench.suites import SUITES
@@ -116,6 +117,8 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
     verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
+    claims = capacity_section(suite, rows)
+    lines += ["", *claims[:-1]] if claims else []
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png", f"{suite.name}-curves-kept.png"):
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]
@@ -186,6 +189,7 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
         verdicts = verdict_lines(rows, suite.ce_cells)
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
+        section += capacity_section(suite, rows)
         sections.append((bool(verdicts), int(budget[1:]), section))
     for _, _, section in sorted(sections, key=lambda s: (not s[0], s[1])):
         lines += section

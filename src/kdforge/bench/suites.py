@@ -36,6 +36,7 @@ class Suite:
     teacher_home: str = ""  # teachers are cached as <teacher_home or name>-<hash>: suites can share them
     rows: tuple[Variant, ...] = ()  # a fixed row set instead of "every registered method"
     ce_cells: dict = field(default_factory=dict)  # cell without a ce row -> the cell whose ce row is its reference
+    capacity_ladder: tuple[str, ...] = ()  # cells that are students, most capable first (KR's capacity claims)
 
     def foreign_teacher_cells(self) -> set[str]:
         """Cells (the `cell/` prefix of a row name) whose teacher was trained on other classes than the student:
@@ -312,6 +313,7 @@ SUITES.add("cifar10-paper-kr-cpu", Suite(
     teacher_home="cifar10-paper-cpu",
     rows=tuple(Variant(f"{student}/{method}", method, (f"student={student}",) + (PAPER_KR if "kr" in method else ()))
                for student in CAPACITY_LADDER for method in ("ce", "kd", "kr", "kr_kd")),
+    capacity_ladder=CAPACITY_LADDER,
 ))
 SUITES.add("cifar100-grid", Suite(
     "cifar100-grid", "The 11 teacher->student pairs of the CIFAR-100 grid x every method on the published recipes",

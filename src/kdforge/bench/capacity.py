@@ -1,0 +1,78 @@
+"""KR's two claims, read off a suite whose cells are students of falling capacity (`Suite.capacity_ladder`, most
+capable first): knowledge representing helps *less capable* students most, and makes them converge faster.
+
+- The gain of a method over its baseline in each student, and the gain in the least capable student minus the gain
+  in the most capable one. Both are paired by seed: a seed fixes the data order in every student, and the
+  training subset is the suite's. The interval is a t 95 % interval over the seeds that all four rows share.
+- The epochs a method needs to reach 90 % of its final test top-1, minus the baseline's, in each student (fewer:
+  sooner). The epochs are counted at the runs' evaluation points, so the suite's `eval_every` is the resolution.
+"""
+
+from __future__ import annotations
+
+from kdforge.bench.report import Difference, difference_of, format_difference
+
+# (method, the baseline its claim is made against)
+CAPACITY_CLAIMS = (("kr", "ce"), ("kr_kd", "kd"))
+
+
+def seed_gains(rows: list[dict], method: str, reference: str, column: str) -> dict[int, float]:
+    """method − reference per seed, over the seeds where both recorded `column` (older runs may lack it)."""
+    values = {(r["method"], int(r["seed"])): float(r[column]) for r in rows if r.get(column) not in ("", None)}
+    return {s: v - values[(reference, s)] for (m, s), v in values.items() if m == method and (reference, s) in values}
+
+
+def _word(d: Difference, above: str, below: str, level: str) -> str:
+    if d.low is None:
+        return "one seed: no verdict"
+    return f"**{above}**" if d.low > 0 else f"**{below}**" if d.high < 0 else level
+
+
+def _gain_spread(rows: list[dict], method: str, reference: str, least: str, most: str) -> str:
+    low = seed_gains(rows, f"{least}/{method}", f"{least}/{reference}", "top1_last")
+    high = seed_gains(rows, f"{most}/{method}", f"{most}/{reference}", "top1_last")
+    seeds = sorted(set(low) & set(high))
+    if not seeds:
+        return ""
+    d = difference_of([low[s] - high[s] for s in seeds])
+    word = _word(d, "grows", "shrinks", "does not change measurably")
+    return (f"; {least}'s gain − {most}'s: {format_difference(d)} (n={d.n}): as capacity falls the gain {word}"
+            if d.low is not None else f"; {least}'s gain − {most}'s: {d.mean:+.2f} (one seed: no verdict)")
+
+
+def cell_gain(rows: list[dict], cell: str, method: str, reference: str, column: str) -> Difference | None:
+    """The paired difference `cell/method` − `cell/reference` in `column` (None: no seed has both)."""
+    gains = seed_gains(rows, f"{cell}/{method}", f"{cell}/{reference}", column)
+    return difference_of(list(gains.values())) if gains else None
+
+
+def capacity_lines(rows: list[dict], ladder: tuple[str, ...], claims: tuple = CAPACITY_CLAIMS) -> list[str]:
+    """The claims' lines for a suite whose rows are `student/method`, `ladder` naming the students from the most
+    capable to the least; empty where no claim's rows have run."""
+    lines = []
+    for method, reference in claims:
+        gains = {c: d for c in ladder if (d := cell_gain(rows, c, method, reference, "top1_last"))}
+        if gains:
+            cells = list(gains)
+            spread = _gain_spread(rows, method, reference, cells[-1], cells[0]) if len(cells) > 1 else ""
+            per_cell = ", ".join(f"{c} {format_difference(d)}" for c, d in gains.items())
+            lines.append(f"- top-1, `{method}` − `{reference}`: {per_cell}{spread}")
+    for method, reference in claims:
+        speed = {c: d for c in ladder if (d := cell_gain(rows, c, method, reference, "epoch_to_90"))}
+        if speed:
+            per_cell = ", ".join(f"{c} {_epochs(d)} ({_word(d, 'later', 'sooner', 'ties')})" for c, d in speed.items())
+            lines.append(f"- epochs to 90 % of the final top-1, `{method}` − `{reference}`: {per_cell}")
+    return lines
+
+
+def _epochs(d: Difference) -> str:
+    return f"{d.mean:+.0f}" if d.low is None else f"{d.mean:+.0f} [{d.low:+.0f}, {d.high:+.0f}]"
+
+
+def capacity_section(suite, rows: list[dict]) -> list[str]:
+    """The lines a suite's table and the results page add under it: none for a suite without a capacity ladder."""
+    lines = capacity_lines(rows, suite.capacity_ladder) if suite.capacity_ladder else []
+    if not lines:
+        return []
+    return [f"KR's claims by student capacity ({' → '.join(suite.capacity_ladder)}, most capable first; paired by "
+            "seed, 95 % intervals, last epoch; epochs counted at the runs' evaluation points):", "", *lines, ""]

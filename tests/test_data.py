@@ -1,5 +1,6 @@
 import gzip
 import io
+import os
 import pickle
 import tarfile
 
@@ -283,6 +284,16 @@ def test_cifar10_jpeg_archive_layout_is_decoded_once_and_cached(tmp_path, monkey
     _MEMORY_CACHE.clear()
     again = load_data(DataConfig(dataset="cifar10-jpeg", root=str(tmp_path)))
     assert torch.equal(again.train.images, bundle.train.images)
+    # the same archive elsewhere, with another time stamp, is the same data: it is not decoded again
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "cifar10-jpeg.tar.gz").write_bytes((tmp_path / "cifar10-jpeg.tar.gz").read_bytes())
+    os.utime(tmp_path / "copy" / "cifar10-jpeg.tar.gz", (1_000_000_000, 1_000_000_000))
+    monkeypatch.setattr("kdforge.data.sources._decode_jpeg_archive",
+                        lambda archive: pytest.fail("decoded an archive whose bytes are cached"))
+    _MEMORY_CACHE.clear()
+    copied = load_data(DataConfig(dataset="cifar10-jpeg", root=str(tmp_path / "copy")))
+    assert torch.equal(copied.train.images, bundle.train.images)
+    assert len(list(cache.glob("cifar10-jpeg-*.npz"))) == 1
     _MEMORY_CACHE.clear()
 
 

@@ -814,7 +814,7 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
     assert other.returncode == 0 and "[1/1] ce" in other.stdout
     assert json.loads((tmp_path / "speed.json").read_text())["seed"] == 1
     # a sitting with an end starts a row only when both its sides can finish by then (kd: 1 s a run recorded)
-    late = subprocess.run(args + ["--seed", "2", "--methods", "kd", "--finish-by", "00:00"], cwd=tmp_path,
+    late = subprocess.run(args + ["--seed", "2", "--methods", "kd", "--finish-by", "2026-01-01T00:00"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert late.returncode == 3 and late.stderr.strip().startswith("bench/suite_speed.py: 1 run(s) not started")
     assert ("[1/1] kd seed 2: not started: it needs about 0 min (2 side(s), each as the row's slowest recorded run)"

@@ -78,7 +78,7 @@ def test_the_command_stops_with_exit_code_3_and_one_line(tmp_path, capsys):
 
     _suite_with_a_slow_kd_run(tmp_path)
     code = main(["bench", "accuracy", "digits", "--methods", "kd", "--seeds", "2", "--root", str(tmp_path / "runs"),
-                 "--results", str(tmp_path / "res"), "--threads", "1", "--finish-by", "00:00"])
+                 "--results", str(tmp_path / "res"), "--threads", "1", "--finish-by", "2026-01-01T00:00"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3 and len(err) == 1 and err[0].startswith("kdforge: 1 run(s) not started") and "kd seed 1" in err[0]
     assert main(["bench", "accuracy", "digits", "--finish-by", "whenever"]) == 2

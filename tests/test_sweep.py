@@ -211,6 +211,6 @@ def test_the_sweep_command_stops_with_exit_code_3_when_a_run_cannot_finish(tmp_p
     root, out = tmp_path / "runs", tmp_path / "res" / "lr"
     common = ["sweep", "digits-teacher", *FAST, "--root", str(root), "--out", str(out)]
     assert run_cli(*common, "--grid", "optim.lr=0.1").returncode == 0
-    done = run_cli(*common, "--grid", "optim.lr=0.1", "--seeds", "2", "--finish-by", "00:00")
+    done = run_cli(*common, "--grid", "optim.lr=0.1", "--seeds", "2", "--finish-by", "2026-01-01T00:00")
     err = done.stderr.strip().splitlines()
     assert done.returncode == 3 and err[-1].startswith("kdforge: 1 run(s) not started") and "lr-0.1 seed 1" in err[-1]

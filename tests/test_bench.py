@@ -475,6 +475,13 @@ def test_results_page_leads_with_the_paper_regime_and_its_schedules(tmp_path):
     # the schedule where seed methods ran, and their verdicts, lead the shorter one holding only ce and kd
     assert paper.index("### 60-epoch schedule") < paper.index("### 30-epoch schedule")
     assert "no seed method has run" in paper.split("### 30-epoch schedule")[1]
+    # the answer first: each seed-method row against its claim's own comparator, and the claims not measured yet
+    glance = page[page.index("## The seed methods' claims at a glance"):page.index("## cifar10-paper-cpu")]
+    # ckd - kd per seed: +1.0, -0.5, +1.5: mean +0.67, half-width 4.303 * 1.0408 / sqrt(3) = 2.586
+    assert "- [cifar10-paper-cpu](#cifar10-paper-cpu), 60 epochs:\n  - `ckd` ties `kd`: +0.67 [-1.92, +3.25] (n=3)" \
+        in glance
+    assert "`ce`" not in glance.split("60 epochs:")[1].split("not measured")[0]  # kd is ckd's comparator, not ce
+    assert "  - `ickd`: not measured yet" in glance and "30 epochs" not in glance
 
 
 def test_results_page_shows_the_detection_suite_and_ckds_verdicts_on_box_ap(tmp_path):
@@ -578,6 +585,27 @@ def test_verdicts_read_the_paired_interval_per_claim_and_cell():
     twins = verdict_lines(rows({"overlap/refilled": [70.0, 71.0, 72.0], "overlap/refilled-paper": [71.0, 72.2, 72.8]}))
     # differences [1.0, 1.2, 0.8]: mean 1.0, sd 0.2, half-width 4.303 * 0.2 / sqrt(3) = 0.497
     assert twins == ["- `overlap/refilled-paper` **beats** `overlap/refilled`: +1.00 [+0.50, +1.50] (n=3)"]
+
+
+def test_a_claim_without_a_verdict_is_said_to_be_unmeasured():
+    from kdforge.bench.results_page import pending_lines
+    from kdforge.bench.suites import SUITES
+    from kdforge.methods import METHODS
+
+    def rows(names):
+        return [{"method": m, "seed": "0", "top1_last": "70"} for m in names]
+
+    gkd = SUITES.get("cifar10-paper-gkd-cpu")
+    lines = pending_lines(gkd, rows(["same/ce", "same/kd", "same/refilled", "same/refilled-paper", "overlap/refilled",
+                                     "incremental/refilled"]))
+    # overlap/refilled ran but its ce and kd rows did not; incremental's ce is same/ce's (the suite's ce_cells)
+    assert "- `overlap/refilled` vs `overlap/ce`: not measured yet" in lines
+    assert "- `disjoint/refilled`: not measured yet" in lines and "- `fewshot/refilled-paper`: not measured yet" in lines
+    assert not any(line.startswith(("- `same/", "- `incremental/refilled` ")) for line in lines)
+    # a suite without cells: its paradigm row that has not run
+    main = SUITES.get("cifar10-paper-cpu")
+    every = [v.name for v in main.variants(METHODS.names())]
+    assert pending_lines(main, rows([n for n in every if n != "ickd-online"])) == ["- `ickd-online`: not measured yet"]
 
 
 def test_paper_gkd_suite_runs_each_setting_at_both_budgets_on_the_shared_teacher(tmp_path):
@@ -770,6 +798,29 @@ def test_bench_status_counts_recorded_seeds_runs_under_way_and_hours_left(tmp_pa
     assert "nan" not in table
 
 
+def test_bench_status_times_a_row_without_runs_at_its_cells_pace(tmp_path):
+    from kdforge.bench.status import campaign_status, campaign_table, suite_status
+
+    (tmp_path / "res").mkdir()
+    csv = tmp_path / "res" / "cifar10-paper-kr-cpu-e240.csv"
+    for row, wall in (("resnet14/ce", 4800.0), ("resnet8/ce", 1200.0), ("resnet8/kd", 1440.0)):
+        append_row(csv, {"method": row, "seed": 0, "top1_last": 70.0, "top1_best": 70.0, "epochs": 240,
+                         "wall_seconds": wall, "images_per_second": 1.0})
+    status = {s["row"]: s for s in suite_status("cifar10-paper-kr-cpu", "e240", seeds=1,
+                                                methods=["resnet14/kd", "resnet8x0.5/kd"], root=tmp_path / "runs",
+                                                results=tmp_path / "res")}
+    assert status["resnet14/kd"]["hours_left"] == pytest.approx(4800 / 3600)  # resnet14's one run, not the median
+    assert status["resnet8x0.5/kd"]["hours_left"] == pytest.approx(1440 / 3600)  # no cell runs: the suite's median
+    # the overview reads a suite at the budget holding most of its runs (a shorter schedule's one run aside)
+    append_row(tmp_path / "res" / "cifar10-paper-kr-cpu-e30.csv", {"method": "resnet8/ce", "seed": 0, "top1_last": 60.0,
+                                                                   "top1_best": 60.0, "epochs": 30, "wall_seconds": 9.0,
+                                                                   "images_per_second": 1.0})
+    [entry] = campaign_status(seeds=1, root=tmp_path / "runs", results=tmp_path / "res")
+    assert (entry["suite"], entry["budget"], entry["recorded"]) == ("cifar10-paper-kr-cpu", "e240", 3)
+    assert entry["runs_left"] == 9 and entry["estimated"]  # 12 rows at one seed, 3 recorded
+    assert "| cifar10-paper-kr-cpu | e240 | 3 | 9 | ~" in campaign_table([entry])
+
+
 def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_their_wall_time(tmp_path):
     import json
     import shutil
@@ -860,11 +911,15 @@ def test_bench_status_plans_every_stage_of_a_staged_row(tmp_path):
 def test_bench_status_reads_the_detection_suite_too(tmp_path):
     import json
 
-    from kdforge.bench.status import status_table, suite_status
+    from kdforge.bench.detection import COLUMNS as DETECTION_COLUMNS
+    from kdforge.bench.status import campaign_status, status_table, suite_status
 
-    for method, wall in (("ce", 1200.0), ("kd", 1800.0)):
-        append_row(tmp_path / "res" / "detection-cpu.csv", {"method": method, "seed": 0, "ap_last": 20.0,
-                                                            "epochs": 12, "wall_seconds": wall})
+    # the file as `kdforge bench detection` writes it: box AP columns, no top-1
+    (tmp_path / "res").mkdir()
+    rows = [{"method": m, "seed": 0, "ap_last": 20.0, "epochs": 12, "wall_seconds": w} for m, w in (("ce", 1200.0),
+                                                                                                  ("kd", 1800.0))]
+    (tmp_path / "res" / "detection-cpu.csv").write_text("\n".join(
+        [",".join(DETECTION_COLUMNS), *[",".join(str(r.get(c, "")) for c in DETECTION_COLUMNS) for r in rows]]) + "\n")
     folder = tmp_path / "runs" / "detection-cpu" / "ckd-s0"  # killed after 6 of its 12 epochs
     folder.mkdir(parents=True)
     (folder / "metrics.jsonl").write_text("".join(json.dumps({"type": "epoch", "epoch": e}) + "\n" for e in range(1, 7)))
@@ -876,6 +931,9 @@ def test_bench_status_reads_the_detection_suite_too(tmp_path):
     assert status["ckd"]["running"] == {0: 6} and status["ckd"]["todo"] == [1] and status["ckd"]["estimated"]
     assert status["ckd"]["hours_left"] == pytest.approx(1.5 * 125 * 12 / 3600)
     assert "| ckd | – | s0: 6/12 | 1 | ~0.6 |" in status_table(list(status.values()))
+    # the overview: the one suite with recorded runs here
+    overview = campaign_status(seeds=2, root=tmp_path / "runs", results=tmp_path / "res")
+    assert [(e["suite"], e["recorded"]) for e in overview] == [("detection-cpu", 2)]
 
 
 def test_bench_status_marks_runs_of_a_teacher_the_suite_no_longer_has(tmp_path):

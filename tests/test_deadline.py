@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kdforge.bench.accuracy import append_row, read_rows
-from kdforge.bench.deadline import parse_finish_by, run_seconds, too_late
+from kdforge.bench.deadline import cell_rows, parse_finish_by, run_seconds, too_late
 from kdforge.errors import SittingOver, UserError
 
 NOON = datetime(2026, 12, 2, 12, 0)
@@ -34,6 +34,22 @@ def test_a_run_is_timed_by_its_rows_slowest_run_else_by_the_suites_slowest_pace(
     assert run_seconds(recorded, "vid", planned=5) == (600.0, "the suite's slowest pace per epoch")
     assert run_seconds(recorded, "kd", planned=30, trained=40) == (0.0, "the row's slowest recorded run")
     assert run_seconds([], "kd", planned=30) is None
+
+
+def test_a_row_with_no_recorded_run_is_timed_by_its_cells_runs_before_the_suites():
+    # cells are students of different sizes: a resnet14 row without runs must not take resnet8's pace
+    recorded = [{"method": "resnet14/ce", "epochs": "240", "wall_seconds": "3120"},
+                {"method": "resnet8/kr", "epochs": "240", "wall_seconds": "2400"},
+                {"method": "resnet8/kd", "epochs": "240", "wall_seconds": "1200"}]
+    assert cell_rows(recorded, "resnet8/ce") == recorded[1:]
+    assert cell_rows(recorded, "kd") == []  # a row without a cell
+    # resnet14/kd: its cell's one run, 13 s an epoch, 200 epochs left
+    assert run_seconds(recorded, "resnet14/kd", planned=240, trained=40) == (2600.0, "the slowest pace per epoch of "
+                                                                                    "resnet14")
+    # resnet8/ce: its cell's slowest pace (kr's 10 s an epoch), not the suite's (resnet14's 13 s)
+    assert run_seconds(recorded, "resnet8/ce", planned=240) == (2400.0, "the slowest pace per epoch of resnet8")
+    # a cell with no run at all: the suite's slowest pace (resnet14's 13 s an epoch)
+    assert run_seconds(recorded, "resnet8x0.5/ce", planned=10) == (130.0, "the suite's slowest pace per epoch")
 
 
 def test_a_run_starts_only_when_it_fits_before_the_end():

@@ -121,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--finish-by", help=FINISH_BY_HELP)
     b = bench.add_parser("status", help="where a suite stands: seeds recorded, runs under way, runs left, hours left")
-    b.add_argument("suite", help="an accuracy suite, or detection-cpu (the `kdforge bench detection` suite)")
+    b.add_argument("suite", nargs="?", help="an accuracy suite, or detection-cpu (the `kdforge bench detection` "
+                   "suite); without one, every suite with recorded runs, one line each")
     b.add_argument("--budget", default="small", help="one of the suite's budgets")
     b.add_argument("--seeds", type=int, default=3)
     b.add_argument("--methods", help="comma-separated rows (default: every row)")
@@ -381,10 +382,13 @@ def cmd_bench(args) -> int:
         print(run_detection_suite(args.seeds, methods, only, args.threads, Path(args.root), Path(args.results),
                                   finish_by=finish_by(args)))
     elif args.bench_command == "status":
-        from kdforge.bench.status import status_table, suite_status
+        from kdforge.bench.status import campaign_status, campaign_table, status_table, suite_status
 
-        methods = [m for m in (args.methods or "").split(",") if m] or None
-        print(status_table(suite_status(args.suite, args.budget, args.seeds, methods, args.root, args.results)))
+        if args.suite is None:
+            print(campaign_table(campaign_status(args.seeds, args.root, args.results)))
+        else:
+            methods = [m for m in (args.methods or "").split(",") if m] or None
+            print(status_table(suite_status(args.suite, args.budget, args.seeds, methods, args.root, args.results)))
     elif args.bench_command == "teacher":
         import sys
 

@@ -28,9 +28,8 @@ def _word(d: Difference, above: str, below: str, level: str) -> str:
     return f"**{above}**" if d.low > 0 else f"**{below}**" if d.high < 0 else level
 
 
-def _gain_spread(rows: list[dict], method: str, reference: str, least: str, most: str) -> str:
-    low = seed_gains(rows, f"{least}/{method}", f"{least}/{reference}", "top1_last")
-    high = seed_gains(rows, f"{most}/{method}", f"{most}/{reference}", "top1_last")
+def _gain_spread(low: dict[int, float], high: dict[int, float], least: str, most: str) -> str:
+    """The least capable student's per-seed gains (`low`) minus the most capable one's (`high`), paired by seed."""
     seeds = sorted(set(low) & set(high))
     if not seeds:
         return ""
@@ -51,11 +50,11 @@ def capacity_lines(rows: list[dict], ladder: tuple[str, ...], claims: tuple = CA
     capable to the least; empty where no claim's rows have run."""
     lines = []
     for method, reference in claims:
-        gains = {c: d for c in ladder if (d := cell_gain(rows, c, method, reference, "top1_last"))}
+        gains = {c: g for c in ladder if (g := seed_gains(rows, f"{c}/{method}", f"{c}/{reference}", "top1_last"))}
         if gains:
             cells = list(gains)
-            spread = _gain_spread(rows, method, reference, cells[-1], cells[0]) if len(cells) > 1 else ""
-            per_cell = ", ".join(f"{c} {format_difference(d)}" for c, d in gains.items())
+            spread = _gain_spread(gains[cells[-1]], gains[cells[0]], cells[-1], cells[0]) if len(cells) > 1 else ""
+            per_cell = ", ".join(f"{c} {format_difference(difference_of(list(g.values())))}" for c, g in gains.items())
             lines.append(f"- top-1, `{method}` − `{reference}`: {per_cell}{spread}")
     for method, reference in claims:
         speed = {c: d for c in ladder if (d := cell_gain(rows, c, method, reference, "epoch_to_90"))}

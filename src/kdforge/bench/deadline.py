@@ -1,8 +1,9 @@
 """A sitting with an end (a job scheduler's time limit, a machine lent for some hours): `--finish-by` starts only
 the runs that can finish before it, so that the end of the sitting never cuts off a run that was bound not to
 finish (on a machine that does not come back, its folder is lost with it). A run is timed by its row's slowest
-recorded run, or, for a row with none, by the suite's slowest pace per epoch; a suite with no recorded run has
-nothing to time it by, and its runs start. A run under way is timed by the epochs it has left."""
+recorded run; for a row with none, by the slowest pace per epoch of its cell (rows `cell/method` share a student or
+a setting, whose size sets the pace) or else of the suite; a suite with no recorded run has nothing to time it by,
+and its runs start. A run under way is timed by the epochs it has left."""
 
 from __future__ import annotations
 
@@ -33,13 +34,22 @@ def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0,
                 words: tuple[str, str] = ("row", "suite")) -> tuple[float, str] | None:
     """Seconds a run of `row` still needs with `trained` of its `planned` epochs done, and what timed it (`words`:
     what a row and the whole are called there, a sweep's cell and the sweep)."""
-    mine = [r for r in recorded if r["method"] == row]
-    timed_by = mine or recorded
-    if not timed_by:
+    for basis, timed_by in ((f"the {words[0]}'s slowest recorded run", [r for r in recorded if r["method"] == row]),
+                            (f"the slowest pace per epoch of {row.rpartition('/')[0]}", cell_rows(recorded, row)),
+                            (f"the {words[1]}'s slowest pace per epoch", recorded)):
+        if timed_by:
+            break
+    else:
         return None
     per_epoch = max(float(r["wall_seconds"]) / int(r["epochs"]) for r in timed_by)
-    basis = f"the {words[0]}'s slowest recorded run" if mine else f"the {words[1]}'s slowest pace per epoch"
     return per_epoch * max(planned - trained, 0), basis
+
+
+def cell_rows(recorded: list[dict], row: str) -> list[dict]:
+    """The recorded runs of the rows that share `row`'s cell (`cell/method`: a student or a setting); none for a
+    row without a cell."""
+    cell = row.rpartition("/")[0]
+    return [r for r in recorded if cell and r["method"].startswith(f"{cell}/")]
 
 
 def too_late(estimate: tuple[float, str] | None, finish_by: datetime, now: datetime | None = None) -> str | None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdforge.bench.capacity import capacity_section
+from kdforge.bench.capacity import capacity_lines, capacity_section
 from kdforge.bench.detection import SUITE as DETECTION_SUITE
 from kdforge.bench.report import markdown_table, published, read_csv
 from kdforge.bench.suites import SUITES
@@ -52,6 +52,7 @@ def write_results_page(results: Path, out: Path) -> Path:
              "## Caveats", "", *[f"- {c}" for c in CAVEATS], ""]
     # the paper regime leads: the papers' claims can only be tested there; then the short-budget suites
     paper = [s for s in SUITES.names() if _has_schedules(SUITES.get(s))]
+    lines += _glance_section([SUITES.get(s) for s in paper], results)
     for suite in paper + [s for s in SUITES.names() if s not in paper]:
         lines += _suite_section(SUITES.get(suite), results, rel)
     lines += _detection_section(results, rel)
@@ -139,9 +140,10 @@ DETECTION_CLAIMS = (("ckd", ("dkd", "kd", "ce")), ("reviewkd+ckd", ("reviewkd+dk
 
 
 def verdict_lines(rows: list[dict], ce_cells: dict | None = None, claims: tuple = CLAIMS,
-                  column: str = "top1_last") -> list[str]:
+                  column: str = "top1_last", first_only: bool = False) -> list[str]:
     """One line per seed-method row and baseline: beats / ties / loses, by the paired 95 % interval of `column`
-    (`ce` of the cell `ce_cells` names for a cell without a ce row of its own)."""
+    (`ce` of the cell `ce_cells` names for a cell without a ce row of its own); `first_only`: against the first
+    baseline in the claim's order that the row has a verdict against (its claim's own comparator)."""
     from kdforge.bench.report import format_difference, paired_difference
 
     names = {r["method"] for r in rows}
@@ -157,10 +159,53 @@ def verdict_lines(rows: list[dict], ce_cells: dict | None = None, claims: tuple 
                     continue
                 if d.low is None:
                     lines.append(f"- `{row}` vs `{ref}`: {d.mean:+.2f} (one seed: no verdict)")
-                    continue
-                word = "**beats**" if d.low > 0 else "**loses to**" if d.high < 0 else "ties"
-                lines.append(f"- `{row}` {word} `{ref}`: {format_difference(d)} (n={d.n})")
+                else:
+                    word = "**beats**" if d.low > 0 else "**loses to**" if d.high < 0 else "ties"
+                    lines.append(f"- `{row}` {word} `{ref}`: {format_difference(d)} (n={d.n})")
+                if first_only:
+                    break
     return lines
+
+
+def pending_lines(suite, rows: list[dict], claims: tuple = CLAIMS) -> list[str]:
+    """One line per claim the suite has rows for but no verdict yet, so that a missing verdict is said, not left
+    out: a seed-method row with no recorded run, or a baseline of a recorded one with none."""
+    from kdforge.methods import METHODS
+
+    planned = [v.name for v in suite.variants(METHODS.names())]
+    recorded = {r["method"] for r in rows}
+    lines = []
+    for method, baselines in claims:
+        for row in (n for n in planned if n.rpartition("/")[2] == method):
+            cell = row.rpartition("/")[0]
+            homes = [(suite.ce_cells.get(cell, cell) if b == "ce" else cell, b) for b in baselines]
+            refs = [f"{home}/{b}" if home else b for home, b in homes]
+            if row not in recorded:
+                lines.append(f"- `{row}`: not measured yet")
+            elif missing := [r for r in refs if r in planned and r not in recorded]:
+                lines.append(f"- `{row}` vs {', '.join(f'`{r}`' for r in missing)}: not measured yet")
+    return lines
+
+
+def _glance_section(suites: list, results: Path) -> list[str]:
+    """The paper regime's answer in a few lines: per suite and schedule where seed methods ran, each seed-method row
+    against its claim's own comparator, the claims not measured yet, and KR's capacity claims."""
+    from kdforge.bench.accuracy import results_stem
+
+    lines = []
+    for suite in suites:
+        for budget in suite.budgets:
+            rows = read_csv(results / f"{results_stem(suite.name, budget)}.csv")
+            verdicts = verdict_lines(rows, suite.ce_cells, first_only=True)
+            if verdicts:
+                found = [*verdicts, *pending_lines(suite, rows), *capacity_lines(rows, suite.capacity_ladder)]
+                lines += [f"- [{suite.name}](#{suite.name}), {budget[1:]} epochs:", *[f"  {v}" for v in found]]
+    if not lines:
+        return []
+    return ["## The seed methods' claims at a glance", "",
+            "Each seed-method row against its claim's comparator: `kd` (offline), `dml` (online), `tfkd` "
+            "(teacher-free), `ce` for `kr` alone and where the classes differ from the teacher's; paired 95 % "
+            "intervals, last epoch. Every comparison is in the suites' sections below.", "", *lines, ""]
 
 
 def _has_schedules(suite) -> bool:
@@ -187,6 +232,7 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
                    f"{', '.join(map(str, seeds))} ([table]({rel}/{stem}.md)).", ""]
         section += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows()) + [""]
         verdicts = verdict_lines(rows, suite.ce_cells)
+        verdicts += pending_lines(suite, rows) if verdicts else []  # the schedule the seed methods run at
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
         section += capacity_section(suite, rows)

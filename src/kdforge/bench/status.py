@@ -8,7 +8,8 @@ import json
 import statistics
 from pathlib import Path
 
-from kdforge.bench.accuracy import AccuracyBench, read_rows, run_folder
+from kdforge.bench.accuracy import AccuracyBench, read_rows, results_stem, run_folder
+from kdforge.bench.deadline import cell_rows
 from kdforge.bench.detection import SUITE as DETECTION_SUITE  # not an accuracy suite: `kdforge bench detection`
 from kdforge.bench.suites import SUITES
 
@@ -32,12 +33,12 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
         return detection_status(seeds, methods, root, results)
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), echo=lambda m: None)
     recorded = read_rows(bench.csv)
-    per_epoch = median_pace(recorded)
     status = []
     for variant in bench.variants(methods):
         mine = [r for r in recorded if r["method"] == variant.name]
         planned = row_epochs(bench, variant, mine)
         folders = {seed: run_folder(bench.root / bench.stem, variant.name, seed) for seed in range(seeds)}
+        per_epoch = median_pace(cell_rows(recorded, variant.name) or recorded)  # a cell's student or setting: its pace
         status.append(row_status(variant.name, mine, folders, planned, per_epoch,
                                  stale_teacher_seeds(bench, variant, mine)))
     return status
@@ -47,9 +48,10 @@ def detection_status(seeds: int = 3, methods: list[str] | None = None, root: str
                      results: str | Path = "results") -> list[dict]:
     """The same entries for the CPU detection suite (`kdforge bench detection`), whose rows are its methods."""
     from kdforge.bench.detection import METHODS, student_folder
+    from kdforge.bench.report import read_csv  # box AP columns: not an accuracy suite's file
     from kdforge.config import load_config
 
-    recorded = read_rows(Path(results) / f"{DETECTION_SUITE}.csv")
+    recorded = read_csv(Path(results) / f"{DETECTION_SUITE}.csv")
     per_epoch = median_pace(recorded)
     planned = load_config("detection-cpu-student", []).epochs
     status = []
@@ -74,8 +76,8 @@ def planned_epochs(cfg) -> int:
 
 
 def median_pace(recorded: list[dict]) -> float | None:
-    """The suite's median seconds per epoch, which times a row with no recorded run (an estimate: methods differ);
-    None for a suite with no recorded run at all, which has nothing to time it by."""
+    """The median seconds per epoch of `recorded` (the row's cell's runs, else the suite's), which times a row with
+    no recorded run (an estimate: methods differ); None for no recorded run at all, which has nothing to time it by."""
     paces = [float(r["wall_seconds"]) / int(r["epochs"]) for r in recorded]
     return statistics.median(paces) if paces else None
 
@@ -145,10 +147,48 @@ def status_table(status: list[dict]) -> str:
         hours = "lane-hours unknown: the suite has no recorded run to time them by"
     else:
         hours = (f"about {total:.1f} lane-hours: each row at the pace of its recorded runs, ~ where it has none (the "
-                 "suite's median pace per epoch)"
+                 "median pace per epoch of its cell, else of the suite)"
                  + (f"; ? ({_count(untimed)} runs, not in the hours): no recorded run to time them by" if untimed else ""))
     lines.append(f"\n{_count(runs)} runs left, {hours}"
                  + ("; 'older teacher': a run that distilled from another teacher than the suite's current one "
                     "(`kdforge bench withdraw SUITE --older-teacher --reason ...` takes such runs out of the table "
                     "to re-run them)" if any(s["stale"] for s in status) else ""))
+    return "\n".join(lines)
+
+
+def campaign_status(seeds: int = 3, root: str | Path = "runs/bench", results: str | Path = "results") -> list[dict]:
+    """Every suite with recorded runs, at the budget holding most of them (the schedule its rows run at), and the
+    detection suite: runs recorded, runs left and lane-hours left, as `suite_status` counts them row by row."""
+    picks = []
+    for name in SUITES.names():
+        suite = SUITES.get(name)
+        if suite.kind != "train":
+            continue
+        counts = {b: len(read_rows(Path(results) / f"{results_stem(name, b)}.csv")) for b in suite.budgets}
+        budget = max(counts, key=counts.get)
+        if counts[budget]:
+            picks.append((name, budget, counts[budget]))
+    from kdforge.bench.report import read_csv  # box AP columns: not an accuracy suite's file
+
+    detection = len(read_csv(Path(results) / f"{DETECTION_SUITE}.csv"))
+    picks += [(DETECTION_SUITE, "small", detection)] if detection else []
+    entries = []
+    for name, budget, recorded in picks:
+        rows = suite_status(name, budget, seeds, None, root, results)
+        timed = [r for r in rows if r["runs_left"] and r["hours_left"] is not None]
+        entries.append({"suite": name, "budget": budget, "recorded": recorded,
+                        "runs_left": sum(r["runs_left"] for r in rows),
+                        "hours_left": sum(r["hours_left"] for r in timed),
+                        "estimated": any(r["estimated"] for r in timed)})
+    return entries
+
+
+def campaign_table(entries: list[dict]) -> str:
+    lines = ["| suite | budget | runs recorded | runs left | lane-hours left |", "|---|---|---|---|---|"]
+    for e in entries:
+        hours = "–" if not e["runs_left"] else ("~" if e["estimated"] else "") + f"{e['hours_left']:.1f}"
+        lines.append(f"| {e['suite']} | {e['budget']} | {e['recorded']} | {_count(e['runs_left'])} | {hours} |")
+    total = sum(e["hours_left"] for e in entries)
+    lines.append(f"\n{_count(sum(e['runs_left'] for e in entries))} runs left, about {total:.1f} lane-hours "
+                 "(~: some rows timed at the pace of other rows; `kdforge bench status SUITE --budget B` row by row)")
     return "\n".join(lines)

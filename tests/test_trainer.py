@@ -38,7 +38,8 @@ def test_plain_training_writes_summary_metrics_and_checkpoint(teacher_dir):
                 "train_images_per_second", "config", "versions"):
         assert key in summary
     assert summary["method"] == "ce" and summary["epochs"] == 4 and summary["top1_last"] > 80
-    assert summary["top1_best"] >= summary["top1_last"] and summary["versions"]["torch"] == torch.__version__
+    assert summary["top1_best"] >= summary["top1_last"] and summary["versions"]["torch"] == torch.__version__ \
+        and summary["versions"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     records = [json.loads(line) for line in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
     assert {r["type"] for r in records} == {"compile", "train", "epoch", "eval"}  # compile: the one record of that decision
     assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3, 4]

@@ -40,8 +40,10 @@ def versions() -> dict:
                              cwd=Path(__file__).parent).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         rev = None
+    # the CPU's vector unit decides CPU speeds (bf16 autocast is fast with AVX512-BF16 / AMX, emulated on AVX2), so
+    # a run's wall time is read beside it
     return {"kdforge": kdforge.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version(), "git": rev}
+            "python": platform.python_version(), "git": rev, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 class RunLock:

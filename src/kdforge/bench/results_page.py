@@ -142,6 +142,13 @@ CLAIMS = (("ckd", ("kd", "ce")), ("ckd-paper", ("kd", "ce", "ckd")), ("ickd", ("
 DETECTION_CLAIMS = (("ckd", ("dkd", "kd", "ce")), ("reviewkd+ckd", ("reviewkd+dkd", "reviewkd", "ce")))
 
 
+def reference_row(cell: str, base: str, ce_cells: dict | None) -> str:
+    """The row a claim in `cell` is compared with: `cell/base`, or for `ce` the ce row of the cell `ce_cells` names
+    for a cell without one of its own."""
+    home = (ce_cells or {}).get(cell, cell) if base == "ce" else cell
+    return f"{home}/{base}" if home else base
+
+
 def verdict_lines(rows: list[dict], ce_cells: dict | None = None, claims: tuple = CLAIMS,
                   column: str = "top1_last", first_only: bool = False) -> list[str]:
     """One line per seed-method row and baseline: beats / ties / loses, by the paired 95 % interval of `column`
@@ -155,8 +162,7 @@ def verdict_lines(rows: list[dict], ce_cells: dict | None = None, claims: tuple 
         for cell in sorted({n.rpartition("/")[0] for n in names if n.rpartition("/")[2] == method}):
             row = f"{cell}/{method}" if cell else method
             for base in baselines:
-                home = (ce_cells or {}).get(cell, cell) if base == "ce" else cell
-                ref = f"{home}/{base}" if home else base
+                ref = reference_row(cell, base, ce_cells)
                 d = paired_difference(rows, row, ref, column) if ref in names else None
                 if d is None:
                     continue
@@ -180,9 +186,7 @@ def pending_lines(suite, rows: list[dict], claims: tuple = CLAIMS) -> list[str]:
     lines = []
     for method, baselines in claims:
         for row in (n for n in planned if n.rpartition("/")[2] == method):
-            cell = row.rpartition("/")[0]
-            homes = [(suite.ce_cells.get(cell, cell) if b == "ce" else cell, b) for b in baselines]
-            refs = [f"{home}/{b}" if home else b for home, b in homes]
+            refs = [reference_row(row.rpartition("/")[0], b, suite.ce_cells) for b in baselines]
             if row not in recorded:
                 lines.append(f"- `{row}`: not measured yet")
             elif missing := [r for r in refs if r in planned and r not in recorded]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from kdforge.bench.accuracy import AccuracyBench, read_rows, results_stem, run_folder
 from kdforge.bench.deadline import cell_rows
 from kdforge.bench.detection import SUITE as DETECTION_SUITE  # not an accuracy suite: `kdforge bench detection`
+from kdforge.bench.report import read_csv  # the detection suite's file: box AP columns, not an accuracy suite's
 from kdforge.bench.suites import SUITES
 
 
@@ -48,7 +49,6 @@ def detection_status(seeds: int = 3, methods: list[str] | None = None, root: str
                      results: str | Path = "results") -> list[dict]:
     """The same entries for the CPU detection suite (`kdforge bench detection`), whose rows are its methods."""
     from kdforge.bench.detection import METHODS, student_folder
-    from kdforge.bench.report import read_csv  # box AP columns: not an accuracy suite's file
     from kdforge.config import load_config
 
     recorded = read_csv(Path(results) / f"{DETECTION_SUITE}.csv")
@@ -168,8 +168,6 @@ def campaign_status(seeds: int = 3, root: str | Path = "runs/bench", results: st
         budget = max(counts, key=counts.get)
         if counts[budget]:
             picks.append((name, budget, counts[budget]))
-    from kdforge.bench.report import read_csv  # box AP columns: not an accuracy suite's file
-
     detection = len(read_csv(Path(results) / f"{DETECTION_SUITE}.csv"))
     picks += [(DETECTION_SUITE, "small", detection)] if detection else []
     entries = []

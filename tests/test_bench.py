@@ -422,6 +422,37 @@ def test_a_teacher_free_row_neither_trains_nor_waits_for_the_teacher(tmp_path):
     assert rows["1"]["teacher_top1"] != "" and rows["0"]["teacher_top1"] == ""
 
 
+def test_a_lane_waits_for_the_teacher_another_lane_is_training_then_distils_from_it(tmp_path):
+    import fcntl
+    import threading
+
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.suites import SUITES
+
+    args = dict(root=str(tmp_path / "runs"), results=str(tmp_path / "res"), threads=1)
+    first = AccuracyBench(SUITES.get("digits"), "small", tmp_path / "runs", tmp_path / "res", 1, lambda m: None)
+    cfg, folder = first.teacher_config()
+    (tmp_path / "runs" / ".locks").mkdir(parents=True)
+    holder = open(tmp_path / "runs" / ".locks" / f"{folder.name}.lock", "a")  # the first lane holds the teacher's lock
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    lines = []
+    second = threading.Thread(target=run_accuracy, args=("digits",),
+                              kwargs=dict(seeds=1, methods=["kd"], echo=lines.append, **args))
+    second.start()
+    second.join(timeout=5)
+    assert second.is_alive() and not (folder / "summary.json").exists()  # it waits: trains nothing, fails nothing
+    assert any("waiting for the teacher another run is training" in line for line in lines)
+    first._train(cfg, folder, "teacher")  # the first lane trains the teacher under its lock, then lets go
+    stamp = (folder / "summary.json").stat().st_mtime_ns
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    second.join(timeout=120)
+    assert not second.is_alive()
+    assert (folder / "summary.json").stat().st_mtime_ns == stamp  # the waiting lane did not train it again
+    (row,) = read_rows(tmp_path / "res" / "digits.csv")
+    assert row["method"] == "kd" and row["teacher_top1"] != ""
+
+
 def test_compile_auto_keeps_the_cache_keys_and_finished_runs_of_compile_false():
     from kdforge.bench.accuracy import config_key
     from kdforge.config import to_dict, trained_settings

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import json
 import time
 from datetime import datetime
@@ -52,9 +53,10 @@ def read_rows(path: Path) -> list[dict]:
 
 
 @contextlib.contextmanager
-def locked(path: Path):
+def locked(path: Path, on_wait=None):
     """An exclusive lock beside a results file (PATH.lock) while it is appended to or rewritten: parallel lanes
-    append rows, and a rewrite (new columns, withdrawn rows) must not drop a line appended meanwhile."""
+    append rows, and a rewrite (new columns, withdrawn rows) must not drop a line appended meanwhile. Waits for
+    the holder, calling `on_wait()` first when there is one."""
     try:
         import fcntl
     except ImportError:  # no POSIX locks (Windows): one process at a time is the user's to ensure
@@ -62,7 +64,12 @@ def locked(path: Path):
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if on_wait:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -303,9 +310,13 @@ class AccuracyBench:
 
     def _teacher(self, variant: Variant | None = None) -> dict:
         cfg, folder = self.teacher_config(variant)
-        if not (folder / "summary.json").exists():
-            self.echo(f"  teacher -> {folder}")
-        summary = self._train(cfg, folder, "teacher")
+        # lanes started side by side on a suite without a finished teacher: one trains it (or resumes a killed
+        # one), the others wait for it here and then distil from it, instead of failing on its run folder's lock
+        waiting = functools.partial(self.echo, f"  waiting for the teacher another run is training in {folder}")
+        with locked(self.root / ".locks" / folder.name, on_wait=waiting):  # beside, not among, the teachers
+            if not (folder / "summary.json").exists():
+                self.echo(f"  teacher -> {folder}")
+            summary = self._train(cfg, folder, "teacher")
         stored = keep_teacher(folder, self.results)  # every teacher a row distils from
         if stored:
             self.echo(f"  teacher stored in {stored}")

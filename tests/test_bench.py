@@ -451,6 +451,15 @@ def test_a_lane_waits_for_the_teacher_another_lane_is_training_then_distils_from
     assert (folder / "summary.json").stat().st_mtime_ns == stamp  # the waiting lane did not train it again
     (row,) = read_rows(tmp_path / "res" / "digits.csv")
     assert row["method"] == "kd" and row["teacher_top1"] != ""
+    with open(tmp_path / "runs" / ".locks" / f"{folder.name}.lock", "a") as holder:  # held while it is finished:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # a lane distilling from the finished teacher neither waits nor says so
+        lines.clear()
+        third = threading.Thread(target=run_accuracy, args=("digits",),
+                                 kwargs=dict(seeds=2, methods=["kd"], echo=lines.append, **args))
+        third.start()
+        third.join(timeout=120)
+        assert not third.is_alive() and not any("waiting" in line for line in lines)
+    assert [r["seed"] for r in read_rows(tmp_path / "res" / "digits.csv")] == ["0", "1"]
 
 
 def test_compile_auto_keeps_the_cache_keys_and_finished_runs_of_compile_false():

@@ -312,11 +312,14 @@ class AccuracyBench:
         cfg, folder = self.teacher_config(variant)
         # lanes started side by side on a suite without a finished teacher: one trains it (or resumes a killed
         # one), the others wait for it here and then distil from it, instead of failing on its run folder's lock
-        waiting = functools.partial(self.echo, f"  waiting for the teacher another run is training in {folder}")
-        with locked(self.root / ".locks" / folder.name, on_wait=waiting):  # beside, not among, the teachers
-            if not (folder / "summary.json").exists():
-                self.echo(f"  teacher -> {folder}")
+        if (folder / "summary.json").exists():  # finished: reading it needs no lock, and no lane waits on another
             summary = self._train(cfg, folder, "teacher")
+        else:
+            waiting = functools.partial(self.echo, f"  waiting for the teacher another run is training in {folder}")
+            with locked(self.root / ".locks" / folder.name, on_wait=waiting):  # beside, not among, the teachers
+                if not (folder / "summary.json").exists():
+                    self.echo(f"  teacher -> {folder}")
+                summary = self._train(cfg, folder, "teacher")
         stored = keep_teacher(folder, self.results)  # every teacher a row distils from
         if stored:
             self.echo(f"  teacher stored in {stored}")

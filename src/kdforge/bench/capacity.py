@@ -74,4 +74,11 @@ def capacity_section(suite, rows: list[dict]) -> list[str]:
     if not lines:
         return []
     return [f"KR's claims by student capacity ({' → '.join(suite.capacity_ladder)}, most capable first; paired by "
-            "seed, 95 % intervals, last epoch; epochs counted at the runs' evaluation points):", "", *lines, ""]
+            "seed, 95 % intervals, last epoch; epochs counted at the runs' evaluation points):", "", *lines]
+
+
+def capacity_after_table(suite, rows: list[dict]) -> list[str]:
+    """The capacity section as a suite table's page and the results page put it right under the table: after a
+    blank line; nothing for a suite without a capacity ladder."""
+    claims = capacity_section(suite, rows)
+    return ["", *claims] if claims else []

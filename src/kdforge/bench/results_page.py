@@ -3,6 +3,7 @@ is typed by hand."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdforge.bench.capacity import capacity_lines, capacity_section
+from kdforge.bench.capacity import capacity_after_table, capacity_lines, capacity_section
 from kdforge.bench.detection import SUITE as DETECTION_SUITE
 from kdforge.bench.report import markdown_table, published, read_csv
 from kdforge.bench.suites import SUITES
@@ -55,9 +56,10 @@ def write_results_page(results: Path, out: Path) -> Path:
              "## Caveats", "", *[f"- {c}" for c in CAVEATS], ""]
     # the paper regime leads: the papers' claims can only be tested there; then the short-budget suites
     paper = [s for s in SUITES.names() if _has_schedules(SUITES.get(s))]
-    lines += _glance_section([SUITES.get(s) for s in paper], results)
+    read = functools.cache(read_csv)  # the glance and the suites' sections read the same files: once each
+    lines += _glance_section([SUITES.get(s) for s in paper], results, read)
     for suite in paper + [s for s in SUITES.names() if s not in paper]:
-        lines += _suite_section(SUITES.get(suite), results, rel)
+        lines += _suite_section(SUITES.get(suite), results, rel, read)
     lines += _detection_section(results, rel)
     for suite in sorted({r["suite"] for r in published()} - set(SUITES.names())):
         lines += [f"## {suite} (published only)", "", "Published numbers, for reference; no kdforge suite measures "
@@ -96,7 +98,7 @@ def _published_table(suite: str) -> list[str]:
     return lines + [""]
 
 
-def _suite_section(suite, results: Path, rel: str) -> list[str]:
+def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]] = read_csv) -> list[str]:
     lines = [f"## {suite.name}", "", suite.description + ".", ""]
     if suite.kind == "smoke":
         lines += [f"**Not measured here**: needs {suite.needs}.", ""]
@@ -110,8 +112,8 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
                       f"{suite.name}` prints them beside measurements):", ""] + _published_table(suite.name)
         return lines
     if _has_schedules(suite):
-        return lines + _schedules_section(suite, results, rel)
-    rows = read_csv(results / f"{suite.name}.csv")
+        return lines + _schedules_section(suite, results, rel, read)
+    rows = read(results / f"{suite.name}.csv")
     if not rows:
         return lines + [f"Not measured yet: `kdforge bench accuracy {suite.name}`.", ""]
     seeds = sorted({int(r["seed"]) for r in rows})
@@ -121,8 +123,7 @@ def _suite_section(suite, results: Path, rel: str) -> list[str]:
     verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
-    claims = capacity_section(suite, rows)
-    lines += ["", *claims[:-1]] if claims else []
+    lines += capacity_after_table(suite, rows)
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png", f"{suite.name}-curves-kept.png"):
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]
@@ -194,7 +195,7 @@ def pending_lines(suite, rows: list[dict], claims: tuple = CLAIMS) -> list[str]:
     return lines
 
 
-def _glance_section(suites: list, results: Path) -> list[str]:
+def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dict]] = read_csv) -> list[str]:
     """The paper regime's answer in a few lines: per suite and schedule where seed methods ran, each seed-method row
     against its claim's own comparator, the claims not measured yet, and KR's capacity claims."""
     from kdforge.bench.accuracy import results_stem
@@ -202,7 +203,7 @@ def _glance_section(suites: list, results: Path) -> list[str]:
     lines = []
     for suite in suites:
         for budget in suite.budgets:
-            rows = read_csv(results / f"{results_stem(suite.name, budget)}.csv")
+            rows = read(results / f"{results_stem(suite.name, budget)}.csv")
             verdicts = verdict_lines(rows, suite.ce_cells, first_only=True)
             if verdicts:
                 found = [*verdicts, *pending_lines(suite, rows), *capacity_lines(rows, suite.capacity_ladder)]
@@ -220,7 +221,7 @@ def _has_schedules(suite) -> bool:
     return suite.kind == "train" and all(b.startswith("e") and b[1:].isdigit() for b in suite.budgets)
 
 
-def _schedules_section(suite, results: Path, rel: str) -> list[str]:
+def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]] = read_csv) -> list[str]:
     from kdforge.bench.accuracy import results_stem
 
     lines = []
@@ -230,7 +231,7 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
     sections = []  # (has verdicts, epochs, lines): the schedules where seed methods ran lead, then the others
     for budget in suite.budgets:
         stem = results_stem(suite.name, budget)
-        rows = read_csv(results / f"{stem}.csv")
+        rows = read(results / f"{stem}.csv")
         if not rows:
             continue
         seeds = sorted({int(r["seed"]) for r in rows})
@@ -242,7 +243,8 @@ def _schedules_section(suite, results: Path, rel: str) -> list[str]:
         verdicts += pending_lines(suite, rows) if verdicts else []  # the schedule the seed methods run at
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
-        section += capacity_section(suite, rows)
+        claims = capacity_section(suite, rows)
+        section += [*claims, ""] if claims else []
         sections.append((bool(verdicts), int(budget[1:]), section))
     for _, _, section in sorted(sections, key=lambda s: (not s[0], s[1])):
         lines += section

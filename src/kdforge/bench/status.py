@@ -4,12 +4,13 @@ of the row's recorded runs. It reads the results CSV and the run folders, and st
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
+from collections import defaultdict
 from pathlib import Path
 
 from kdforge.bench.accuracy import AccuracyBench, read_rows, results_stem, run_folder
-from kdforge.bench.deadline import cell_rows
 from kdforge.bench.detection import SUITE as DETECTION_SUITE  # not an accuracy suite: `kdforge bench detection`
 from kdforge.bench.report import read_csv  # the detection suite's file: box AP columns, not an accuracy suite's
 from kdforge.bench.suites import SUITES
@@ -28,18 +29,24 @@ def epochs_trained(folder: Path) -> int:
 
 
 def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: list[str] | None = None,
-                 root: str | Path = "runs/bench", results: str | Path = "results") -> list[dict]:
-    """One entry per row: done / running (seed -> epochs trained) / todo seeds, planned epochs, hours left."""
+                 root: str | Path = "runs/bench", results: str | Path = "results", read=read_rows) -> list[dict]:
+    """One entry per row: done / running (seed -> epochs trained) / todo seeds, planned epochs, hours left
+    (`read`: how the suite's CSV is read, a caller's cache)."""
     if suite == DETECTION_SUITE:
         return detection_status(seeds, methods, root, results)
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), echo=lambda m: None)
-    recorded = read_rows(bench.csv)
+    recorded = read(bench.csv)
+    by_row, by_cell = defaultdict(list), defaultdict(list)  # one pass over the runs, not one per row
+    for r in recorded:
+        by_row[r["method"]].append(r)
+        by_cell[r["method"].rpartition("/")[0]].append(r)
     status = []
     for variant in bench.variants(methods):
-        mine = [r for r in recorded if r["method"] == variant.name]
+        mine = by_row[variant.name]
         planned = row_epochs(bench, variant, mine)
         folders = {seed: run_folder(bench.root / bench.stem, variant.name, seed) for seed in range(seeds)}
-        per_epoch = median_pace(cell_rows(recorded, variant.name) or recorded)  # a cell's student or setting: its pace
+        cell = variant.name.rpartition("/")[0]
+        per_epoch = median_pace(cell and by_cell[cell] or recorded)  # a cell's student or setting: its pace
         status.append(row_status(variant.name, mine, folders, planned, per_epoch,
                                  stale_teacher_seeds(bench, variant, mine)))
     return status
@@ -159,12 +166,12 @@ def status_table(status: list[dict]) -> str:
 def campaign_status(seeds: int = 3, root: str | Path = "runs/bench", results: str | Path = "results") -> list[dict]:
     """Every suite with recorded runs, at the budget holding most of them (the schedule its rows run at), and the
     detection suite: runs recorded, runs left and lane-hours left, as `suite_status` counts them row by row."""
-    picks = []
+    picks, read = [], functools.cache(read_rows)  # suite_status reads the chosen budget's file again: once
     for name in SUITES.names():
         suite = SUITES.get(name)
         if suite.kind != "train":
             continue
-        counts = {b: len(read_rows(Path(results) / f"{results_stem(name, b)}.csv")) for b in suite.budgets}
+        counts = {b: len(read(Path(results) / f"{results_stem(name, b)}.csv")) for b in suite.budgets}
         budget = max(counts, key=counts.get)
         if counts[budget]:
             picks.append((name, budget, counts[budget]))
@@ -172,7 +179,7 @@ def campaign_status(seeds: int = 3, root: str | Path = "runs/bench", results: st
     picks += [(DETECTION_SUITE, "small", detection)] if detection else []
     entries = []
     for name, budget, recorded in picks:
-        rows = suite_status(name, budget, seeds, None, root, results)
+        rows = suite_status(name, budget, seeds, None, root, results, read)
         timed = [r for r in rows if r["runs_left"] and r["hours_left"] is not None]
         entries.append({"suite": name, "budget": budget, "recorded": recorded,
                         "runs_left": sum(r["runs_left"] for r in rows),

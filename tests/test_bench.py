@@ -219,6 +219,13 @@ def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():
     assert not any(o.startswith("data.classes") for o in rows["incremental/rkd"].overrides)
 
 
+def test_a_resumed_run_says_its_training_time_in_all_beside_this_sittings():
+    from kdforge.bench.accuracy import took
+
+    assert took(130.4, 121.0) == "130 s"  # one sitting: set-up and evaluation make it longer than the training
+    assert took(600.2, 3211.6) == "600 s this sitting, 3212 s of training in all"
+
+
 def test_a_killed_staged_run_is_found_for_resume(tmp_path):
     from kdforge.bench.accuracy import has_checkpoint
 

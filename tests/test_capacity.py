@@ -45,3 +45,34 @@ def test_only_the_capacity_suite_reads_its_cells_as_students():
     assert "resnet8x0.5's gain − resnet14's: +1.67 [+0.73, +2.61]" in section[2]
     assert capacity_section(SUITES.get("cifar10-paper-cpu"), rows) == []
     assert capacity_section(kr_suite, []) == []
+
+
+def test_the_first_half_mean_reads_the_kept_curves_and_leaves_out_runs_without_one(tmp_path):
+    import json
+
+    from kdforge.bench.capacity import first_half_top1, kept_curves, with_first_half
+
+    # 40 epochs: the first half holds the evaluations at epochs 10 and 20, not 30 or 40
+    def curve(a: float, b: float) -> list[dict]:
+        return [{"epoch": 10, "test_top1": a}, {"epoch": 20, "test_top1": b}, {"epoch": 30, "test_top1": 99.0},
+                {"epoch": 40, "test_top1": 99.0}]
+
+    assert first_half_top1(curve(50.0, 60.0), 40) == 55.0
+    assert first_half_top1([{"epoch": 30, "test_top1": 1.0}], 40) is None
+    # ce first halves 55, 60, 65; kr 54, 58, 66 (the per-seed differences -1, -2, +1: mean -0.67, sd 1.528,
+    # half-width 4.303 · 1.528 / √3 = 3.80); seed 2 of big/kr was kept with another final, so it has no curve
+    firsts = {("big/ce", 0): (50, 60), ("big/ce", 1): (55, 65), ("big/ce", 2): (60, 70),
+              ("big/kr", 0): (50, 58), ("big/kr", 1): (54, 62), ("big/kr", 2): (61, 71)}
+    rows = [{"method": m, "seed": str(s), "top1_last": "70.0", "epochs": "40"} for m, s in firsts]
+    stale = {("big/kr", 2)}
+    with open(tmp_path / "suite-e40.curves.jsonl", "w") as f:
+        for (m, s), (a, b) in firsts.items():
+            f.write(json.dumps({"method": m, "seed": s, "final": 71.0 if (m, s) in stale else 70.0,
+                                "records": curve(a, b)}) + "\n")
+    lines = capacity_lines(with_first_half(rows, kept_curves(tmp_path, "suite-e40")), ("big",), claims=(("kr", "ce"),))
+    # seeds 0 and 1 only: -1, -2 (mean -1.5, sd 0.7071, half-width 12.706 · 0.7071 / √2 = 6.35)
+    assert lines[-1] == "- mean test top-1 over the first half of the schedule, `kr` − `ce`: big -1.50 [-7.85, +4.85] (ties)"
+    rows = [r for r in rows if (r["method"], int(r["seed"])) not in stale] + [
+        {"method": "big/kr", "seed": "2", "top1_last": "71.0", "epochs": "40"}]
+    lines = capacity_lines(with_first_half(rows, kept_curves(tmp_path, "suite-e40")), ("big",), claims=(("kr", "ce"),))
+    assert lines[-1] == "- mean test top-1 over the first half of the schedule, `kr` − `ce`: big -0.67 [-4.46, +3.13] (ties)"

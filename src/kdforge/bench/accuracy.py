@@ -272,7 +272,7 @@ class AccuracyBench:
             keep_curve(self.results, self.stem, variant.name, seed, summary["top1_last"],
                        evals_of(Path(summary["folder"])))
             self.echo(f"  [{i}/{len(todo)}] {variant.name} seed {seed}: top-1 {summary['top1_last']:.2f}% "
-                      f"({time.perf_counter() - start:.0f} s)")
+                      f"({took(time.perf_counter() - start, float(summary['wall_seconds']))})")
             self.report()
         report = self.report()
         sitting.close()
@@ -357,6 +357,14 @@ def _scaled(cfg: TrainConfig, variant: Variant) -> list[str]:
                   f"eval_every={cfg.eval_every * variant.schedule_factor}"]
     extra += [f"{key}={fraction * epochs:g}" for key, fraction in variant.per_epochs]
     return extra
+
+
+def took(sitting: float, training: float) -> str:
+    """A finished run's time as its line says it: this sitting's, and the training's in all where a resumed run
+    trained in earlier sittings too (the run's summary counts every sitting, up to its last checkpoint)."""
+    if training <= sitting:
+        return f"{sitting:.0f} s"
+    return f"{sitting:.0f} s this sitting, {training:.0f} s of training in all"
 
 
 def best_on_test(summary: dict) -> float:

@@ -6,9 +6,16 @@ capable first): knowledge representing helps *less capable* students most, and m
   training subset is the suite's. The interval is a t 95 % interval over the seeds that all four rows share.
 - The epochs a method needs to reach 90 % of its final test top-1, minus the baseline's, in each student (fewer:
   sooner). The epochs are counted at the runs' evaluation points, so the suite's `eval_every` is the resolution.
+- The mean test top-1 over the evaluations in the first half of the schedule, minus the baseline's (higher:
+  sooner). Where evaluations are sparse (every 24 of 240 epochs in the paper regime) the epochs to 90 % can only
+  differ by whole evaluation intervals, while this mean moves with every evaluation; it is read off the runs'
+  kept curves (results/STEM.curves.jsonl), so rows recorded before curves were kept have none.
 """
 
 from __future__ import annotations
+
+import functools
+import json
 
 from kdforge.bench.report import Difference, difference_of, format_difference
 
@@ -61,24 +68,76 @@ def capacity_lines(rows: list[dict], ladder: tuple[str, ...], claims: tuple = CA
         if speed:
             per_cell = ", ".join(f"{c} {_epochs(d)} ({_word(d, 'later', 'sooner', 'ties')})" for c, d in speed.items())
             lines.append(f"- epochs to 90 % of the final top-1, `{method}` − `{reference}`: {per_cell}")
+    for method, reference in claims:
+        early = {c: d for c in ladder if (d := cell_gain(rows, c, method, reference, "top1_first_half"))}
+        if early:
+            per_cell = ", ".join(f"{c} {_points(d)} ({_word(d, 'sooner', 'later', 'ties')})" for c, d in early.items())
+            lines.append(f"- mean test top-1 over the first half of the schedule, `{method}` − `{reference}`: "
+                         f"{per_cell}")
     return lines
+
+
+def first_half_top1(records: list[dict], epochs: int) -> float | None:
+    """The mean test top-1 of a run's evaluations in the first half of its `epochs` (None: it has none there)."""
+    early = [float(r["test_top1"]) for r in records if "test_top1" in r and 0 < r.get("epoch", 0) <= epochs / 2]
+    return sum(early) / len(early) if early else None
+
+
+def with_first_half(rows: list[dict], curve_of) -> list[dict]:
+    """The rows with `top1_first_half` added from their curves; `curve_of(method, seed, final)` gives a run's
+    evaluation records (None where its curve was not kept: the value is then empty)."""
+    out = []
+    for r in rows:
+        curve = curve_of(r["method"], int(r["seed"]), r["top1_last"])
+        value = first_half_top1(curve, int(r["epochs"])) if curve and r.get("epochs") else None
+        out.append({**r, "top1_first_half": "" if value is None else f"{value:.4f}"})
+    return out
+
+
+def kept_curves(results, stem: str):
+    """`curve_of` for `with_first_half`: the curves kept in results/STEM.curves.jsonl, read once."""
+    from kdforge.bench.curves import curves_path, same_final
+    from kdforge.fileio import read_records
+
+    @functools.cache
+    def kept() -> list[dict]:  # read at the first call: a suite without a ladder never reads it
+        return [json.loads(line) for line in read_records(curves_path(results, stem))]
+
+    def curve_of(method: str, seed: int, final) -> list[dict] | None:
+        found = [k["records"] for k in kept() if k["method"] == method and k["seed"] == seed
+                 and same_final(k["final"], final)]
+        return found[-1] if found else None
+    return curve_of
+
+
+def _points(d: Difference) -> str:
+    return f"{d.mean:+.2f}" if d.low is None else f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
 
 
 def _epochs(d: Difference) -> str:
     return f"{d.mean:+.0f}" if d.low is None else f"{d.mean:+.0f} [{d.low:+.0f}, {d.high:+.0f}]"
 
 
-def capacity_section(suite, rows: list[dict]) -> list[str]:
-    """The lines a suite's table and the results page add under it: none for a suite without a capacity ladder."""
-    lines = capacity_lines(rows, suite.capacity_ladder) if suite.capacity_ladder else []
+def capacity_section(suite, rows: list[dict], curve_of=None) -> list[str]:
+    """The lines a suite's table and the results page add under it: none for a suite without a capacity ladder
+    (`curve_of`: the runs' curves, for the first-half means; see `with_first_half`)."""
+    lines = suite_capacity_lines(suite, rows, curve_of)
     if not lines:
         return []
     return [f"KR's claims by student capacity ({' → '.join(suite.capacity_ladder)}, most capable first; paired by "
             "seed, 95 % intervals, last epoch; epochs counted at the runs' evaluation points):", "", *lines]
 
 
-def capacity_after_table(suite, rows: list[dict]) -> list[str]:
+def suite_capacity_lines(suite, rows: list[dict], curve_of=None) -> list[str]:
+    """A suite's claim lines (`capacity_lines` on its ladder, the first-half means included where `curve_of` gives
+    the runs' curves); none for a suite without a capacity ladder."""
+    if not suite.capacity_ladder:
+        return []
+    return capacity_lines(with_first_half(rows, curve_of) if curve_of else rows, suite.capacity_ladder)
+
+
+def capacity_after_table(suite, rows: list[dict], curve_of=None) -> list[str]:
     """The capacity section as a suite table's page and the results page put it right under the table: after a
     blank line; nothing for a suite without a capacity ladder."""
-    claims = capacity_section(suite, rows)
+    claims = capacity_section(suite, rows, curve_of)
     return ["", *claims] if claims else []

@@ -188,9 +188,9 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "run predates it). Epochs count every stage of a staged method (REFILLED: at the equal "
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows())
-    from kdforge.bench.capacity import capacity_after_table  # it reads this module's intervals
+    from kdforge.bench.capacity import capacity_after_table, kept_curves  # it reads this module's intervals
 
-    lines += capacity_after_table(suite, rows)
+    lines += capacity_after_table(suite, rows, kept_curves(results, stem))
     plots, uncurved = _plots(rows, stem, results, runs)
     if plots:
         lines += ["", *[f"![{p.stem}]({p.name})" for p in plots]]

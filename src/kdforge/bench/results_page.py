@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kdforge.bench.capacity import capacity_after_table, capacity_lines, capacity_section
+from kdforge.bench.capacity import capacity_after_table, capacity_section, kept_curves, suite_capacity_lines
 from kdforge.bench.detection import SUITE as DETECTION_SUITE
 from kdforge.bench.report import markdown_table, published, read_csv
 from kdforge.bench.suites import SUITES
@@ -123,7 +123,7 @@ def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[d
     verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
-    lines += capacity_after_table(suite, rows)
+    lines += capacity_after_table(suite, rows, kept_curves(results, suite.name))
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png", f"{suite.name}-curves-kept.png"):
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]
@@ -203,10 +203,12 @@ def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dic
     lines = []
     for suite in suites:
         for budget in suite.budgets:
-            rows = read(results / f"{results_stem(suite.name, budget)}.csv")
+            stem = results_stem(suite.name, budget)
+            rows = read(results / f"{stem}.csv")
             verdicts = verdict_lines(rows, suite.ce_cells, first_only=True)
             if verdicts:
-                found = [*verdicts, *pending_lines(suite, rows), *capacity_lines(rows, suite.capacity_ladder)]
+                found = [*verdicts, *pending_lines(suite, rows),
+                         *suite_capacity_lines(suite, rows, kept_curves(results, stem))]
                 lines += [f"- [{suite.name}](#{suite.name}), {budget[1:]} epochs:", *[f"  {v}" for v in found]]
     if not lines:
         return []
@@ -243,7 +245,7 @@ def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], li
         verdicts += pending_lines(suite, rows) if verdicts else []  # the schedule the seed methods run at
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
-        claims = capacity_section(suite, rows)
+        claims = capacity_section(suite, rows, kept_curves(results, stem))
         section += [*claims, ""] if claims else []
         sections.append((bool(verdicts), int(budget[1:]), section))
     for _, _, section in sorted(sections, key=lambda s: (not s[0], s[1])):

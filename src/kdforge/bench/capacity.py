@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import defaultdict
 
 from kdforge.bench.report import Difference, difference_of, format_difference
 
@@ -63,17 +64,15 @@ def capacity_lines(rows: list[dict], ladder: tuple[str, ...], claims: tuple = CA
             spread = _gain_spread(gains[cells[-1]], gains[cells[0]], cells[-1], cells[0]) if len(cells) > 1 else ""
             per_cell = ", ".join(f"{c} {format_difference(difference_of(list(g.values())))}" for c, g in gains.items())
             lines.append(f"- top-1, `{method}` − `{reference}`: {per_cell}{spread}")
-    for method, reference in claims:
-        speed = {c: d for c in ladder if (d := cell_gain(rows, c, method, reference, "epoch_to_90"))}
-        if speed:
-            per_cell = ", ".join(f"{c} {_epochs(d)} ({_word(d, 'later', 'sooner', 'ties')})" for c, d in speed.items())
-            lines.append(f"- epochs to 90 % of the final top-1, `{method}` − `{reference}`: {per_cell}")
-    for method, reference in claims:
-        early = {c: d for c in ladder if (d := cell_gain(rows, c, method, reference, "top1_first_half"))}
-        if early:
-            per_cell = ", ".join(f"{c} {_points(d)} ({_word(d, 'sooner', 'later', 'ties')})" for c, d in early.items())
-            lines.append(f"- mean test top-1 over the first half of the schedule, `{method}` − `{reference}`: "
-                         f"{per_cell}")
+    # convergence: (column, what it is, how a difference reads, the words for above and below zero)
+    for column, label, shown, words in (("epoch_to_90", "epochs to 90 % of the final top-1", _epochs, ("later", "sooner")),
+                                        ("top1_first_half", "mean test top-1 over the first half of the schedule",
+                                         _points, ("sooner", "later"))):
+        for method, reference in claims:
+            found = {c: d for c in ladder if (d := cell_gain(rows, c, method, reference, column))}
+            if found:
+                per_cell = ", ".join(f"{c} {shown(d)} ({_word(d, *words, 'ties')})" for c, d in found.items())
+                lines.append(f"- {label}, `{method}` − `{reference}`: {per_cell}")
     return lines
 
 
@@ -100,12 +99,15 @@ def kept_curves(results, stem: str):
     from kdforge.fileio import read_records
 
     @functools.cache
-    def kept() -> list[dict]:  # read at the first call: a suite without a ladder never reads it
-        return [json.loads(line) for line in read_records(curves_path(results, stem))]
+    def kept() -> dict[tuple[str, int], list[dict]]:  # read at the first call: a suite without a ladder never does
+        by_run = defaultdict(list)
+        for line in read_records(curves_path(results, stem)):
+            record = json.loads(line)
+            by_run[(record["method"], record["seed"])].append(record)
+        return by_run
 
     def curve_of(method: str, seed: int, final) -> list[dict] | None:
-        found = [k["records"] for k in kept() if k["method"] == method and k["seed"] == seed
-                 and same_final(k["final"], final)]
+        found = [k["records"] for k in kept().get((method, seed), []) if same_final(k["final"], final)]
         return found[-1] if found else None
     return curve_of
 

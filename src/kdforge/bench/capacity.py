@@ -127,7 +127,8 @@ def capacity_section(suite, rows: list[dict], curve_of=None) -> list[str]:
     if not lines:
         return []
     return [f"KR's claims by student capacity ({' → '.join(suite.capacity_ladder)}, most capable first; paired by "
-            "seed, 95 % intervals, last epoch; epochs counted at the runs' evaluation points):", "", *lines]
+            "seed, 95 % intervals, last epoch; epochs counted at the runs' evaluation points; first-half means from the "
+            "runs' kept curves, so only rows recorded since curves were kept have them):", "", *lines]
 
 
 def suite_capacity_lines(suite, rows: list[dict], curve_of=None) -> list[str]:

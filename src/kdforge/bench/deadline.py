@@ -35,7 +35,7 @@ def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0,
     """Seconds a run of `row` still needs with `trained` of its `planned` epochs done, and what timed it (`words`:
     what a row and the whole are called there, a sweep's cell and the sweep)."""
     for basis, timed_by in ((f"the {words[0]}'s slowest recorded run", [r for r in recorded if r["method"] == row]),
-                            (f"the slowest pace per epoch of {row.rpartition('/')[0]}", cell_rows(recorded, row)),
+                            (f"the slowest pace per epoch of {cell_of(row)}", cell_rows(recorded, row)),
                             (f"the {words[1]}'s slowest pace per epoch", recorded)):
         if timed_by:
             break
@@ -45,10 +45,14 @@ def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0,
     return per_epoch * max(planned - trained, 0), basis
 
 
+def cell_of(row: str) -> str:
+    """The cell of a `cell/method` row name (a student or a setting); "" for a row without one."""
+    return row.rpartition("/")[0]
+
+
 def cell_rows(recorded: list[dict], row: str) -> list[dict]:
-    """The recorded runs of the rows that share `row`'s cell (`cell/method`: a student or a setting); none for a
-    row without a cell."""
-    cell = row.rpartition("/")[0]
+    """The recorded runs of the rows that share `row`'s cell; none for a row without a cell."""
+    cell = cell_of(row)
     return [r for r in recorded if cell and r["method"].startswith(f"{cell}/")]
 
 

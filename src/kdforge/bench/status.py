@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from kdforge.bench.accuracy import AccuracyBench, read_rows, results_stem, run_folder
+from kdforge.bench.deadline import cell_of
 from kdforge.bench.detection import SUITE as DETECTION_SUITE  # not an accuracy suite: `kdforge bench detection`
 from kdforge.bench.report import read_csv  # the detection suite's file: box AP columns, not an accuracy suite's
 from kdforge.bench.suites import SUITES
@@ -39,14 +40,13 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
     by_row, by_cell = defaultdict(list), defaultdict(list)  # one pass over the runs, not one per row
     for r in recorded:
         by_row[r["method"]].append(r)
-        by_cell[r["method"].rpartition("/")[0]].append(r)
+        by_cell[cell_of(r["method"])].append(r)
     status = []
     for variant in bench.variants(methods):
         mine = by_row[variant.name]
         planned = row_epochs(bench, variant, mine)
         folders = {seed: run_folder(bench.root / bench.stem, variant.name, seed) for seed in range(seeds)}
-        cell = variant.name.rpartition("/")[0]
-        per_epoch = median_pace(cell and by_cell[cell] or recorded)  # a cell's student or setting: its pace
+        per_epoch = median_pace(cell_pace_runs(variant.name, by_cell, recorded))
         status.append(row_status(variant.name, mine, folders, planned, per_epoch,
                                  stale_teacher_seeds(bench, variant, mine)))
     return status
@@ -80,6 +80,15 @@ def planned_epochs(cfg) -> int:
     from kdforge.methods import METHODS
 
     return sum(stage["epochs"] for _, stage in METHODS.get(cfg.method).pipeline(cfg)) or cfg.epochs
+
+
+def cell_pace_runs(row: str, by_cell: dict[str, list[dict]], recorded: list[dict]) -> list[dict]:
+    """The runs that time `row`: its cell's (a student or a setting paces alike), else the whole suite's when the
+    row has no cell or its cell has no recorded run yet."""
+    cell = cell_of(row)
+    if cell and by_cell.get(cell):
+        return by_cell[cell]
+    return recorded
 
 
 def median_pace(recorded: list[dict]) -> float | None:

@@ -56,10 +56,11 @@ def write_results_page(results: Path, out: Path) -> Path:
              "## Caveats", "", *[f"- {c}" for c in CAVEATS], ""]
     # the paper regime leads: the papers' claims can only be tested there; then the short-budget suites
     paper = [s for s in SUITES.names() if _has_schedules(SUITES.get(s))]
-    read = functools.cache(read_csv)  # the glance and the suites' sections read the same files: once each
-    lines += _glance_section([SUITES.get(s) for s in paper], results, read)
+    # the glance and the suites' sections read the same CSV and curves files: once each
+    read, curves = functools.cache(read_csv), functools.cache(functools.partial(kept_curves, results))
+    lines += _glance_section([SUITES.get(s) for s in paper], results, read, curves)
     for suite in paper + [s for s in SUITES.names() if s not in paper]:
-        lines += _suite_section(SUITES.get(suite), results, rel, read)
+        lines += _suite_section(SUITES.get(suite), results, rel, read, curves)
     lines += _detection_section(results, rel)
     for suite in sorted({r["suite"] for r in published()} - set(SUITES.names())):
         lines += [f"## {suite} (published only)", "", "Published numbers, for reference; no kdforge suite measures "
@@ -98,7 +99,9 @@ def _published_table(suite: str) -> list[str]:
     return lines + [""]
 
 
-def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]] = read_csv) -> list[str]:
+def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]] = read_csv,
+                   curves: Callable[[str], Callable] | None = None) -> list[str]:
+    curves = curves or functools.partial(kept_curves, results)  # a suite stem -> its kept curves' reader
     lines = [f"## {suite.name}", "", suite.description + ".", ""]
     if suite.kind == "smoke":
         lines += [f"**Not measured here**: needs {suite.needs}.", ""]
@@ -112,7 +115,7 @@ def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[d
                       f"{suite.name}` prints them beside measurements):", ""] + _published_table(suite.name)
         return lines
     if _has_schedules(suite):
-        return lines + _schedules_section(suite, results, rel, read)
+        return lines + _schedules_section(suite, results, rel, read, curves)
     rows = read(results / f"{suite.name}.csv")
     if not rows:
         return lines + [f"Not measured yet: `kdforge bench accuracy {suite.name}`.", ""]
@@ -123,7 +126,7 @@ def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[d
     verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
-    lines += capacity_after_table(suite, rows, kept_curves(results, suite.name))
+    lines += capacity_after_table(suite, rows, curves(suite.name))
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png", f"{suite.name}-curves-kept.png"):
         if (results / png).exists():
             lines += ["", f"![{png}]({rel}/{png})"]
@@ -195,9 +198,11 @@ def pending_lines(suite, rows: list[dict], claims: tuple = CLAIMS) -> list[str]:
     return lines
 
 
-def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dict]] = read_csv) -> list[str]:
+def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dict]] = read_csv,
+                    curves: Callable[[str], Callable] | None = None) -> list[str]:
     """The paper regime's answer in a few lines: per suite and schedule where seed methods ran, each seed-method row
     against its claim's own comparator, the claims not measured yet, and KR's capacity claims."""
+    curves = curves or functools.partial(kept_curves, results)
     from kdforge.bench.accuracy import results_stem
 
     lines = []
@@ -208,7 +213,7 @@ def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dic
             verdicts = verdict_lines(rows, suite.ce_cells, first_only=True)
             if verdicts:
                 found = [*verdicts, *pending_lines(suite, rows),
-                         *suite_capacity_lines(suite, rows, kept_curves(results, stem))]
+                         *suite_capacity_lines(suite, rows, curves(stem))]
                 lines += [f"- [{suite.name}](#{suite.name}), {budget[1:]} epochs:", *[f"  {v}" for v in found]]
     if not lines:
         return []
@@ -223,7 +228,9 @@ def _has_schedules(suite) -> bool:
     return suite.kind == "train" and all(b.startswith("e") and b[1:].isdigit() for b in suite.budgets)
 
 
-def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]] = read_csv) -> list[str]:
+def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]] = read_csv,
+                       curves: Callable[[str], Callable] | None = None) -> list[str]:
+    curves = curves or functools.partial(kept_curves, results)
     from kdforge.bench.accuracy import results_stem
 
     lines = []
@@ -245,7 +252,7 @@ def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], li
         verdicts += pending_lines(suite, rows) if verdicts else []  # the schedule the seed methods run at
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
-        claims = capacity_section(suite, rows, kept_curves(results, stem))
+        claims = capacity_section(suite, rows, curves(stem))
         section += [*claims, ""] if claims else []
         sections.append((bool(verdicts), int(budget[1:]), section))
     for _, _, section in sorted(sections, key=lambda s: (not s[0], s[1])):

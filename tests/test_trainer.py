@@ -12,7 +12,7 @@ import torch
 from kdforge.config import OptimConfig, load_config
 from kdforge.engine.checkpoint import read_checkpoint
 from kdforge.engine.pipeline import train
-from kdforge.engine.run import RunLock
+from kdforge.engine.run import RunLock, stop_signals
 from kdforge.engine.schedule import learning_rate
 from kdforge.errors import ConfigError, NonFiniteLossError, UserError
 
@@ -150,6 +150,29 @@ def test_non_finite_loss_stops_with_step_and_term_and_keeps_the_checkpoint(tmp_p
     if (tmp_path / "checkpoint.pt").exists():
         ckpt = read_checkpoint(tmp_path / "checkpoint.pt")
         assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_stop_signals_are_restored_after_a_run_except_when_it_ends_stopping_for_a_dead_peer():
+    class Owner:
+        stop_signal = None
+
+    before, before_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        with stop_signals(Owner()):
+            assert signal.getsignal(signal.SIGTERM) not in (before, signal.SIG_IGN)
+        assert signal.getsignal(signal.SIGTERM) is before
+        with pytest.raises(ValueError):  # another error: the process may go on (a sweep's next run), restored
+            with stop_signals(Owner(), stopping=lambda exc: isinstance(exc, RuntimeError)):
+                raise ValueError("a bug")
+        assert signal.getsignal(signal.SIGTERM) is before
+        # a rank that stops because a peer died: torchrun's SIGTERM to the survivors must not kill it silently
+        with pytest.raises(RuntimeError):
+            with stop_signals(Owner(), stopping=lambda exc: isinstance(exc, RuntimeError)):
+                raise RuntimeError("Connection closed by peer")
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) is before_int  # Ctrl-C as before the run
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def test_existing_run_folder_needs_resume_and_is_locked(teacher_dir, tmp_path):

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -72,9 +73,13 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def stop_signals(owner):
+def stop_signals(owner, stopping: Callable[[BaseException], bool] = lambda exc: False):
     """SIGTERM / SIGINT ask the run to stop after the current step, with a checkpoint; a second SIGINT
-    interrupts at once. The signal that arrived is kept in `owner.stop_signal` (None until one does)."""
+    interrupts at once. The signal that arrived is kept in `owner.stop_signal` (None until one does).
+
+    A block that ends with an exception for which `stopping` is true leaves SIGTERM ignored rather than restored:
+    the process is already on its way out, and a launcher's SIGTERM (torchrun sends one to every rank once one has
+    died) must not kill it silently before it has said why it stopped."""
     owner.stop_signal = None
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -86,9 +91,15 @@ def stop_signals(owner):
         owner.stop_signal = signum
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    ended_by = None
     try:
         yield
+    except BaseException as exc:
+        ended_by = exc
+        raise
     finally:
+        if ended_by is not None and stopping(ended_by):
+            previous[signal.SIGTERM] = signal.SIG_IGN
         for s, handler in previous.items():
             signal.signal(s, handler)
 
@@ -106,7 +117,7 @@ class RunMixin:
         lock = RunLock(self.folder) if self.dist.is_main else contextlib.nullcontext()
         peer_failed = False
         try:
-            with lock, stop_signals(self):
+            with lock, stop_signals(self, self._peer_failed):
                 if self.dist.is_main:
                     for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
                         stale.unlink(missing_ok=True)
@@ -115,9 +126,11 @@ class RunMixin:
                 torch.distributed.barrier()  # rank 0's files are written before any process moves on
             return result
         except RuntimeError as exc:
-            if not (self.dist.enabled and peer_failure(exc)):
+            if not self._peer_failed(exc):
                 raise
             peer_failed = True
+            if threading.current_thread() is threading.main_thread():  # died in the final barrier: see stop_signals
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             raise PeerFailedError(
                 f"another process of this {self.dist.world_size}-process run died ({_first_line(exc)}); "
                 f"rank {self.dist.rank} stopped too. The last checkpoint in {self.folder} is intact: relaunch the same "
@@ -125,6 +138,10 @@ class RunMixin:
         finally:
             if self.dist.enabled and not self.keep_process_group and not peer_failed:
                 shutdown()  # (a group with a dead member cannot be torn down cleanly: the process exit does it)
+
+    def _peer_failed(self, exc: BaseException) -> bool:
+        """Whether `exc` says that another process of this torchrun run died."""
+        return self.dist.enabled and isinstance(exc, RuntimeError) and peer_failure(exc)
 
     def _stop_agreed(self, step: int) -> bool:
         """A single process stops after the step in which a stop signal arrived; under torchrun the ranks

@@ -122,15 +122,13 @@ class RunMixin:
                     for stale in self.folder.glob(".*.tmp"):  # temporaries of a write that a kill interrupted
                         stale.unlink(missing_ok=True)
                 result = self._fit_locked()
-            if self.dist.enabled:
-                torch.distributed.barrier()  # rank 0's files are written before any process moves on
+                if self.dist.enabled:  # inside the block, so that a peer dying here is handled as in training
+                    torch.distributed.barrier()  # rank 0's files are written before any process moves on
             return result
         except RuntimeError as exc:
             if not self._peer_failed(exc):
                 raise
             peer_failed = True
-            if threading.current_thread() is threading.main_thread():  # died in the final barrier: see stop_signals
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
             raise PeerFailedError(
                 f"another process of this {self.dist.world_size}-process run died ({_first_line(exc)}); "
                 f"rank {self.dist.rank} stopped too. The last checkpoint in {self.folder} is intact: relaunch the same "

@@ -99,9 +99,10 @@ def _published_table(suite: str) -> list[str]:
     return lines + [""]
 
 
-def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]] = read_csv,
-                   curves: Callable[[str], Callable] | None = None) -> list[str]:
-    curves = curves or functools.partial(kept_curves, results)  # a suite stem -> its kept curves' reader
+def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]],
+                   curves: Callable[[str], Callable]) -> list[str]:
+    """`read`: a CSV path -> its rows; `curves`: a suite stem -> its kept curves' reader (both cached by the
+    page, which reads each file once)."""
     lines = [f"## {suite.name}", "", suite.description + ".", ""]
     if suite.kind == "smoke":
         lines += [f"**Not measured here**: needs {suite.needs}.", ""]
@@ -198,11 +199,10 @@ def pending_lines(suite, rows: list[dict], claims: tuple = CLAIMS) -> list[str]:
     return lines
 
 
-def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dict]] = read_csv,
-                    curves: Callable[[str], Callable] | None = None) -> list[str]:
+def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dict]],
+                    curves: Callable[[str], Callable]) -> list[str]:
     """The paper regime's answer in a few lines: per suite and schedule where seed methods ran, each seed-method row
     against its claim's own comparator, the claims not measured yet, and KR's capacity claims."""
-    curves = curves or functools.partial(kept_curves, results)
     from kdforge.bench.accuracy import results_stem
 
     lines = []
@@ -228,9 +228,8 @@ def _has_schedules(suite) -> bool:
     return suite.kind == "train" and all(b.startswith("e") and b[1:].isdigit() for b in suite.budgets)
 
 
-def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]] = read_csv,
-                       curves: Callable[[str], Callable] | None = None) -> list[str]:
-    curves = curves or functools.partial(kept_curves, results)
+def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], list[dict]],
+                       curves: Callable[[str], Callable]) -> list[str]:
     from kdforge.bench.accuracy import results_stem
 
     lines = []

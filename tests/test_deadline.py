@@ -5,7 +5,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kdforge.bench.accuracy import append_row, read_rows
-from kdforge.bench.deadline import cell_of, cell_rows, parse_finish_by, run_seconds, too_late
+from kdforge.bench.deadline import cell_rows, parse_finish_by, run_seconds, too_late
+from kdforge.bench.suites import cell_of, method_of
 from kdforge.errors import SittingOver, UserError
 
 NOON = datetime(2026, 12, 2, 12, 0)
@@ -42,6 +43,7 @@ def test_a_row_with_no_recorded_run_is_timed_by_its_cells_runs_before_the_suites
                 {"method": "resnet8/kr", "epochs": "240", "wall_seconds": "2400"},
                 {"method": "resnet8/kd", "epochs": "240", "wall_seconds": "1200"}]
     assert (cell_of("resnet8/ce"), cell_of("kd")) == ("resnet8", "")
+    assert (method_of("resnet8x0.5/kr_kd"), method_of("kd+logitstd")) == ("kr_kd", "kd+logitstd")
     assert cell_rows(recorded, "resnet8/ce") == recorded[1:]
     assert cell_rows(recorded, "kd") == []  # a row without a cell
     # resnet14/kd: its cell's one run, 13 s an epoch, 200 epochs left

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from kdforge.bench.suites import cell_of
 from kdforge.errors import SittingOver, UserError
 
 
@@ -43,11 +44,6 @@ def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0,
         return None
     per_epoch = max(float(r["wall_seconds"]) / int(r["epochs"]) for r in timed_by)
     return per_epoch * max(planned - trained, 0), basis
-
-
-def cell_of(row: str) -> str:
-    """The cell of a `cell/method` row name (a student or a setting); "" for a row without one."""
-    return row.rpartition("/")[0]
 
 
 def cell_rows(recorded: list[dict], row: str) -> list[dict]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from kdforge.bench.suites import cell_of, method_of
 from kdforge.fileio import atomic_write_text
 
 # two-sided 95 % Student-t critical values, by degrees of freedom
@@ -106,7 +107,7 @@ def _versus(rows: list[dict], method: str, reference: str, foreign: set[str], ce
     """The difference to `reference` within the method's cell: rows named `cell/method` (a suite with several
     settings) compare with `cell/kd` and `cell/ce`, or with the `ce` of the cell `ce_cells` names for a cell
     without one of its own. In a cell whose teacher knows other classes, kd has no meaning, and the table says so."""
-    cell, _, _ = method.rpartition("/")
+    cell = cell_of(method)
     if reference == "kd" and cell in foreign:
         return "no meaning (teacher's classes differ)"
     if reference == "ce":
@@ -121,8 +122,8 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
              "last − ce [95 % CI] |" + (" epoch to 90 % of final |" if speed else ""),
              "|---|---|---|---|---|---|---|---|" + ("---|" if speed else "")]
     # rows of one cell together (cell order as first seen), best first within a cell
-    cells = list(dict.fromkeys(m.rpartition("/")[0] for m in (r["method"] for r in rows)))
-    ordered = sorted(method_stats(rows), key=lambda s: (cells.index(s.method.rpartition("/")[0]), -s.last_mean))
+    cells = list(dict.fromkeys(cell_of(r["method"]) for r in rows))
+    ordered = sorted(method_stats(rows), key=lambda s: (cells.index(cell_of(s.method)), -s.last_mean))
     for s in ordered:
         spread = (lambda sd: f" ± {sd:.2f}") if s.n > 1 else (lambda sd: "")  # one run has no spread
         fit = f"{s.train_top1:.2f}" if s.train_top1 is not None else "–"
@@ -130,7 +131,7 @@ def markdown_table(rows: list[dict], foreign_teacher_cells: set[str] = frozenset
                      f"{spread(s.best_std)} | {fit} | {_versus(rows, s.method, 'kd', foreign_teacher_cells)} | "
                      f"{_versus(rows, s.method, 'ce', foreign_teacher_cells, ce_cells)} |"
                      + (_speed(rows, s.method) if speed else ""))
-    present = {m.rpartition("/")[0] for m in (r["method"] for r in rows)}
+    present = {cell_of(r["method"]) for r in rows}
     notes = [f"- Rows of cell `{cell}` compare with `{ref}/ce`: their students learn the classes `{ref}/ce`'s do."
              for cell, ref in (ce_cells or {}).items() if cell in present]
     notes += mixed_teacher_lines(rows, own_teacher_rows)  # under every table of a suite, the results page's included
@@ -151,7 +152,7 @@ def mixed_teacher_lines(rows: list[dict], own_teacher_rows: set[str] = frozenset
     for r in rows:
         if r.get("teacher_top1"):
             own = r["method"] in own_teacher_rows
-            group = ("row", r["method"]) if own else ("cell", r["method"].rpartition("/")[0])
+            group = ("row", r["method"]) if own else ("cell", cell_of(r["method"]))
             top1 = float(r["teacher_top1"])
             by = seen.setdefault(group, {})
             same = next((t for t in by if abs(float(t) - top1) < SAME_TEACHER_POINTS), f"{top1:.2f}")
@@ -322,7 +323,7 @@ def before_after(suites: list[str], before: Path, after: Path, rows: list[str]) 
     for suite in suites:
         foreign, ce_cells = SUITES.get(suite).foreign_teacher_cells(), SUITES.get(suite).ce_cells
         old, new = read_csv(before / f"{suite}.csv"), read_csv(after / f"{suite}.csv")
-        names = dict.fromkeys(r["method"] for r in old + new if r["method"].rpartition("/")[2] in rows)
+        names = dict.fromkeys(r["method"] for r in old + new if method_of(r["method"]) in rows)
         for name in names:
             cells = []
             for data in (old, new):

@@ -14,7 +14,7 @@ from pathlib import Path
 from kdforge.bench.capacity import capacity_after_table, capacity_section, kept_curves, suite_capacity_lines
 from kdforge.bench.detection import SUITE as DETECTION_SUITE
 from kdforge.bench.report import markdown_table, published, read_csv
-from kdforge.bench.suites import SUITES
+from kdforge.bench.suites import SUITES, cell_of, method_of
 from kdforge.fileio import atomic_write_text
 
 CAVEATS = [
@@ -164,7 +164,7 @@ def verdict_lines(rows: list[dict], ce_cells: dict | None = None, claims: tuple 
     names = {r["method"] for r in rows}
     lines = []
     for method, baselines in claims:
-        for cell in sorted({n.rpartition("/")[0] for n in names if n.rpartition("/")[2] == method}):
+        for cell in sorted({cell_of(n) for n in names if method_of(n) == method}):
             row = f"{cell}/{method}" if cell else method
             for base in baselines:
                 ref = reference_row(cell, base, ce_cells)
@@ -190,8 +190,8 @@ def pending_lines(suite, rows: list[dict], claims: tuple = CLAIMS) -> list[str]:
     recorded = {r["method"] for r in rows}
     lines = []
     for method, baselines in claims:
-        for row in (n for n in planned if n.rpartition("/")[2] == method):
-            refs = [reference_row(row.rpartition("/")[0], b, suite.ce_cells) for b in baselines]
+        for row in (n for n in planned if method_of(n) == method):
+            refs = [reference_row(cell_of(row), b, suite.ce_cells) for b in baselines]
             if row not in recorded:
                 lines.append(f"- `{row}`: not measured yet")
             elif missing := [r for r in refs if r in planned and r not in recorded]:

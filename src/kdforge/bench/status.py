@@ -11,10 +11,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from kdforge.bench.accuracy import AccuracyBench, read_rows, results_stem, run_folder
-from kdforge.bench.deadline import cell_of
 from kdforge.bench.detection import SUITE as DETECTION_SUITE  # not an accuracy suite: `kdforge bench detection`
 from kdforge.bench.report import read_csv  # the detection suite's file: box AP columns, not an accuracy suite's
-from kdforge.bench.suites import SUITES
+from kdforge.bench.suites import SUITES, cell_of
 
 
 def epochs_trained(folder: Path) -> int:

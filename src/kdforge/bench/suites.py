@@ -8,6 +8,16 @@ from dataclasses import dataclass, field
 from kdforge.registry import Registry
 
 
+def cell_of(row: str) -> str:
+    """The cell of a `cell/method` row name (a student or a setting); "" for a row without one."""
+    return row.rpartition("/")[0]
+
+
+def method_of(row: str) -> str:
+    """The method part of a `cell/method` row name; the whole name for a row without a cell."""
+    return row.rpartition("/")[2]
+
+
 @dataclass(frozen=True)
 class Variant:
     """One row of a suite's table: a registered method with the arguments it runs with in this suite."""
@@ -44,7 +54,7 @@ class Suite:
         def classes(overrides) -> str | None:
             return next((o.split("=", 1)[1] for o in overrides if o.startswith("data.classes=")), None)
 
-        return {v.name.rpartition("/")[0] for v in self.rows
+        return {cell_of(v.name) for v in self.rows
                 if "/" in v.name and classes(v.teacher) != classes(v.overrides)}
 
     def own_teacher_rows(self) -> set[str]:

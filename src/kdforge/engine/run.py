@@ -91,15 +91,13 @@ def stop_signals(owner, stopping: Callable[[BaseException], bool] = lambda exc: 
         owner.stop_signal = signum
 
     previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    ended_by = None
     try:
         yield
     except BaseException as exc:
-        ended_by = exc
+        if stopping(exc):
+            previous[signal.SIGTERM] = signal.SIG_IGN
         raise
     finally:
-        if ended_by is not None and stopping(ended_by):
-            previous[signal.SIGTERM] = signal.SIG_IGN
         for s, handler in previous.items():
             signal.signal(s, handler)
 

@@ -11,9 +11,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from kdforge.bench.accuracy import AccuracyBench, read_rows, results_stem, run_folder
+from kdforge.bench.deadline import cell_rows
 from kdforge.bench.detection import SUITE as DETECTION_SUITE  # not an accuracy suite: `kdforge bench detection`
 from kdforge.bench.report import read_csv  # the detection suite's file: box AP columns, not an accuracy suite's
-from kdforge.bench.suites import SUITES, cell_of
+from kdforge.bench.suites import SUITES
 
 
 def epochs_trained(folder: Path) -> int:
@@ -36,16 +37,16 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
         return detection_status(seeds, methods, root, results)
     bench = AccuracyBench(SUITES.get(suite), budget, Path(root), Path(results), echo=lambda m: None)
     recorded = read(bench.csv)
-    by_row, by_cell = defaultdict(list), defaultdict(list)  # one pass over the runs, not one per row
+    by_row = defaultdict(list)  # one pass over the runs, not one per row
     for r in recorded:
         by_row[r["method"]].append(r)
-        by_cell[cell_of(r["method"])].append(r)
     status = []
     for variant in bench.variants(methods):
         mine = by_row[variant.name]
         planned = row_epochs(bench, variant, mine)
         folders = {seed: run_folder(bench.root / bench.stem, variant.name, seed) for seed in range(seeds)}
-        per_epoch = median_pace(cell_pace_runs(variant.name, by_cell, recorded))
+        # a row with no recorded run is timed by its cell's runs (a student or a setting paces alike), else the suite's
+        per_epoch = median_pace(cell_rows(recorded, variant.name) or recorded)
         status.append(row_status(variant.name, mine, folders, planned, per_epoch,
                                  stale_teacher_seeds(bench, variant, mine)))
     return status
@@ -79,15 +80,6 @@ def planned_epochs(cfg) -> int:
     from kdforge.methods import METHODS
 
     return sum(stage["epochs"] for _, stage in METHODS.get(cfg.method).pipeline(cfg)) or cfg.epochs
-
-
-def cell_pace_runs(row: str, by_cell: dict[str, list[dict]], recorded: list[dict]) -> list[dict]:
-    """The runs that time `row`: its cell's (a student or a setting paces alike), else the whole suite's when the
-    row has no cell or its cell has no recorded run yet."""
-    cell = cell_of(row)
-    if cell and by_cell.get(cell):
-        return by_cell[cell]
-    return recorded
 
 
 def median_pace(recorded: list[dict]) -> float | None:

@@ -117,8 +117,8 @@ class ICKDConfig:
     margin: float = 1.0
     ce_weight: float = 1.0
     kd_weight: float = 1.0  # offline only
-    # offline: NICD only, the paper regime's choice on validation among the in-context cells (PICD only / NICD
-    # only / both; docs/methods/ickd.md); the online and teacher-free paradigms keep both until their own ablations
+    # NICD only in every paradigm: each paradigm's choice on validation in the paper regime among PICD only / NICD
+    # only / both (docs/methods/ickd.md); PICD stays available as a term
     picd_weight: float = 0.0
     nicd_weight: float = 0.5
     query: str = "clean"  # offline: clean (precomputed neighbour table) | augmented (current view, per step)
@@ -151,7 +151,7 @@ class ICKD(Method):
     student_taps = ("embedding",)
     teacher_taps = ("embedding",)
     needs_indices = True  # the memory bank is written and queried by dataset index
-    description = "in-context KD: PICD + NICD over retrieved same/different-class samples (reconstruction)"
+    description = "in-context KD: KD + NICD over retrieved same- and different-class samples (reconstruction)"
 
     @classmethod
     def uses_teacher(cls, args: dict) -> bool:
@@ -330,11 +330,11 @@ class ICKDOnline(ICKD):
     """`ickd_online`: peers trained together from scratch (DML), each peer's bank written from the other peer."""
 
     Config = ICKDOnlineConfig
-    description = "in-context KD, online: peers' banks, PICD + NICD after a warm-up (reconstruction)"
+    description = "in-context KD, online: DML peers + NICD from the other peer's bank after a warm-up (reconstruction)"
 
 
 class ICKDTeacherFree(ICKD):
     """`ickd_tf`: no teacher; the bank holds the student's own earlier outputs (optionally from an EMA copy)."""
 
     Config = ICKDTeacherFreeConfig
-    description = "in-context KD, teacher-free: the student's own bank, PICD + NICD after a warm-up (reconstruction)"
+    description = "in-context KD, teacher-free: NICD from the student's own bank after a warm-up (reconstruction)"

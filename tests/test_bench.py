@@ -634,6 +634,26 @@ def test_verdicts_read_the_paired_interval_per_claim_and_cell():
     assert twins == ["- `overlap/refilled-paper` **beats** `overlap/refilled`: +1.00 [+0.50, +1.50] (n=3)"]
 
 
+def test_a_switched_row_is_read_against_its_own_method():
+    from kdforge.bench.results_page import switch_block, switch_verdicts
+
+    def rows(table):
+        return [{"method": m, "seed": str(s), "top1_last": str(v)} for m, vs in table.items() for s, v in enumerate(vs)]
+
+    table = rows({"kd": [73.0, 74.0, 75.0], "dkd": [74.0, 75.0, 76.0], "dkd+logitstd": [74.5, 75.1, 76.9],
+                  "kd+logitstd": [72.0, 73.0, 74.0], "cell/ckd": [70.0, 71.0], "cell/ckd+logitstd": [71.0, 72.0]})
+    lines = switch_verdicts(table)
+    # dkd+logitstd - dkd = [0.5, 0.1, 0.9]: mean 0.5, sd 0.4, half-width 4.303 * 0.4 / sqrt(3) = 0.994
+    assert "- `dkd+logitstd` ties `dkd`: +0.50 [-0.49, +1.49] (n=3)" in lines
+    assert "- `kd+logitstd` **loses to** `kd`: -1.00 [-1.00, -1.00] (n=3)" in lines  # sd 0: a point interval
+    assert "- `cell/ckd+logitstd` **beats** `cell/ckd`: +1.00 [+1.00, +1.00] (n=2)" in lines  # within its cell
+    assert len(lines) == 3  # nothing for rows without a switch
+    assert switch_verdicts(rows({"dkd+logitstd": [1.0, 2.0]})) == []  # no base row: no line
+    assert switch_block(rows({"kd": [1.0], "ce": [2.0]})) == []
+    assert switch_block(table)[:2] == ["", "A switch against the method it is switched on in (paired 95 % intervals, "
+                                           "last epoch):"]
+
+
 def test_a_claim_without_a_verdict_is_said_to_be_unmeasured():
     from kdforge.bench.results_page import pending_lines
     from kdforge.bench.suites import SUITES

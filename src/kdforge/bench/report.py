@@ -190,6 +190,9 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
              "budget its two stages share the student's schedule; at the paper's budget each runs it whole).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows())
     from kdforge.bench.capacity import capacity_after_table, kept_curves  # it reads this module's intervals
+    from kdforge.bench.results_page import switch_block  # it reads this module's intervals too
+
+    lines += switch_block(rows, suite.ce_cells)
 
     lines += capacity_after_table(suite, rows, kept_curves(results, stem))
     plots, uncurved = _plots(rows, stem, results, runs)

@@ -127,6 +127,7 @@ def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[d
     verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
+    lines += switch_block(rows, suite.ce_cells)
     lines += capacity_after_table(suite, rows, curves(suite.name))
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png", f"{suite.name}-curves-kept.png"):
         if (results / png).exists():
@@ -145,6 +146,25 @@ CLAIMS = (("ckd", ("kd", "ce")), ("ckd-paper", ("kd", "ce", "ckd")), ("ickd", ("
 # CKD's detection claim (its paper pairs it with ReviewKD's feature term there), against the logit methods and the
 # feature term alone
 DETECTION_CLAIMS = (("ckd", ("dkd", "kd", "ce")), ("reviewkd+ckd", ("reviewkd+dkd", "reviewkd", "ce")))
+
+
+# a switch that applies to any logit method, whose paper claims it improves the method it is switched on in: a row
+# `X+switch` is read against the row `X` of its cell
+SWITCHES = ("+logitstd",)
+
+
+def switch_verdicts(rows: list[dict], ce_cells: dict | None = None) -> list[str]:
+    """One verdict line per switched row (`dkd+logitstd`) against its method's own row (`dkd`), where both ran."""
+    switched = {(method_of(r["method"]), method_of(r["method"])[: -len(s)]) for r in rows for s in SWITCHES
+                if method_of(r["method"]).endswith(s)}
+    return verdict_lines(rows, ce_cells, claims=tuple((row, (base,)) for row, base in sorted(switched)))
+
+
+def switch_block(rows: list[dict], ce_cells: dict | None = None) -> list[str]:
+    """The switch verdicts under a heading, preceded by a blank line; empty where no switched row ran."""
+    found = switch_verdicts(rows, ce_cells)
+    return ["", "A switch against the method it is switched on in (paired 95 % intervals, last epoch):", "", *found] \
+        if found else []
 
 
 def reference_row(cell: str, base: str, ce_cells: dict | None) -> str:
@@ -251,6 +271,8 @@ def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], li
         verdicts += pending_lines(suite, rows) if verdicts else []  # the schedule the seed methods run at
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
+        switched = switch_block(rows, suite.ce_cells)
+        section += [*switched[1:], ""] if switched else []
         claims = capacity_section(suite, rows, curves(stem))
         section += [*claims, ""] if claims else []
         sections.append((bool(verdicts), int(budget[1:]), section))

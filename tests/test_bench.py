@@ -525,7 +525,9 @@ def test_results_page_leads_with_the_paper_regime_and_its_schedules(tmp_path):
     # the answer first: each seed-method row against its claim's own comparator, and the claims not measured yet
     glance = page[page.index("## The seed methods' claims at a glance"):page.index("## cifar10-paper-cpu")]
     # ckd - kd per seed: +1.0, -0.5, +1.5: mean +0.67, half-width 4.303 * 1.0408 / sqrt(3) = 2.586
-    assert "- [cifar10-paper-cpu](#cifar10-paper-cpu), 60 epochs:\n  - `ckd` ties `kd`: +0.67 [-1.92, +3.25] (n=3)" \
+    # the list opens with the teacher (80 % in every hand row) against its kd student (73.83 %)
+    assert ("- [cifar10-paper-cpu](#cifar10-paper-cpu), 60 epochs:\n  - the teacher of `kd`: 80.00 % test top-1, "
+            "6.17 points above its `kd` student (73.83 %, n=3)\n  - `ckd` ties `kd`: +0.67 [-1.92, +3.25] (n=3)") \
         in glance
     assert "`ce`" not in glance.split("60 epochs:")[1].split("not measured")[0]  # kd is ckd's comparator, not ce
     assert "  - `ickd`: not measured yet" in glance and "30 epochs" not in glance
@@ -652,6 +654,17 @@ def test_a_switched_row_is_read_against_its_own_method():
     assert switch_block(rows({"kd": [1.0], "ce": [2.0]})) == []
     assert switch_block(table)[:2] == ["", "A switch against the method it is switched on in (paired 95 % intervals, "
                                            "last epoch):"]
+
+
+def test_the_glance_says_where_the_teacher_ends_below_its_kd_student():
+    from kdforge.bench.results_page import teacher_lines
+
+    rows = [{"method": m, "seed": str(s), "top1_last": str(v), "teacher_top1": str(t)}
+            for m, t, vs in (("kd", 75.0, [76.0, 77.0]), ("ce", "", [70.0, 71.0]), ("big/kd", 80.0, [77.0, 78.0]))
+            for s, v in enumerate(vs)]
+    assert teacher_lines(rows) == [
+        "- the teacher of `big/kd`: 80.00 % test top-1, 2.50 points above its `big/kd` student (77.50 %, n=2)",
+        "- the teacher of `kd`: 75.00 % test top-1, 1.50 points below its `kd` student (76.50 %, n=2)"]
 
 
 def test_a_claim_without_a_verdict_is_said_to_be_unmeasured():

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import platform
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +233,7 @@ def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dic
             rows = read(results / f"{stem}.csv")
             verdicts = verdict_lines(rows, suite.ce_cells, first_only=True)
             if verdicts:
-                found = [*verdicts, *pending_lines(suite, rows),
+                found = [*teacher_lines(rows), *verdicts, *pending_lines(suite, rows),
                          *suite_capacity_lines(suite, rows, curves(stem))]
                 lines += [f"- [{suite.name}](#{suite.name}), {budget[1:]} epochs:", *[f"  {v}" for v in found]]
     if not lines:
@@ -240,7 +241,25 @@ def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dic
     return ["## The seed methods' claims at a glance", "",
             "Each seed-method row against its claim's comparator: `kd` (offline), `dml` (online), `tfkd` "
             "(teacher-free), `ce` for `kr` alone and where the classes differ from the teacher's; paired 95 % "
-            "intervals, last epoch. Every comparison is in the suites' sections below.", "", *lines, ""]
+            "intervals, last epoch. Each list opens with the teacher against its `kd` student (the papers' teachers "
+            "end several points above their students). Every comparison is in the suites' sections below.", "",
+            *lines, ""]
+
+
+def teacher_lines(rows: list[dict]) -> list[str]:
+    """Per `kd` row (one per cell), its teacher's test top-1 against the `kd` student's: a claim about a stronger
+    teacher's knowledge reads differently where the teacher ends no better than the student it teaches."""
+    lines = []
+    for row in sorted({r["method"] for r in rows if method_of(r["method"]) == "kd"}):
+        runs = [r for r in rows if r["method"] == row and r.get("teacher_top1")]
+        if not runs:
+            continue
+        teacher = statistics.fmean(float(r["teacher_top1"]) for r in runs)
+        student = statistics.fmean(float(r["top1_last"]) for r in runs)
+        side = "below" if teacher < student else "above"
+        lines.append(f"- the teacher of `{row}`: {teacher:.2f} % test top-1, {abs(teacher - student):.2f} points "
+                     f"{side} its `{row}` student ({student:.2f} %, n={len(runs)})")
+    return lines
 
 
 def _has_schedules(suite) -> bool:

@@ -652,8 +652,8 @@ def test_a_switched_row_is_read_against_its_own_method():
     assert len(lines) == 3  # nothing for rows without a switch
     assert switch_verdicts(rows({"dkd+logitstd": [1.0, 2.0]})) == []  # no base row: no line
     assert switch_block(rows({"kd": [1.0], "ce": [2.0]})) == []
-    assert switch_block(table)[:2] == ["", "A switch against the method it is switched on in (paired 95 % intervals, "
-                                           "last epoch):"]
+    assert switch_block(table)[:2] == ["A switch against the method it is switched on in (paired 95 % intervals, "
+                                       "last epoch):", ""]
 
 
 def test_the_glance_says_where_the_teacher_ends_below_its_kd_student():

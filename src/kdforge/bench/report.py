@@ -192,7 +192,8 @@ def write_report(suite, stem: str, results: Path, runs: Path) -> Path:
     from kdforge.bench.capacity import capacity_after_table, kept_curves  # it reads this module's intervals
     from kdforge.bench.results_page import switch_block  # it reads this module's intervals too
 
-    lines += switch_block(rows, suite.ce_cells)
+    switched = switch_block(rows, suite.ce_cells)
+    lines += ["", *switched] if switched else []
 
     lines += capacity_after_table(suite, rows, kept_curves(results, stem))
     plots, uncurved = _plots(rows, stem, results, runs)

@@ -128,7 +128,8 @@ def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[d
     verdicts = verdict_lines(rows, suite.ce_cells)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
-    lines += switch_block(rows, suite.ce_cells)
+    switched = switch_block(rows, suite.ce_cells)
+    lines += ["", *switched] if switched else []
     lines += capacity_after_table(suite, rows, curves(suite.name))
     for png in (f"{suite.name}.png", f"{suite.name}-curves.png", f"{suite.name}-curves-kept.png"):
         if (results / png).exists():
@@ -156,15 +157,15 @@ SWITCHES = ("+logitstd",)
 
 def switch_verdicts(rows: list[dict], ce_cells: dict | None = None) -> list[str]:
     """One verdict line per switched row (`dkd+logitstd`) against its method's own row (`dkd`), where both ran."""
-    switched = {(method_of(r["method"]), method_of(r["method"])[: -len(s)]) for r in rows for s in SWITCHES
-                if method_of(r["method"]).endswith(s)}
-    return verdict_lines(rows, ce_cells, claims=tuple((row, (base,)) for row, base in sorted(switched)))
+    methods = sorted({method_of(r["method"]) for r in rows})
+    claims = tuple((m, (m.removesuffix(s),)) for m in methods for s in SWITCHES if m.endswith(s))
+    return verdict_lines(rows, ce_cells, claims=claims)
 
 
 def switch_block(rows: list[dict], ce_cells: dict | None = None) -> list[str]:
-    """The switch verdicts under a heading, preceded by a blank line; empty where no switched row ran."""
+    """The switch verdicts under their heading; empty where no switched row ran beside its method's row."""
     found = switch_verdicts(rows, ce_cells)
-    return ["", "A switch against the method it is switched on in (paired 95 % intervals, last epoch):", "", *found] \
+    return ["A switch against the method it is switched on in (paired 95 % intervals, last epoch):", "", *found] \
         if found else []
 
 
@@ -291,7 +292,7 @@ def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], li
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
         switched = switch_block(rows, suite.ce_cells)
-        section += [*switched[1:], ""] if switched else []
+        section += [*switched, ""] if switched else []
         claims = capacity_section(suite, rows, curves(stem))
         section += [*claims, ""] if claims else []
         sections.append((bool(verdicts), int(budget[1:]), section))

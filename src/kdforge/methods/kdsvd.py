@@ -5,7 +5,8 @@ best-matching ones) are scaled by the teacher's normalised singular values, and 
 consecutive stages' vectors is matched by squared error (summed, / B, over every stage after the first).
 CE 1, weight 1, k 1 (mdistiller/engine/cfg.py CFG.KDSVD). mdistiller reshapes the features to
 (channels*height x width) instead; the positions x channels layout here is the authors'. Paired stages need the
-same channel count (the singular vectors live in channel space)."""
+same channel count (the singular vectors live in channel space). The SVD's gradient is the authors' own
+(`TruncatedSVD`), not autograd's, which is infinite wherever singular values repeat."""
 
 from __future__ import annotations
 
@@ -18,16 +19,67 @@ from kdforge.errors import ConfigError, NotApplicableError
 from kdforge.methods._feature_method import StagePairs
 from kdforge.methods.features import match_spatial
 
+# the authors' SVD gradient flows through this many leading singular triplets (their `num_vec + 1`)
+GRAD_VECTORS = 5
+
 
 def _finite(x: torch.Tensor) -> torch.Tensor:
     return torch.where(torch.isfinite(x), x, torch.zeros_like(x))
 
 
+def _finite_samples(x: torch.Tensor) -> torch.Tensor:
+    """Non-finite entries zeroed, and every entry of a sample (first dimension) that had one."""
+    whole = torch.isfinite(x).flatten(1).all(dim=1).view(-1, *[1] * (x.dim() - 1))
+    return _finite(x) * whole
+
+
+def _sym(x: torch.Tensor) -> torch.Tensor:
+    return (x + x.transpose(1, 2)) / 2
+
+
+class TruncatedSVD(torch.autograd.Function):
+    """(singular values (B, r), right singular vectors (B, N, r)) of a batch of (B, M, N) matrices, with the gradient
+    the authors register for their SVD (SSKD_SVD nets/Distillation.py): the right singular vectors' gradient alone,
+    carried by the leading GRAD_VECTORS triplets, a sample's 1 / (s_i^2 - s_j^2) couplings zeroed where any is not
+    finite, and no gradient for a sample whose gradient is not finite. Reconstructed in one point: their finiteness
+    mask also reads the diagonal, where 1 / 0 is always infinite, so as written it zeroes every coupling (and the
+    whole gradient of a matrix with at least as many rows as columns); here it reads the off-diagonal couplings.
+    autograd's own SVD gradient is infinite wherever two singular values coincide (the zero singular values of a
+    feature map with dead channels): one such step turns the student's weights to NaN within the first epoch."""
+
+    @staticmethod
+    def forward(ctx, x):
+        u, s, vh = torch.linalg.svd(x, full_matrices=False)
+        v = vh.transpose(1, 2)
+        ctx.save_for_backward(u, s, v)
+        return s, v
+
+    @staticmethod
+    def backward(ctx, grad_s, grad_v):
+        u, s, v = ctx.saved_tensors
+        k = min(GRAD_VECTORS, s.shape[1])
+        u, s, v, dv = u[..., :k], s[:, :k], v[..., :k], grad_v[..., :k]
+        s2 = s.square()
+        off = ~torch.eye(k, dtype=torch.bool, device=s.device)
+        gap = torch.where(off, s2.unsqueeze(2) - s2.unsqueeze(1), torch.ones_like(s2).unsqueeze(2))
+        coupling = _finite_samples(1.0 / gap) * off  # (i, j): 1 / (s_i^2 - s_j^2), 0 on the diagonal
+        big_s = torch.diag_embed(s)
+        if u.shape[1] < v.shape[1]:  # fewer rows than columns
+            d = dv / s.unsqueeze(1)
+            vs = v @ big_s
+            grad = (u @ d.transpose(1, 2)
+                    - u @ torch.diag_embed(torch.diagonal(d.transpose(1, 2) @ v, dim1=1, dim2=2)) @ v.transpose(1, 2)
+                    - 2 * u @ _sym(coupling * (vs.transpose(1, 2) @ d)) @ vs.transpose(1, 2))
+        else:
+            grad = 2 * u @ big_s @ _sym(coupling.transpose(1, 2) * (v.transpose(1, 2) @ dv)) @ v.transpose(1, 2)
+        return _finite_samples(grad)
+
+
 def _top_singular(features: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(normalised top-n singular values (B, n), their right singular vectors (B, C, n), each unit length)."""
     x = features.float().flatten(2).transpose(1, 2)  # (B, HW, C)
-    _, s, vh = torch.linalg.svd(x, full_matrices=False)
-    s, v = _finite(s), _finite(vh.transpose(1, 2))
+    s, v = TruncatedSVD.apply(x)
+    s, v = _finite(s), _finite(v)
     return F.normalize(s[:, :n], dim=1), F.normalize(v[:, :, :n], dim=1)
 
 

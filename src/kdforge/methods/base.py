@@ -131,8 +131,8 @@ class Method(nn.Module):
         the backward pass never needs a copy of them."""
 
     def trained_models(self) -> list[nn.Module]:
-        """Networks this method trains beside the student (peers): a compiled run compiles their forward too, since
-        they cost as much per step as the student itself."""
+        """Networks this method trains beside the student (peers, or heads as costly as the student, such as
+        ReviewKD's fusion modules): a compiled run compiles their forward too."""
         return []
 
     def student_lr_scales(self, student: nn.Module) -> dict[str, float]:

@@ -901,6 +901,30 @@ def test_bench_status_times_a_row_without_runs_at_its_cells_pace(tmp_path):
     assert "| cifar10-paper-kr-cpu | e240 | 3 | 9 | ~" in campaign_table([entry])
 
 
+def test_bench_status_times_a_cell_without_runs_by_the_classes_it_trains_on(tmp_path):
+    from kdforge.bench.status import suite_status
+
+    (tmp_path / "res").mkdir()
+    for seed, wall in ((0, 2400.0), (1, 3600.0), (2, 3000.0)):  # all ten classes, median 3,000 s a run
+        append_row(tmp_path / "res" / "cifar10-paper-gkd-cpu-e240.csv",
+                   {"method": "same/ce", "seed": seed, "top1_last": 70.0, "top1_best": 70.0, "epochs": 240,
+                    "wall_seconds": wall, "images_per_second": 1.0})
+    rows = ["overlap/ce", "disjoint/ce", "incremental/rkd"]
+    status = {s["row"]: s for s in suite_status("cifar10-paper-gkd-cpu", "e240", seeds=1, methods=rows,
+                                                root=tmp_path / "runs", results=tmp_path / "res")}
+    # overlap trains on 6 of the 10 classes, disjoint on 5; an incremental student learns all ten
+    assert status["overlap/ce"]["hours_left"] == pytest.approx(0.6 * 3000 / 3600)
+    assert status["disjoint/ce"]["hours_left"] == pytest.approx(0.5 * 3000 / 3600)
+    assert status["incremental/rkd"]["hours_left"] == pytest.approx(3000 / 3600)
+    # once the cell has a run of its own, its rows are timed by it (the same share of the classes)
+    append_row(tmp_path / "res" / "cifar10-paper-gkd-cpu-e240.csv",
+               {"method": "disjoint/ce", "seed": 0, "top1_last": 80.0, "top1_best": 80.0, "epochs": 240,
+                "wall_seconds": 1000.0, "images_per_second": 1.0})
+    [disjoint] = suite_status("cifar10-paper-gkd-cpu", "e240", seeds=1, methods=["disjoint/rkd"],
+                              root=tmp_path / "runs", results=tmp_path / "res")
+    assert disjoint["hours_left"] == pytest.approx(1000 / 3600)  # its cell's run, at the same share
+
+
 def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_their_wall_time(tmp_path):
     import json
     import shutil

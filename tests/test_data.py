@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from kdforge.data import AugmentSpec, BatchStream, DataConfig, InMemoryDataset, crop_flip, load_data, view_keys
+from kdforge.data import (
+    DATASETS,
+    AugmentSpec,
+    BatchStream,
+    DataConfig,
+    InMemoryDataset,
+    crop_flip,
+    load_data,
+    view_keys,
+)
 from kdforge.data.sources import CIFAR10_CLASSES, read_idx, stratified_split
 from kdforge.errors import ConfigError, DataNotFoundError, UserError
 
@@ -137,6 +146,7 @@ def test_cifar_pickle_archives_in_the_official_layout(tmp_path, kind, as_tar):
     label_key = b"labels" if kind == "cifar10" else b"fine_labels"
     assert bundle.train.labels[:6].tolist() == first[label_key]
     assert bundle.num_classes == (10 if kind == "cifar10" else 100)
+    assert DATASETS.get(kind).num_classes == bundle.num_classes  # what a run's cost is planned by, before reading
 
 
 def test_cifar_archive_that_runs_code_on_unpickling_is_refused(tmp_path):
@@ -186,6 +196,7 @@ def test_truncated_idx_file_is_reported(tmp_path):
 
 def test_digits_split_is_fixed_stratified_and_disjoint():
     bundle = load_data(DataConfig(dataset="digits"))
+    assert DATASETS.get("digits").num_classes == bundle.num_classes == 10
     class_sizes = np.bincount(torch.cat([bundle.train.labels, bundle.test.labels]).numpy())
     assert len(bundle.train) + len(bundle.test) == 1797
     assert len(bundle.test) == sum(int(round(0.3 * n)) for n in class_sizes)  # 30 % of each class

@@ -40,16 +40,30 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
     by_row = defaultdict(list)  # one pass over the runs, not one per row
     for r in recorded:
         by_row[r["method"]].append(r)
+    shares = {v.name: class_share(bench.student_config(v, 0, None)[0]) for v in bench.variants(None)}
     status = []
     for variant in bench.variants(methods):
         mine = by_row[variant.name]
         planned = row_epochs(bench, variant, mine)
         folders = {seed: run_folder(bench.root / bench.stem, variant.name, seed) for seed in range(seeds)}
-        # a row with no recorded run is timed by its cell's runs (a student or a setting paces alike), else the suite's
-        per_epoch = median_pace(cell_rows(recorded, variant.name) or recorded)
+        # a row with no recorded run is timed by its cell's runs (a student or a setting paces alike), else the
+        # suite's, per epoch over the whole dataset and scaled to the classes the row trains on
+        timed_by = cell_rows(recorded, variant.name) or recorded
+        per_epoch = median_pace(timed_by, [shares.get(r["method"], 1.0) for r in timed_by])
+        per_epoch = None if per_epoch is None else per_epoch * shares[variant.name]
         status.append(row_status(variant.name, mine, folders, planned, per_epoch,
                                  stale_teacher_seeds(bench, variant, mine)))
     return status
+
+
+def class_share(cfg) -> float:
+    """The share of its dataset's classes a run trains on (`data.classes`; 1 for all of them, or for a dataset
+    whose class count is known only once read): an epoch's cost scales with it, as the subset per class is fixed."""
+    from kdforge.data import DATASETS
+
+    total = DATASETS.get(cfg.data.dataset).num_classes
+    classes = cfg.data.classes
+    return len(set(classes)) / total if classes and total else 1.0
 
 
 def detection_status(seeds: int = 3, methods: list[str] | None = None, root: str | Path = "runs/bench",
@@ -82,10 +96,12 @@ def planned_epochs(cfg) -> int:
     return sum(stage["epochs"] for _, stage in METHODS.get(cfg.method).pipeline(cfg)) or cfg.epochs
 
 
-def median_pace(recorded: list[dict]) -> float | None:
+def median_pace(recorded: list[dict], shares: list[float] | None = None) -> float | None:
     """The median seconds per epoch of `recorded` (the row's cell's runs, else the suite's), which times a row with
-    no recorded run (an estimate: methods differ); None for no recorded run at all, which has nothing to time it by."""
-    paces = [float(r["wall_seconds"]) / int(r["epochs"]) for r in recorded]
+    no recorded run (an estimate: methods differ); with `shares` (each run's share of the dataset's classes), per
+    epoch over the whole dataset. None for no recorded run at all, which has nothing to time it by."""
+    shares = shares or [1.0] * len(recorded)
+    paces = [float(r["wall_seconds"]) / int(r["epochs"]) / share for r, share in zip(recorded, shares)]
     return statistics.median(paces) if paces else None
 
 
@@ -154,7 +170,7 @@ def status_table(status: list[dict]) -> str:
         hours = "lane-hours unknown: the suite has no recorded run to time them by"
     else:
         hours = (f"about {total:.1f} lane-hours: each row at the pace of its recorded runs, ~ where it has none (the "
-                 "median pace per epoch of its cell, else of the suite)"
+                 "median pace per epoch of its cell, else of the suite, scaled to the classes it trains on)"
                  + (f"; ? ({_count(untimed)} runs, not in the hours): no recorded run to time them by" if untimed else ""))
     lines.append(f"\n{_count(runs)} runs left, {hours}"
                  + ("; 'older teacher': a run that distilled from another teacher than the suite's current one "

@@ -55,6 +55,7 @@ class DatasetSpec:
     std: tuple[float, ...]
     augment: AugmentSpec
     description: str
+    num_classes: int | None = None  # known without reading the data (None: a folder tree's own count)
 
 
 @dataclass
@@ -83,15 +84,15 @@ class DatasetBundle:
 
 DATASETS: Registry[DatasetSpec] = Registry("dataset")
 DATASETS.add("cifar10-jpeg", DatasetSpec(lambda c: read_cifar10_jpeg(c.root), CIFAR10_MEAN, CIFAR10_STD,
-                                         AugmentSpec(4, True), "CIFAR-10 from the JPEG archive cifar10-jpeg.tar.gz"))
+                                         AugmentSpec(4, True), "CIFAR-10 from the JPEG archive cifar10-jpeg.tar.gz", 10))
 DATASETS.add("cifar10", DatasetSpec(lambda c: read_cifar_pickle("cifar10", c.root, c.download), CIFAR10_MEAN,
-                                    CIFAR10_STD, AugmentSpec(4, True), "CIFAR-10, official python pickles"))
+                                    CIFAR10_STD, AugmentSpec(4, True), "CIFAR-10, official python pickles", 10))
 DATASETS.add("cifar100", DatasetSpec(lambda c: read_cifar_pickle("cifar100", c.root, c.download), CIFAR100_MEAN,
-                                     CIFAR100_STD, AugmentSpec(4, True), "CIFAR-100, official python pickles"))
+                                     CIFAR100_STD, AugmentSpec(4, True), "CIFAR-100, official python pickles", 100))
 DATASETS.add("fashion-mnist", DatasetSpec(lambda c: read_fashion_mnist(c.root, c.download), (0.2860,), (0.3530,),
-                                          AugmentSpec(2, True), "Fashion-MNIST, IDX files"))
+                                          AugmentSpec(2, True), "Fashion-MNIST, IDX files", 10))
 DATASETS.add("digits", DatasetSpec(lambda c: read_digits(), (0.3050,), (0.3750,), AugmentSpec(1, False),
-                                   "8x8 digits from scikit-learn, fixed stratified 70/30 split"))
+                                   "8x8 digits from scikit-learn, fixed stratified 70/30 split", 10))
 DATASETS.add("imagefolder", DatasetSpec(lambda c: {}, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), AugmentSpec(),
                                         "any train/ + val/ class-per-folder tree (ImageNet, CUB-200)"))
 

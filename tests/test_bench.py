@@ -923,6 +923,14 @@ def test_bench_status_times_a_cell_without_runs_by_the_classes_it_trains_on(tmp_
     [disjoint] = suite_status("cifar10-paper-gkd-cpu", "e240", seeds=1, methods=["disjoint/rkd"],
                               root=tmp_path / "runs", results=tmp_path / "res")
     assert disjoint["hours_left"] == pytest.approx(1000 / 3600)  # its cell's run, at the same share
+    # a sitting with an end times the rows the same way
+    from kdforge.bench.accuracy import AccuracyBench
+    from kdforge.bench.suites import SUITES
+
+    bench = AccuracyBench(SUITES.get("cifar10-paper-gkd-cpu"), "e240", tmp_path / "runs", tmp_path / "res",
+                          echo=lambda m: None)
+    assert [bench.class_share(r) for r in ("same/kd", "overlap/rkd", "fewshot/refilled", "incremental/refilled",
+                                           "no-such-row")] == [1.0, 0.6, 0.5, 1.0, 1.0]
 
 
 def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_their_wall_time(tmp_path):

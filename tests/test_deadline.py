@@ -55,6 +55,19 @@ def test_a_row_with_no_recorded_run_is_timed_by_its_cells_runs_before_the_suites
     assert run_seconds(recorded, "resnet8x0.5/ce", planned=10) == (130.0, "the suite's slowest pace per epoch")
 
 
+def test_a_row_of_fewer_classes_is_timed_by_the_suites_pace_scaled_to_its_share():
+    recorded = [{"method": "same/ce", "epochs": "240", "wall_seconds": "2400"},
+                {"method": "disjoint/ce", "epochs": "240", "wall_seconds": "1500"}]
+    share = {"same/ce": 1.0, "disjoint/ce": 0.5, "disjoint/rkd": 0.5, "overlap/ce": 0.6}.get
+    # overlap (6 of 10 classes) has no run: the suite's slowest pace per class share is same/ce's 10 s an epoch
+    # over all ten classes, 12.5 over disjoint's; 6 s or 7.5 s at its share, the slower taken
+    assert run_seconds(recorded, "overlap/ce", planned=100, share=share) == (750.0, "the suite's slowest pace per "
+                                                                                     "epoch")
+    # a cell with runs of its own is timed by them unscaled (they train the same classes)
+    assert run_seconds(recorded, "disjoint/rkd", planned=240, share=share)[0] == 1500.0
+    assert run_seconds(recorded, "overlap/ce", planned=100)[0] == 1000.0  # without shares: the slowest, unscaled
+
+
 def test_a_run_starts_only_when_it_fits_before_the_end():
     end = NOON + timedelta(minutes=50)
     assert too_late((2400.0, "x"), end, now=NOON) is None  # 40 min in 50

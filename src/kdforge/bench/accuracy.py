@@ -285,7 +285,15 @@ class AccuracyBench:
         recorded = read_rows(self.csv)
         planned = row_epochs(self, variant, [r for r in recorded if r["method"] == variant.name])
         trained = epochs_trained(run_folder(self.root / self.stem, variant.name, seed))
-        return too_late(run_seconds(recorded, variant.name, planned, trained), finish_by)
+        return too_late(run_seconds(recorded, variant.name, planned, trained, share=self.class_share), finish_by)
+
+    def class_share(self, row: str) -> float:
+        """The share of the dataset's classes `row` trains on (1 for a name that is no row of the suite's)."""
+        from kdforge.bench.status import class_share
+
+        if not hasattr(self, "_shares"):  # one config per row, built once: a sitting asks for every run
+            self._shares = {v.name: class_share(self.student_config(v, 0, None)[0]) for v in self.variants(None)}
+        return self._shares.get(row, 1.0)
 
     def report(self) -> Path:
         """Rewrite the suite's table and plots (results/STEM.md) from its CSV."""

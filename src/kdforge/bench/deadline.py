@@ -2,8 +2,9 @@
 the runs that can finish before it, so that the end of the sitting never cuts off a run that was bound not to
 finish (on a machine that does not come back, its folder is lost with it). A run is timed by its row's slowest
 recorded run; for a row with none, by the slowest pace per epoch of its cell (rows `cell/method` share a student or
-a setting, whose size sets the pace) or else of the suite; a suite with no recorded run has nothing to time it by,
-and its runs start. A run under way is timed by the epochs it has left."""
+a setting, whose size sets the pace) or else of the suite, scaled to the share of the classes the row trains on; a
+suite with no recorded run has nothing to time it by, and its runs start. A run under way is timed by the epochs it
+has left."""
 
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ def parse_finish_by(text: str, now: datetime | None = None) -> datetime:
 
 
 def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0,
-                words: tuple[str, str] = ("row", "suite")) -> tuple[float, str] | None:
+                words: tuple[str, str] = ("row", "suite"),
+                share: Callable[[str], float] | None = None) -> tuple[float, str] | None:
     """Seconds a run of `row` still needs with `trained` of its `planned` epochs done, and what timed it (`words`:
-    what a row and the whole are called there, a sweep's cell and the sweep)."""
+    what a row and the whole are called there, a sweep's cell and the sweep; `share`: the share of the dataset's
+    classes a row trains on, which scales the pace of the suite's other rows to this one's)."""
     for basis, timed_by in ((f"the {words[0]}'s slowest recorded run", [r for r in recorded if r["method"] == row]),
                             (f"the slowest pace per epoch of {cell_of(row)}", cell_rows(recorded, row)),
                             (f"the {words[1]}'s slowest pace per epoch", recorded)):
@@ -42,7 +45,8 @@ def run_seconds(recorded: list[dict], row: str, planned: int, trained: int = 0,
             break
     else:
         return None
-    per_epoch = max(float(r["wall_seconds"]) / int(r["epochs"]) for r in timed_by)
+    scale = (lambda r: share(row) / share(r["method"])) if share else (lambda r: 1.0)
+    per_epoch = max(float(r["wall_seconds"]) / int(r["epochs"]) * scale(r) for r in timed_by)
     return per_epoch * max(planned - trained, 0), basis
 
 

@@ -72,4 +72,4 @@ def test_a_compiled_run_compiles_the_fusion_modules_beside_the_student():
     # they cost more per step than a resnet8 student, so the trainer's compile list must hold each of them
     s, t = create_model("resnet8", 10), create_model("resnet20", 10).eval()
     method = build_method("reviewkd", {}, MethodContext(num_classes=10, student=s, teacher=t))
-    assert [id(m) for m in method.trained_models()] == [id(m) for m in method.abfs]
+    assert [id(m) for m in method.modules_to_compile()] == [id(m) for m in method.abfs]

@@ -67,7 +67,7 @@ class CompileMixin:
                 model.compile()
 
     def _models_to_compile(self) -> list[nn.Module]:
-        return [m for m in (self.student, self.teacher_forward, *self.method.trained_models()) if m is not None]
+        return [m for m in (self.student, self.teacher_forward, *self.method.modules_to_compile()) if m is not None]
 
     def _log_compile_decision(self) -> None:
         # the decision goes to metrics.jsonl; the console hears of it only when compiling (a long first step)

@@ -130,9 +130,9 @@ class Method(nn.Module):
         """Called once the optimiser has stepped: where a method updates memories its loss read this step, so that
         the backward pass never needs a copy of them."""
 
-    def trained_models(self) -> list[nn.Module]:
-        """Networks this method trains beside the student (peers, or heads as costly as the student, such as
-        ReviewKD's fusion modules): a compiled run compiles their forward too."""
+    def modules_to_compile(self) -> list[nn.Module]:
+        """Networks this method runs every step beside the student whose forward a compiled run compiles too:
+        peers, or heads as costly as the student, such as ReviewKD's fusion modules (small heads stay eager)."""
         return []
 
     def student_lr_scales(self, student: nn.Module) -> dict[str, float]:

@@ -32,8 +32,8 @@ class DML(Method):
         super().__init__(cfg, ctx)
         self.peers = PeerGroup(ctx.build_student, cfg.peers)
 
-    def trained_models(self):
-        return self.peers.trained_models()
+    def modules_to_compile(self):
+        return self.peers.modules_to_compile()
 
     def forward(self, batch, student, teacher, state):
         logits = [student.logits] + [out.logits for out in self.peers(batch.input)]

@@ -182,8 +182,8 @@ class ICKD(Method):
                 self._ema_view = TappedModel(self.ema_model, ("embedding",))
                 self._student = [ctx.student]  # a list, so the student is not registered as a submodule
 
-    def trained_models(self):
-        return self.peers.trained_models() if self.cfg.paradigm == "online" else []
+    def modules_to_compile(self):
+        return self.peers.modules_to_compile() if self.cfg.paradigm == "online" else []
 
     # ---------------------------------------------------------------- offline set-up
     def needs_preparation(self) -> bool:

@@ -32,7 +32,7 @@ class PeerGroup(nn.Module):
         self.models = nn.ModuleList([build_student() for _ in range(count - 1)])
         self._views = [TappedModel(m, taps) for m in self.models]
 
-    def trained_models(self) -> list[nn.Module]:
+    def modules_to_compile(self) -> list[nn.Module]:
         return list(self.models)
 
     def forward(self, x: torch.Tensor) -> list[ModelOutput]:

@@ -99,7 +99,7 @@ class ReviewKD(Method):
         # deepest first, as the fusion runs
         self.abfs = nn.ModuleList(ABF(ins[k], mid, outs[k], fuse=k < len(ins) - 1) for k in reversed(range(len(ins))))
 
-    def trained_models(self):
+    def modules_to_compile(self):
         # the fusion modules cost more per step than the resnet8 student itself (their 3x3 convolutions run at the
         # teacher's widths and full resolution), so a compiled run compiles them too
         return list(self.abfs)

@@ -7,7 +7,7 @@ each side, their ratio, and whether each new run's top-1 lies within the row's r
 a finished row is read back from the JSON (a new machine has none of the run folders), a finished (row, side) from
 its run folder, and a killed one continues; the JSON is rewritten after every row, with the time each row finished
 (the whole suite takes several hours on 2 cores, so it may span sittings; with `--finish-by`, a row's two sides
-never do: a row starts only when both can finish by then, each timed by the row's slowest run in the suite's table).
+never do: a row starts only when both can finish by then, each timed by `side_seconds`).
 
     KDFORGE_DATA=../shared/data .venv/bin/python bench/suite_speed.py [--suite cifar10-cpu] [--seed 0]
         [--threads 2] [--methods ce,kd,...] [--root runs/suite-speed] [--out results/suite_speed.json]
@@ -64,20 +64,44 @@ def run_side(bench, variant, seed: int, teacher: Path, side: str, root: Path) ->
             "compiled": summary.get("compiled"), "teacher_cache": summary.get("teacher_cache")}
 
 
-def row_too_late(bench, variant, seed: int, root: Path, finish_by) -> str | None:
-    """Why a row must not start before `finish_by` (None: it may): each side it has left takes as long as the row's
-    slowest run in the suite's table (a row with none: the table's slowest pace per epoch)."""
+def row_too_late(bench, variant, seed: int, root: Path, finish_by, measured: dict | None = None) -> str | None:
+    """Why a row must not start before `finish_by` (None: it may): each side it has left takes `side_seconds`."""
     from kdforge.bench.accuracy import read_rows, run_folder
-    from kdforge.bench.deadline import run_seconds, too_late
+    from kdforge.bench.deadline import too_late
     from kdforge.bench.status import row_epochs
 
     recorded = read_rows(bench.csv) if bench.csv.exists() else []
     planned = row_epochs(bench, variant, [r for r in recorded if r["method"] == variant.name])
-    one_side = run_seconds(recorded, variant.name, planned)
+    one_side = side_seconds(recorded, variant.name, planned, measured or {})
     left = [side for side in ("new", "old") if not (run_folder(root / side, variant.name, seed) / "summary.json").exists()]
     if one_side is None or not left:
         return None
     return too_late((one_side[0] * len(left), f"{len(left)} side(s), each as {one_side[1]}"), finish_by)
+
+
+def side_seconds(recorded: list[dict], row: str, planned: int, measured: dict) -> tuple[float, str] | None:
+    """Seconds one side of `row` takes in this sitting, and what timed it. Before any row is measured here: the
+    row's slowest recorded run (the suite's table spans sittings on slower CPUs, so this errs long). Once some are:
+    the row's median recorded run (else the table's median pace per epoch), times the largest ratio of a measured
+    side to its own row's median recorded run, which carries this machine's pace over to the rows still to run."""
+    from kdforge.bench.deadline import run_seconds
+
+    def median(name: str) -> float | None:
+        walls = sorted(float(r["wall_seconds"]) for r in recorded if r["method"] == name)
+        return walls[len(walls) // 2] if walls else None
+
+    ratios = [done[side]["wall_seconds"] / median(name) for name, done in measured.items() if median(name)
+              for side in ("new", "old")]
+    if not ratios:
+        return run_seconds(recorded, row, planned)
+    if median(row) is not None:
+        base, basis = median(row), "the row's median recorded run"
+    elif recorded:
+        paces = sorted(float(r["wall_seconds"]) / int(r["epochs"]) for r in recorded)
+        base, basis = paces[len(paces) // 2] * planned, "the table's median pace per epoch"
+    else:
+        return None
+    return base * max(ratios), f"{basis} x {max(ratios):.2f} (the measured rows' slowest ratio to theirs)"
 
 
 def recorded_rows(out: Path, identity: dict) -> dict:
@@ -133,7 +157,8 @@ def main() -> int:
         if variant.name in earlier:
             continue
         if sitting.holds_back(f"{variant.name} seed {args.seed}",
-                              lambda end: row_too_late(bench, variant, args.seed, root, end), f"[{i + 1}/{len(variants)}] "):
+                              lambda end: row_too_late(bench, variant, args.seed, root, end, rows),
+                              f"[{i + 1}/{len(variants)}] "):
             continue
         sides = ("new", "old") if i % 2 == 0 else ("old", "new")
         rows[variant.name] = {side: run_side(bench, variant, args.seed, teacher, side, root) for side in sides}

@@ -987,6 +987,28 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_suite_speed_times_the_rows_left_by_this_sittings_pace_once_it_has_measured_some():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "suite_speed.py"
+    spec = importlib.util.spec_from_file_location("suite_speed", path)
+    suite_speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite_speed)
+    runs = {"ce": (400, 600, 500), "at": (3000, 700, 650)}  # at's 3,000 s: a sitting on a slower CPU
+    recorded = [{"method": m, "epochs": "15", "wall_seconds": str(w)} for m, walls in runs.items() for w in walls]
+    # nothing measured yet: the row's slowest recorded run, as a suite's sitting times it
+    assert suite_speed.side_seconds(recorded, "at", 15, {}) == (3000.0, "the row's slowest recorded run")
+    # ce measured here at 0.6x and 1.1x its recorded median (500 s): at's median (700 s) x 1.1
+    measured = {"ce": {"new": {"wall_seconds": 300.0}, "old": {"wall_seconds": 550.0}}}
+    seconds, basis = suite_speed.side_seconds(recorded, "at", 15, measured)
+    assert seconds == pytest.approx(770.0) and basis.startswith("the row's median recorded run x 1.10")
+    # a row with no recorded run: the table's median pace per epoch (650 s over 15 epochs) x 1.1
+    seconds, basis = suite_speed.side_seconds(recorded, "nst", 15, measured)
+    assert seconds == pytest.approx(715.0) and basis.startswith("the table's median pace per epoch")
+    assert suite_speed.side_seconds([], "nst", 15, {}) is None  # nothing to time it by: it starts
+
+
 def test_a_cell_whose_runs_name_different_teachers_is_flagged_and_a_consistent_one_is_not():
     from kdforge.bench.report import mixed_teacher_lines
 

@@ -2,6 +2,7 @@
 feature-map methods are left alone."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,3 +77,23 @@ def test_feature_map_methods_do_not_use_the_cache(tmp_path):
     summary = train(load_config("digits-teacher", [f"out={tmp_path / 's'}", "method=at", f"teacher_checkpoint={folder}",
                                                    "teacher_cache=true", *fast]), echo=logs.append)
     assert summary["teacher_cache"] is None and any("feature maps" in line for line in logs)
+
+
+def test_a_logit_method_and_an_embedding_method_replay_one_recording(tmp_path, teacher):
+    # kd reads the logits, rkd the embedding too: one recording serves both, whichever runs first
+    kd, _ = run(tmp_path, "kd", teacher, "teacher_cache=true", "seed=7")
+    rkd, _ = run(tmp_path, "rkd", teacher, "teacher_cache=true", "seed=7", "method=rkd")
+    assert kd["teacher_cache"]["epochs_computed"] == 2
+    assert rkd["teacher_cache"]["epochs_replayed"] == 2 and rkd["teacher_cache"]["folder"] == kd["teacher_cache"]["folder"]
+    stored = json.loads(next(iter(sorted(Path(kd["teacher_cache"]["folder"]).glob("*.done")))).read_text())["tensors"]
+    assert sorted(stored) == ["embedding", "logits"]
+    # replayed, rkd trains exactly as when it computes its own teacher outputs (float32: nothing rounded)
+    _, computed = run(tmp_path, "rkd-own", teacher, "teacher_cache=true", "seed=8", "method=rkd",
+                      "teacher_cache_dtype=float32")
+    _, replayed = run(tmp_path, "rkd-again", teacher, "teacher_cache=true", "seed=8", "method=rkd",
+                      "teacher_cache_dtype=float32")
+    assert same(computed, replayed)
+    # and kd replays a recording rkd made
+    first, _ = run(tmp_path, "rkd-first", teacher, "teacher_cache=true", "seed=9", "method=rkd")
+    then, _ = run(tmp_path, "kd-then", teacher, "teacher_cache=true", "seed=9")
+    assert first["teacher_cache"]["epochs_computed"] == 2 and then["teacher_cache"]["epochs_replayed"] == 2

@@ -24,12 +24,14 @@ class PreparationMixin:
             self.logger.info("teacher cache off: it needs an in-memory dataset (augmentation by index)")
             return None
         from kdforge.data.sources import cache_dir
-        from kdforge.engine.teacher_cache import TeacherCache
+        from kdforge.engine.teacher_cache import TeacherCache, cached_taps
         from kdforge.memory.incontext import fingerprint
 
-        taps = sorted(self.method.teacher_taps)
+        taps = cached_taps(self.teacher_forward, self.method.teacher_taps)
+        if set(taps) != set(self.method.teacher_taps):  # the teacher's forward records them all; the method reads its own
+            self.distiller.teacher_view = TappedModel(self.teacher_forward, taps)
         key = fingerprint("teacher-outputs-v1", self._keys()[0], self._keys()[1], repr(self.data.augment),
-                          cfg.seed, cfg.data.batch_size, taps, cfg.teacher_cache_dtype, cfg.amp)
+                          cfg.seed, cfg.data.batch_size, list(taps), cfg.teacher_cache_dtype, cfg.amp)
         expected = len(self.train_stream) * cfg.data.batch_size
         return TeacherCache(cache_dir(), key, len(self.data.train), expected, cfg.teacher_cache_dtype, self.device,
                             self.dist.is_main, self.logger.info)

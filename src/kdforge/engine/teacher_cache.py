@@ -8,7 +8,9 @@ a resumed run — replay the epoch and never run the teacher forward.
 
 The cache folder is named by a hash of everything that decides the outputs (teacher weights, training
 images and labels, augmentation, seed, global batch, stored tensors and dtype); a folder whose recorded key
-differs is ignored, never mixed in. Values are stored in float16 by default; the method sees the stored
+differs is ignored, never mixed in. It stores the embedding beside the logits whenever the teacher declares one,
+also for a method that reads the logits alone, so that every cache-capable method of a suite replays one
+recording. Values are stored in float16 by default; the method sees the stored
 (rounded) values in the recording run too, so a cached and an uncached run of the same seed train alike.
 """
 
@@ -33,6 +35,19 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
+
+
+def cached_taps(teacher: torch.nn.Module, method_taps: tuple[str, ...]) -> tuple[str, ...]:
+    """The teacher taps a cache records beside the logits: the embedding when the teacher declares one (the
+    embedding of a CIFAR teacher is 64 numbers a sample, a few times its 10 logits: cheap beside a second recording
+    of the same views for the methods that read it), else what the method reads."""
+    from kdforge.models.base import model_info
+
+    try:
+        model_info(teacher)
+    except AttributeError:  # a bare user model: no declared embedding to record
+        return tuple(sorted(method_taps))
+    return ("embedding",)
 
 
 class TeacherCache:

@@ -40,7 +40,6 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
     by_row = defaultdict(list)  # one pass over the runs, not one per row
     for r in recorded:
         by_row[r["method"]].append(r)
-    shares = {v.name: class_share(bench.student_config(v, 0, None)[0]) for v in bench.variants(None)}
     status = []
     for variant in bench.variants(methods):
         mine = by_row[variant.name]
@@ -49,8 +48,8 @@ def suite_status(suite: str, budget: str = "small", seeds: int = 3, methods: lis
         # a row with no recorded run is timed by its cell's runs (a student or a setting paces alike), else the
         # suite's, per epoch over the whole dataset and scaled to the classes the row trains on
         timed_by = cell_rows(recorded, variant.name) or recorded
-        per_epoch = median_pace(timed_by, [shares.get(r["method"], 1.0) for r in timed_by])
-        per_epoch = None if per_epoch is None else per_epoch * shares[variant.name]
+        per_epoch = median_pace(timed_by, [bench.class_share(r["method"]) for r in timed_by])
+        per_epoch = None if per_epoch is None else per_epoch * bench.class_share(variant.name)
         status.append(row_status(variant.name, mine, folders, planned, per_epoch,
                                  stale_teacher_seeds(bench, variant, mine)))
     return status

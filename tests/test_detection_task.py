@@ -184,9 +184,10 @@ def test_a_detection_method_trains_under_two_processes(coco_root, teacher_run, t
     env = dict(os.environ, OMP_NUM_THREADS="1")
     args = [*BASE, f"data.root={coco_root}", "method=reviewkd+dkd", f"teacher_checkpoint={teacher_run[0]}", "epochs=1",
             f"out={tmp_path / 'ddp'}"]
-    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-                          "kdforge", "train", "digits-teacher", *args], capture_output=True, text=True, timeout=600,
-                         env=env)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                f"--log-dir={tmp_path / 'logs'}"]  # torchrun's own log folder: under the test's, not the system's
+    run = subprocess.run([*launcher, "-m", "kdforge", "train", "digits-teacher", *args], capture_output=True, text=True,
+                         timeout=600, env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["task"] == "detection" and summary["ap_last"] >= 0

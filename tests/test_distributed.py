@@ -15,10 +15,17 @@ COMMON = ["digits-student", "method=ce", "epochs=2", "data.batch_size=64", "dete
           "tensorboard=false", "log_every=5", "device=cpu"]
 
 
-def torchrun(*args, nproc=2):
+def launcher(logs, nproc=2):
+    """torchrun's command line; its per-run log folder goes under the test's folder (by default torchrun leaves
+    one in the system's temporary folder on every launch)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            f"--log-dir={logs}"]
+
+
+def torchrun(*args, logs, nproc=2):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                           "-m", "kdforge", "train", *args], capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run([*launcher(logs, nproc), "-m", "kdforge", "train", *args], capture_output=True, text=True,
+                          timeout=600, env=env)
 
 
 def single(*args):
@@ -27,7 +34,7 @@ def single(*args):
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    ddp = torchrun(*COMMON, f"out={tmp_path / 'ddp'}")
+    ddp = torchrun(*COMMON, f"out={tmp_path / 'ddp'}", logs=tmp_path / "logs")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     one = single(*COMMON, f"out={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr[-3000:]
@@ -48,7 +55,7 @@ def test_contrastive_and_bank_methods_run_under_two_processes(tmp_path):
     assert teacher.returncode == 0, teacher.stderr[-2000:]
     for method in ("ckd", "crd"):
         run = torchrun("digits-student", f"method={method}", "epochs=1", "data.batch_size=64", "threads=1", "device=cpu",
-                       "tensorboard=false", f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / method}")
+                       "tensorboard=false", f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / method}", logs=tmp_path / "logs")
         assert run.returncode == 0, run.stderr[-3000:]
         summary = json.loads((tmp_path / method / "summary.json").read_text())
         assert summary["world_size"] == 2 and summary["top1_last"] > 10
@@ -63,7 +70,7 @@ def test_in_context_banks_and_the_two_stage_pipeline_run_under_two_processes(tmp
             "refilled": ["method=refilled", "data.val_per_class=10", "epochs=2"]}
     for name, args in runs.items():
         run = torchrun("digits-student", *args, "data.batch_size=64", "threads=1", "device=cpu", "tensorboard=false",
-                       f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / name}")
+                       f"teacher_checkpoint={tmp_path / 't'}", f"out={tmp_path / name}", logs=tmp_path / "logs")
         assert run.returncode == 0, run.stderr[-3000:]
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         assert summary["world_size"] == 2 and summary["top1_last"] > 10, name
@@ -116,15 +123,14 @@ def test_a_killed_rank_stops_the_others_on_one_line_and_resume_reaches_the_same_
     import time
 
     args = [*COMMON, "checkpoint_every=5"]
-    whole = torchrun(*args, f"out={tmp_path / 'whole'}")
+    whole = torchrun(*args, f"out={tmp_path / 'whole'}", logs=tmp_path / "logs")
     assert whole.returncode == 0, whole.stderr[-3000:]
     script = tmp_path / "kill_rank.py"
     script.write_text(KILL_RANK_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     start = time.perf_counter()
-    killed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             str(script), str(tmp_path / "cut"), "12", *args], capture_output=True, text=True,
-                            timeout=300, env=env)
+    killed = subprocess.run([*launcher(tmp_path / "logs"), str(script), str(tmp_path / "cut"), "12", *args],
+                            capture_output=True, text=True, timeout=300, env=env)
     assert killed.returncode != 0 and time.perf_counter() - start < 60
     ours = [line for line in killed.stderr.splitlines() if line.startswith("kdforge:")]
     assert len(ours) == 1 and "another process of this 2-process run died" in ours[0] and "--resume" in ours[0], \
@@ -133,7 +139,7 @@ def test_a_killed_rank_stops_the_others_on_one_line_and_resume_reaches_the_same_
     assert not any(line.startswith("[rank") and "Traceback" in line for line in killed.stderr.splitlines())
     kept = read_checkpoint(tmp_path / "cut" / "checkpoint.pt")  # intact: its checksum verifies
     assert kept["progress"]["step"] == 10  # the last checkpoint before the kill at step 12
-    resumed = torchrun(*args, f"out={tmp_path / 'cut'}", "--resume")
+    resumed = torchrun(*args, f"out={tmp_path / 'cut'}", "--resume", logs=tmp_path / "logs")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a = read_checkpoint(tmp_path / "whole" / "checkpoint.pt")["model"]
     b = read_checkpoint(tmp_path / "cut" / "checkpoint.pt")["model"]

@@ -8,7 +8,8 @@ CE student paired by seed.
     .venv/bin/python bench/refilled_protocols.py [--suite cifar10-gkd-cpu] [--budget small] [--root runs/bench]
         [--seeds 3] [--out results/<suite stem>-protocols.md]
 
-Runs that are not there yet are listed as missing; nothing is trained here.
+Runs that are not there yet are listed as missing; nothing is trained here. `kdforge bench results` reads the
+JSON written beside the page: a few-shot student's verdict there is on these episodes, not on its base-class top-1.
 """
 
 from __future__ import annotations

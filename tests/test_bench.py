@@ -636,6 +636,40 @@ def test_verdicts_read_the_paired_interval_per_claim_and_cell():
     assert twins == ["- `overlap/refilled-paper` **beats** `overlap/refilled`: +1.00 [+0.50, +1.50] (n=3)"]
 
 
+def test_a_few_shot_claim_is_read_on_novel_class_episodes_not_on_base_class_top1(tmp_path):
+    import json
+
+    res = tmp_path / "results"
+    res.mkdir()
+    # base-class top-1: refilled 2 points above ce on every seed, which the glance must not call the few-shot claim
+    for name, values in {"fewshot/ce": [70.0, 71.0, 72.0], "fewshot/refilled": [72.0, 73.0, 74.0]}.items():
+        for seed, value in enumerate(values):
+            append_row(res / "cifar10-paper-gkd-cpu-e240.csv", {"method": name, "seed": str(seed), "epochs": "240",
+                                                                 "top1_last": str(value), "top1_best": str(value)})
+    page = write_results_page(res, tmp_path / "docs" / "RESULTS.md").read_text()
+    glance = page[page.index("## The seed methods' claims at a glance"):page.index("## cifar10-paper-cpu")]
+    assert "base-class top-1" not in glance and "+2.00" not in glance
+    assert ("- `fewshot/refilled`: novel-class episodes not read yet (`.venv/bin/python bench/refilled_protocols.py "
+            "--suite cifar10-paper-gkd-cpu --budget e240`)") in glance
+    assert "- `fewshot/refilled` **beats** `fewshot/ce` on base-class top-1: +2.00" in page  # the suite's own table
+
+    def episodes(means):
+        return {str(seed): {"1-shot": {"mean": one}, "5-shot": {"mean": five}} for seed, (one, five) in enumerate(means)}
+
+    # 1-shot differences [1.0, 1.2, 0.8]: mean 1.0, sd 0.2, half-width 4.303 * 0.2 / sqrt(3) = 0.497;
+    # 5-shot differences [-1.0, -1.2, -0.8]: the mirror image
+    record = {"fewshot": {"ce (no teacher)": episodes([(40.0, 50.0), (41.0, 51.0), (42.0, 52.0)]),
+                          "refilled": episodes([(41.0, 49.0), (42.2, 49.8), (42.8, 51.2)])}}
+    (res / "cifar10-paper-gkd-cpu-e240-protocols.json").write_text(json.dumps(record))
+    (res / "cifar10-paper-gkd-cpu-e240-protocols.md").write_text("# protocols\n")
+    page = write_results_page(res, tmp_path / "docs" / "RESULTS.md").read_text()
+    glance = page[page.index("## The seed methods' claims at a glance"):page.index("## cifar10-paper-cpu")]
+    assert ("  - `fewshot/refilled` **beats** `fewshot/ce` on novel-class 5-way 1-shot episodes: +1.00 [+0.50, +1.50] "
+            "(n=3)\n  - `fewshot/refilled` **loses to** `fewshot/ce` on novel-class 5-way 5-shot episodes: -1.00 "
+            "[-1.50, -0.50] (n=3)") in glance
+    assert "[cifar10-paper-gkd-cpu-e240-protocols.md](../results/cifar10-paper-gkd-cpu-e240-protocols.md)" in page
+
+
 def test_a_switched_row_is_read_against_its_own_method():
     from kdforge.bench.results_page import switch_block, switch_verdicts
 

@@ -96,6 +96,15 @@ def format_difference(d: Difference | None) -> str:
     return f"{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]"
 
 
+def verdict_line(row: str, reference: str, d: Difference, on: str = "") -> str:
+    """`row` beats / ties / loses to `reference` by the paired 95 % interval of `d`; `on`: what was measured, where
+    it is not the rows' own top-1."""
+    if d.low is None:
+        return f"- `{row}` vs `{reference}`{on}: {d.mean:+.2f} (one seed: no verdict)"
+    word = "**beats**" if d.low > 0 else "**loses to**" if d.high < 0 else "ties"
+    return f"- `{row}` {word} `{reference}`{on}: {format_difference(d)} (n={d.n})"
+
+
 def read_csv(path: Path) -> list[dict]:
     if not path.exists():
         return []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from kdforge.bench.capacity import capacity_after_table, capacity_section, kept_curves, suite_capacity_lines
 from kdforge.bench.detection import SUITE as DETECTION_SUITE
+from kdforge.bench.episodes import EPISODE_CELL, episode_verdicts, protocols_command
 from kdforge.bench.report import markdown_table, published, read_csv
 from kdforge.bench.suites import SUITES, cell_of, method_of
 from kdforge.fileio import atomic_write_text
@@ -125,9 +126,11 @@ def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[d
     lines += [f"`kdforge bench accuracy {suite.name} --seeds {len(seeds)}` — {len(rows)} runs "
               f"([table and plots]({rel}/{suite.name}.md)).", ""]
     lines += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows())
-    verdicts = verdict_lines(rows, suite.ce_cells)
+    verdicts = verdict_lines(rows, suite.ce_cells) + episode_verdicts(results, suite.name, rows, suite.name, "small",
+                                                                       FEWSHOT_BASELINES)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
+    lines += protocols_link(results, rel, suite.name, suite.name, "small")
     switched = switch_block(rows, suite.ce_cells)
     lines += ["", *switched] if switched else []
     lines += capacity_after_table(suite, rows, curves(suite.name))
@@ -143,6 +146,10 @@ CLAIMS = (("ckd", ("kd", "ce")), ("ckd-paper", ("kd", "ce", "ckd")), ("ickd", ("
           ("ickd-online", ("dml", "ce")), ("ickd-tf", ("tfkd", "tfkd-self", "ls", "ce")), ("kr", ("ce",)),
           ("kr_kd", ("kd", "ce")), ("refilled", ("kd", "ce")), ("refilled-paper", ("kd", "ce", "refilled")),
           ("refilled-spec", ("kd", "ce")))
+
+
+# a few-shot student's episodes against the cell's plain student, and a paper-budget row against its equal-budget twin
+FEWSHOT_BASELINES = ("ce", "refilled")
 
 
 # CKD's detection claim (its paper pairs it with ReviewKD's feature term there), against the logit methods and the
@@ -181,7 +188,7 @@ def verdict_lines(rows: list[dict], ce_cells: dict | None = None, claims: tuple 
     """One line per seed-method row and baseline: beats / ties / loses, by the paired 95 % interval of `column`
     (`ce` of the cell `ce_cells` names for a cell without a ce row of its own); `first_only`: against the first
     baseline in the claim's order that the row has a verdict against (its claim's own comparator)."""
-    from kdforge.bench.report import format_difference, paired_difference
+    from kdforge.bench.report import paired_difference, verdict_line
 
     names = {r["method"] for r in rows}
     lines = []
@@ -193,11 +200,7 @@ def verdict_lines(rows: list[dict], ce_cells: dict | None = None, claims: tuple 
                 d = paired_difference(rows, row, ref, column) if ref in names else None
                 if d is None:
                     continue
-                if d.low is None:
-                    lines.append(f"- `{row}` vs `{ref}`: {d.mean:+.2f} (one seed: no verdict)")
-                else:
-                    word = "**beats**" if d.low > 0 else "**loses to**" if d.high < 0 else "ties"
-                    lines.append(f"- `{row}` {word} `{ref}`: {format_difference(d)} (n={d.n})")
+                lines.append(verdict_line(row, ref, d, " on base-class top-1" if cell == EPISODE_CELL else ""))
                 if first_only:
                     break
     return lines
@@ -232,7 +235,10 @@ def _glance_section(suites: list, results: Path, read: Callable[[Path], list[dic
         for budget in suite.budgets:
             stem = results_stem(suite.name, budget)
             rows = read(results / f"{stem}.csv")
-            verdicts = verdict_lines(rows, suite.ce_cells, first_only=True)
+            # a few-shot student's claim is on the novel classes' episodes, not on its own base classes' top-1
+            verdicts = verdict_lines([r for r in rows if cell_of(r["method"]) != EPISODE_CELL], suite.ce_cells,
+                                     first_only=True)
+            verdicts += episode_verdicts(results, stem, rows, suite.name, budget)
             if verdicts:
                 found = [*teacher_lines(rows), *verdicts, *pending_lines(suite, rows),
                          *suite_capacity_lines(suite, rows, curves(stem))]
@@ -287,10 +293,12 @@ def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], li
                    f"`kdforge bench accuracy {suite.name} --budget {budget}` — {len(rows)} runs, seeds "
                    f"{', '.join(map(str, seeds))} ([table]({rel}/{stem}.md)).", ""]
         section += markdown_table(rows, suite.foreign_teacher_cells(), suite.ce_cells, suite.own_teacher_rows()) + [""]
-        verdicts = verdict_lines(rows, suite.ce_cells)
+        verdicts = verdict_lines(rows, suite.ce_cells) + episode_verdicts(results, stem, rows, suite.name, budget,
+                                                                           FEWSHOT_BASELINES)
         verdicts += pending_lines(suite, rows) if verdicts else []  # the schedule the seed methods run at
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
+        section += [*protocols_link(results, rel, stem, suite.name, budget), ""][1:]
         switched = switch_block(rows, suite.ce_cells)
         section += [*switched, ""] if switched else []
         claims = capacity_section(suite, rows, curves(stem))
@@ -302,6 +310,14 @@ def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], li
         how = suite.needs or f"`kdforge bench accuracy {suite.name} --budget eN --methods ce,kd`"
         lines += [f"Not measured yet: {how}.", ""]
     return lines
+
+
+def protocols_link(results: Path, rel: str, stem: str, suite: str, budget: str) -> list[str]:
+    """A line leading to the incremental and few-shot protocols' page of a suite's runs, where it was written."""
+    if not (results / f"{stem}-protocols.md").exists():
+        return []
+    return ["", f"Incremental (old / new classes) and few-shot (novel-class episodes) protocols of these runs: "
+                f"[{stem}-protocols.md]({rel}/{stem}-protocols.md) (`{protocols_command(suite, budget)}`)."]
 
 
 def _load(path: Path) -> dict | None:

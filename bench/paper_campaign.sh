@@ -12,7 +12,8 @@
 #              KDSVD, ReviewKD, DIST, KD and DKD with logit standardisation), 3 seeds
 #   rest       every other registered method, 3 seeds
 #   kr         KR's capacity suite (cifar10-paper-kr-cpu), 3 seeds
-#   gkd        REFILLED's settings (cifar10-paper-gkd-cpu), 3 seeds
+#   gkd        REFILLED's settings (cifar10-paper-gkd-cpu), 3 seeds, then their incremental and few-shot protocols
+#              (bench/refilled_protocols.py) and the results page
 # A choice made in `selection` is written into the suite's rows (src/kdforge/bench/suites.py, the chosen cell's
 # settings spelled out) and the method's doc page by hand, with the sweep's table, before `claims` runs those rows.
 # `claims` first adopts the sweeps' runs of the chosen cells: a run with exactly a row's settings at its seed is
@@ -180,6 +181,10 @@ print(','.join(rows))")
     # (about 15 lane-hours not trained twice), and only seeds the main suite has not recorded are trained here
     $KD bench adopt cifar10-paper-cpu cifar10-paper-gkd-cpu --budget e240
     lanes "$(.venv/bin/python -c "
-from kdforge.bench.suites import SUITES; print(','.join(v.name for v in SUITES.get('cifar10-paper-gkd-cpu').rows))")" cifar10-paper-gkd-cpu ;;
+from kdforge.bench.suites import SUITES; print(','.join(v.name for v in SUITES.get('cifar10-paper-gkd-cpu').rows))")" cifar10-paper-gkd-cpu
+    # then the incremental runs' old / new accuracy and the few-shot runs' novel-class episodes (the few-shot
+    # claim's own measure, which the results page reads)
+    .venv/bin/python bench/refilled_protocols.py --suite cifar10-paper-gkd-cpu --budget e240 > /dev/null
+    $KD bench results ;;
   *) echo "bench/paper_campaign.sh: unknown phase $phase (selection, claims, baselines, rest, kr, gkd)" >&2; exit 2 ;;
 esac

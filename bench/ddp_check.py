@@ -36,8 +36,9 @@ def main() -> int:
               "progress=false", "tensorboard=false"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     results = {}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "kdforge",
-                "train"]
+    # torchrun's own per-launch log folder beside the runs (by default it leaves one in the system's temporary folder)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                f"--log-dir={Path(args.root) / 'torchrun-logs'}", "-m", "kdforge", "train"]
     results: dict[str, list] = {"single": [], "torchrun-2": []}
     for seed in range(args.seeds):
         for name, launcher in (("single", [sys.executable, "-m", "kdforge", "train"]), ("torchrun-2", torchrun)):

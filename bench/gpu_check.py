@@ -135,7 +135,8 @@ def main() -> int:
         except Exception as exc:  # recorded, so the other parts still report
             _record(out, result, "throughput", {"error": f"{type(exc).__name__}: {exc}"[:500]})
         env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1", "-m", "kdforge", "train", "cifar10-cpu-student",
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+               f"--log-dir={tmp / 'torchrun-logs'}", "-m", "kdforge", "train", "cifar10-cpu-student",
                "method=ce", "epochs=1", "device=cuda", "progress=false", "tensorboard=false", f"out={tmp / 'ddp'}",
                *data_args]
         _record(out, result, "torchrun_nccl", _run(cmd, 180, env))

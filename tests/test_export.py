@@ -1,4 +1,4 @@
-"""kdforge export: the student alone in three formats, each read back and compared with PyTorch on real test
+"""kdforge export: the student alone in four formats, each read back and compared with PyTorch on real test
 images, with the card that says how to feed it."""
 
 import json
@@ -19,7 +19,7 @@ def run(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
+@pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx", "pt2"])
 def test_export_round_trip_on_real_test_images(run, tmp_path, fmt):
     if fmt == "onnx":
         pytest.importorskip("onnxruntime")
@@ -40,3 +40,12 @@ def test_export_refuses_a_file_that_is_not_a_kdforge_run(tmp_path, capsys):
     assert main(["export", str(plain), "--format", "safetensors", "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "not a kdforge run" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_the_command_line_offers_every_export_format():
+    from kdforge.cli import _parser
+    from kdforge.export import FORMATS
+
+    export = next(a for a in _parser()._subparsers._group_actions[0].choices["export"]._actions
+                  if a.dest == "format")
+    assert tuple(export.choices) == FORMATS  # the parser keeps its own list so that `kdforge --help` skips torch

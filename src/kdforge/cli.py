@@ -82,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
 
-    p = sub.add_parser("export", help="the distilled student alone, as safetensors, ONNX or TorchScript, with a JSON card")
+    p = sub.add_parser("export", help="the distilled student alone, as safetensors, ONNX, a torch.export program (pt2) "
+                                      "or TorchScript, with a JSON card")
     p.add_argument("run", help="run folder (or kdforge checkpoint)")
-    p.add_argument("--format", required=True, choices=("safetensors", "onnx", "torchscript"))
+    p.add_argument("--format", required=True, choices=("safetensors", "onnx", "pt2", "torchscript"))  # export.FORMATS
     p.add_argument("--out", required=True, help="file to write; FILE.json is written beside it")
     p.add_argument("--check", type=int, default=0, help="compare with PyTorch on this many test images")
     p.add_argument("--data-root")

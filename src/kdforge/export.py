@@ -1,8 +1,9 @@
-"""`kdforge export RUN --format safetensors|onnx|torchscript --out FILE`: the distilled student alone (no method
+"""`kdforge export RUN --format safetensors|onnx|pt2|torchscript --out FILE`: the distilled student alone (no method
 heads, no teacher), with a JSON beside it saying how to feed it (architecture, classes, input size and
 normalisation) and what it scored (the run's test top-1, the hash of its config). `--check N` runs N real test
-images through the exported file (onnxruntime, TorchScript or the safetensors weights in a fresh model) and
-records the largest logit difference to PyTorch in that JSON."""
+images through the exported file (onnxruntime, `torch.export.load`, TorchScript or the safetensors weights in a
+fresh model) and records the largest logit difference to PyTorch in that JSON. `pt2` is torch.export's program,
+the format PyTorch recommends in place of TorchScript (which it has deprecated; kept for older consumers)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from kdforge.errors import UserError
 from kdforge.fileio import atomic_write_json
 
-FORMATS = ("safetensors", "onnx", "torchscript")
+FORMATS = ("safetensors", "onnx", "pt2", "torchscript")
 # (channels, height, width) of each in-memory dataset's images; image folders use the run's data.image_size
 INPUT_SHAPES = {"cifar10-jpeg": (3, 32, 32), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
                 "fashion-mnist": (1, 28, 28), "digits": (1, 8, 8)}
@@ -45,6 +46,9 @@ def _write(model: torch.nn.Module, fmt: str, out: Path, example: torch.Tensor) -
         from safetensors.torch import save_file
 
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out))
+    elif fmt == "pt2":
+        program = torch.export.export(model, (example,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.export.save(program, str(out))
     elif fmt == "torchscript":
         torch.jit.save(torch.jit.trace(model, example), str(out))
     else:
@@ -62,6 +66,9 @@ def _reload(fmt: str, out: Path, model: torch.nn.Module, meta: dict):
     if fmt == "torchscript":
         scripted = torch.jit.load(str(out))
         return lambda x: scripted(x)
+    if fmt == "pt2":
+        program = torch.export.load(str(out)).module()
+        return lambda x: program(x)
     if fmt == "safetensors":
         from safetensors.torch import load_file
 

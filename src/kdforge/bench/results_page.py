@@ -130,7 +130,8 @@ def _suite_section(suite, results: Path, rel: str, read: Callable[[Path], list[d
                                                                        FEWSHOT_BASELINES)
     if verdicts:
         lines += ["", "Verdicts (paired 95 % intervals, last epoch):", "", *verdicts]
-    lines += protocols_link(results, rel, suite.name, suite.name, "small")
+    link = protocols_link(results, rel, suite.name, suite.name, "small")
+    lines += ["", *link] if link else []
     switched = switch_block(rows, suite.ce_cells)
     lines += ["", *switched] if switched else []
     lines += capacity_after_table(suite, rows, curves(suite.name))
@@ -298,7 +299,8 @@ def _schedules_section(suite, results: Path, rel: str, read: Callable[[Path], li
         verdicts += pending_lines(suite, rows) if verdicts else []  # the schedule the seed methods run at
         section += (["Verdicts (paired 95 % intervals, last epoch):", "", *verdicts, ""] if verdicts else
                     ["Verdicts: no seed method has run at this schedule yet.", ""])
-        section += [*protocols_link(results, rel, stem, suite.name, budget), ""][1:]
+        link = protocols_link(results, rel, stem, suite.name, budget)
+        section += [*link, ""] if link else []
         switched = switch_block(rows, suite.ce_cells)
         section += [*switched, ""] if switched else []
         claims = capacity_section(suite, rows, curves(stem))
@@ -316,7 +318,7 @@ def protocols_link(results: Path, rel: str, stem: str, suite: str, budget: str) 
     """A line leading to the incremental and few-shot protocols' page of a suite's runs, where it was written."""
     if not (results / f"{stem}-protocols.md").exists():
         return []
-    return ["", f"Incremental (old / new classes) and few-shot (novel-class episodes) protocols of these runs: "
+    return [f"Incremental (old / new classes) and few-shot (novel-class episodes) protocols of these runs: "
                 f"[{stem}-protocols.md]({rel}/{stem}-protocols.md) (`{protocols_command(suite, budget)}`)."]
 
 

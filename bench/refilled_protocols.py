@@ -19,6 +19,7 @@ import statistics
 from pathlib import Path
 
 from kdforge.bench.accuracy import results_stem
+from kdforge.bench.episodes import CE_STUDENT
 from kdforge.bench.report import format_difference, paired_difference
 from kdforge.bench.suites import SUITES
 from kdforge.data import DataConfig, load_data  # noqa: E402
@@ -50,10 +51,10 @@ def run_folders(root: Path, suite_name: str, budget: str, seeds: int) -> tuple[d
     def present(folders: list[Path]) -> dict[int, Path]:
         return {seed: f for seed, f in enumerate(folders) if (f / "summary.json").exists()}
 
-    incremental = {"ce (no teacher)": present([ce_all(s) for s in range(seeds)])}
+    incremental = {CE_STUDENT: present([ce_all(s) for s in range(seeds)])}
     incremental.update({r.split("/")[1]: present([base / "incremental" / f"{r.split('/')[1]}-s{s}" for s in range(seeds)])
                         for r in rows if r.startswith("incremental/")})
-    fewshot = {("ce (no teacher)" if r == "fewshot/ce" else r.split("/")[1]):
+    fewshot = {(CE_STUDENT if r == "fewshot/ce" else r.split("/")[1]):
                present([base / "fewshot" / f"{r.split('/')[1]}-s{s}" for s in range(seeds)])
                for r in rows if r.startswith("fewshot/")}
     return incremental, fewshot
@@ -69,7 +70,7 @@ def _versus_ce(per_student: dict[str, dict[int, float]], name: str) -> str:
     """The student minus the CE student, paired by seed, with the paired-t 95 % interval across seeds."""
     rows = [{"method": student, "seed": seed, "top1_last": value}
             for student, per_seed in per_student.items() for seed, value in per_seed.items()]
-    return format_difference(paired_difference(rows, name, "ce (no teacher)"))
+    return format_difference(paired_difference(rows, name, CE_STUDENT))
 
 
 def main() -> int:

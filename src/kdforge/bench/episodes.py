@@ -12,7 +12,7 @@ from kdforge.bench.suites import cell_of, method_of
 
 EPISODE_CELL = "fewshot"
 SHOTS = ("1-shot", "5-shot")
-_CE_STUDENT = "ce (no teacher)"  # the protocols file's name for the `fewshot/ce` student
+CE_STUDENT = "ce (no teacher)"  # the protocols file's name for its CE student (`fewshot/ce`, `same/ce`)
 
 
 def protocols_command(suite: str, budget: str) -> str:
@@ -24,7 +24,7 @@ def episode_rows(record: dict) -> list[dict]:
     shot's mean episode accuracy as a column."""
     rows = []
     for student, per_seed in record.get("fewshot", {}).items():
-        name = f"{EPISODE_CELL}/{'ce' if student == _CE_STUDENT else student}"
+        name = f"{EPISODE_CELL}/{'ce' if student == CE_STUDENT else student}"
         for seed, shots in per_seed.items():
             rows.append({"method": name, "seed": seed, **{shot: cell["mean"] for shot, cell in shots.items()}})
     return rows

@@ -1,7 +1,7 @@
 """One seed of every row of a suite, trained twice: with today's defaults (compilation `auto`, the student's layout
-`auto`, the BatchNorm-folded teacher, the suite's teacher-output cache, which the first cache-capable row fills and
-the later rows replay) and with the old ones (`compile=false teacher_fold_bn=false teacher_cache=false
-channels_last=false`). The two sides of each row run back
+`auto`, bf16 `auto` where the suite pins float32, the BatchNorm-folded teacher, the suite's teacher-output cache,
+which the first cache-capable row fills and the later rows replay) and with the old ones (`compile=false
+teacher_fold_bn=false teacher_cache=false channels_last=false amp=false`). The two sides of each row run back
 to back, their order alternating from row to row, so both see the same machine. Reports the summed wall time of
 each side, their ratio, and whether each new run's top-1 lies within the row's recorded 3-seed spread. Resumable:
 a finished row is read back from the JSON (a new machine has none of the run folders), a finished (row, side) from
@@ -23,7 +23,18 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-OLD_DEFAULTS = ("compile=false", "teacher_fold_bn=false", "teacher_cache=false", "channels_last=false")
+OLD_DEFAULTS = ("compile=false", "teacher_fold_bn=false", "teacher_cache=false", "channels_last=false", "amp=false")
+# a suite pins float32 (kdforge.config.MEASURED_PRECISION); a user's run gets amp=auto
+NEW_DEFAULTS = ("amp=auto",)
+SIDES = {"new": NEW_DEFAULTS, "old": OLD_DEFAULTS}
+
+
+def side_folder(root: Path, side: str) -> Path:
+    """Where one side's runs go: named by the side and a digest of its overrides, so that a folder trained under
+    another definition of the defaults is never read back as this one."""
+    import hashlib
+
+    return root / f"{side}-{hashlib.sha1(' '.join(SIDES[side]).encode()).hexdigest()[:8]}"
 
 
 def fresh_cache(root: Path) -> Path:
@@ -53,15 +64,15 @@ def run_side(bench, variant, seed: int, teacher: Path, side: str, root: Path) ->
     from kdforge.engine.pipeline import train
 
     cfg, _ = bench.student_config(variant, seed, teacher)
-    folder = run_folder(root / side, variant.name, seed)
+    folder = run_folder(side_folder(root, side), variant.name, seed)
     summary_path = folder / "summary.json"
     if not summary_path.exists():
-        extra = [f"out={folder}", "progress=false", "tensorboard=false", *(OLD_DEFAULTS if side == "old" else ())]
+        extra = [f"out={folder}", "progress=false", "tensorboard=false", *SIDES[side]]
         cfg = from_dict(TrainConfig, apply_overrides(to_dict(cfg), extra))
         train(cfg, resume=has_checkpoint(folder), echo=lambda m: None)
     summary = json.loads(summary_path.read_text())
     return {"wall_seconds": summary["wall_seconds"], "top1_last": summary["top1_last"],
-            "compiled": summary.get("compiled"), "teacher_cache": summary.get("teacher_cache")}
+            "compiled": summary.get("compiled"), "amp": summary.get("amp"), "teacher_cache": summary.get("teacher_cache")}
 
 
 def row_too_late(bench, variant, seed: int, root: Path, finish_by, measured: dict | None = None) -> str | None:
@@ -73,7 +84,7 @@ def row_too_late(bench, variant, seed: int, root: Path, finish_by, measured: dic
     recorded = read_rows(bench.csv) if bench.csv.exists() else []
     planned = row_epochs(bench, variant, [r for r in recorded if r["method"] == variant.name])
     one_side = side_seconds(recorded, variant.name, planned, measured or {})
-    left = [side for side in ("new", "old") if not (run_folder(root / side, variant.name, seed) / "summary.json").exists()]
+    left = [side for side in SIDES if not (run_folder(side_folder(root, side), variant.name, seed) / "summary.json").exists()]
     if one_side is None or not left:
         return None
     return too_late((one_side[0] * len(left), f"{len(left)} side(s), each as {one_side[1]}"), finish_by)
@@ -106,7 +117,7 @@ def side_seconds(recorded: list[dict], row: str, planned: int, measured: dict) -
 
 def recorded_rows(out: Path, identity: dict) -> dict:
     """The rows an earlier sitting finished, from its JSON, when it measured the same thing (suite, budget, seed,
-    threads and old defaults); none otherwise."""
+    threads and both sides' defaults); none otherwise."""
     if not out.exists():
         return {}
     report = json.loads(out.read_text())
@@ -148,7 +159,7 @@ def main() -> int:
                          echo=lambda m: None)
     variants = bench.variants([m for m in (args.methods or "").split(",") if m] or None)
     identity = {"suite": args.suite, "budget": args.budget, "seed": args.seed, "threads": args.threads,
-                "old_defaults": list(OLD_DEFAULTS)}
+                "old_defaults": list(OLD_DEFAULTS), "new_defaults": list(NEW_DEFAULTS)}
     earlier = recorded_rows(Path(args.out), identity)
     # every row an earlier sitting finished is in from the start, so that each write below keeps them all
     rows = {v.name: earlier[v.name] for v in variants if v.name in earlier}

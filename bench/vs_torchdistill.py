@@ -9,7 +9,9 @@ training images. The teacher is randomly initialised: timing needs no trained we
   model outputs), fed by a `DataLoader` over a dataset that yields PIL images through torchvision transforms
   (the way its CIFAR examples read data), with the loss read back every step as its example loop does;
 - kdforge: `kdforge train` of the same recipe, once with no cache (teacher forward every step), and once
-  more from a warm teacher-output cache (the second run of the same seed).
+  more from a warm teacher-output cache (the second run of the same seed); at its defaults (`amp: auto` is
+  bf16 where the hardware multiplies bf16 natively: the runs record which) and again with `amp=false`, the
+  float32 arithmetic torchdistill runs, so that the part of the gain that is bf16 is seen apart.
 
 Wall time is the epoch loop, data loading included, dataset decoding excluded on both sides. Order is
 interleaved (torchdistill, kdforge, ...) and each side repeated `--repeats` times; the median is reported.
@@ -86,7 +88,8 @@ def torchdistill_epoch(teacher, student, images, labels, workers: int) -> float:
     return time.perf_counter() - start
 
 
-def kdforge_epoch(teacher_file: Path, out: Path, per_class: int | None, threads: int) -> tuple[float, dict]:
+def kdforge_epoch(teacher_file: Path, out: Path, per_class: int | None, threads: int,
+                  extra: list[str]) -> tuple[float, dict, str]:
     from kdforge.config import load_config
     from kdforge.engine.pipeline import train
 
@@ -96,9 +99,9 @@ def kdforge_epoch(teacher_file: Path, out: Path, per_class: int | None, threads:
         f"threads={threads}", "progress=false", "tensorboard=false", "teacher_cache=true", subset,
         f"data.batch_size={BATCH}", f"optim.lr={LR}", "optim.schedule=constant", f"out={out}",
         f"method_args.temperature={TEMPERATURE}", f"method_args.ce_weight={CE_WEIGHT}",
-        f"method_args.kd_weight={KD_WEIGHT}"])
+        f"method_args.kd_weight={KD_WEIGHT}", *extra])
     summary = train(cfg)
-    return summary["train_seconds"], summary.get("teacher_cache") or {}
+    return summary["train_seconds"], summary.get("teacher_cache") or {}, summary["amp_reason"]
 
 
 def main() -> int:
@@ -127,7 +130,9 @@ def main() -> int:
     if args.per_class:
         keep = np.concatenate([np.flatnonzero(labels == c)[:args.per_class] for c in range(10)])
         images, labels = images[keep], labels[keep]
-    times = {"torchdistill": [], "kdforge_cold": [], "kdforge_warm": []}
+    runs = {"kdforge_cold": [], "kdforge_warm": [], "kdforge_cold_fp32": ["amp=false"], "kdforge_warm_fp32": ["amp=false"]}
+    times = {"torchdistill": [], **{name: [] for name in runs}}
+    precision = {}
     with tempfile.TemporaryDirectory(prefix="kdforge-vs-td-") as tmp:
         torch.manual_seed(0)
         teacher_file = Path(tmp) / "resnet56.pt"
@@ -144,22 +149,24 @@ def main() -> int:
             times["torchdistill"].append(torchdistill_epoch(teacher, create_model("resnet20", 10), images, labels,
                                                             args.workers))
             print(f"repeat {r}: torchdistill {times['torchdistill'][-1]:.1f} s", flush=True)
-            for name in ("kdforge_cold", "kdforge_warm"):
-                if name == "kdforge_cold":  # a fresh cache: the teacher runs every step
+            for name, extra in runs.items():
+                if "cold" in name:  # a fresh cache: the teacher runs every step
                     shutil.rmtree(Path(tmp) / "cache" / "teacher-outputs", ignore_errors=True)
-                seconds, cache = kdforge_epoch(teacher_file, Path(tmp) / f"{name}-{r}", args.per_class, args.threads)
+                seconds, cache, precision[name] = kdforge_epoch(teacher_file, Path(tmp) / f"{name}-{r}", args.per_class,
+                                                                args.threads, extra)
                 times[name].append(seconds)
-                print(f"repeat {r}: {name} {seconds:.1f} s (cache {cache})", flush=True)
+                print(f"repeat {r}: {name} {seconds:.1f} s ({precision[name]}; cache {cache})", flush=True)
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {"setting": {**vars(args), "pair": "resnet56 -> resnet20", "batch": BATCH, "images": int(len(labels)),
                           "torchdistill": torchdistill.__version__, "torch": torch.__version__},
-              "seconds": times, "median_seconds": median,
-              "kdforge_cold_over_torchdistill": median["kdforge_cold"] / median["torchdistill"],
-              "kdforge_warm_over_torchdistill": median["kdforge_warm"] / median["torchdistill"]}
+              "seconds": times, "median_seconds": median, "kdforge_precision": precision,
+              **{f"{name}_over_torchdistill": median[name] / median["torchdistill"] for name in runs}}
     atomic_write_json(args.out, result)
     print(f"one KD epoch, {len(labels)} images: torchdistill {median['torchdistill']:.1f} s, kdforge "
           f"{median['kdforge_cold']:.1f} s cold ({result['kdforge_cold_over_torchdistill']:.2f}x), "
-          f"{median['kdforge_warm']:.1f} s warm ({result['kdforge_warm_over_torchdistill']:.2f}x) -> {args.out}")
+          f"{median['kdforge_warm']:.1f} s warm ({result['kdforge_warm_over_torchdistill']:.2f}x) at its defaults "
+          f"({precision['kdforge_cold']}); float32: {result['kdforge_cold_fp32_over_torchdistill']:.2f}x cold, "
+          f"{result['kdforge_warm_fp32_over_torchdistill']:.2f}x warm -> {args.out}")
     return 0
 
 

@@ -185,6 +185,15 @@ def test_results_page_speed_section_reads_the_bench_files(tmp_path):
     assert "torchdistill 40.0 s; kdforge 30.0 s cold (0.75×), 10.0 s with a warm teacher cache (0.25×); " \
            "cold / warm 3.00×" in page
     assert "| kd 1.040× | `bench/step_overhead.py --warm-cache` |" in page
+    assert "float32" not in page.split("torchdistill 40.0 s")[1].split("\n")[0]  # a file from before amp=auto
+    vs = json.loads((res / "vs_torchdistill.json").read_text())
+    vs["median_seconds"].update(kdforge_cold_fp32=36.0, kdforge_warm_fp32=16.0)
+    vs.update(kdforge_precision={"kdforge_cold": "amp=auto: the CPU has AMX-BF16 tiles"},
+              kdforge_cold_fp32_over_torchdistill=0.9, kdforge_warm_fp32_over_torchdistill=0.4)
+    (res / "vs_torchdistill.json").write_text(json.dumps(vs))
+    page = write_results_page(res, tmp_path / "RESULTS.md").read_text()
+    assert "cold / warm 3.00×; kdforge's defaults chose amp=auto: the CPU has AMX-BF16 tiles; in float32 (amp=false) " \
+           "36.0 s cold (0.90×), 16.0 s warm (0.40×)" in page
     rates = {k: {"train_images_per_second_last_epoch": v} for k, v in
              (("ce", 20000.0), ("kd_cold_cache", 10000.0), ("kd_warm_cache", 18000.0))}
     (res / "gpu_check.json").write_text(json.dumps({
@@ -487,6 +496,22 @@ def test_channels_last_auto_keeps_the_keys_and_recorded_settings_of_channels_las
     recorded = to_dict(old)  # what a run before the default changed wrote in its config.json
     assert trained_settings(recorded)["channels_last"] is False and trained_settings(new) == trained_settings(recorded)
     assert trained_settings(to_dict(forced))["channels_last"] is True
+
+
+def test_amp_auto_keeps_the_recorded_identity_and_suites_and_sweeps_stay_float32(tmp_path):
+    from kdforge.bench.accuracy import AccuracyBench, config_key
+    from kdforge.bench.suites import SUITES
+    from kdforge.config import to_dict, trained_settings
+
+    old, new, forced = (load_config("cifar10-cpu-teacher", [f"amp={v}"]) for v in ("false", "auto", "true"))
+    assert new.amp == "auto" and config_key(old, "d") == config_key(new, "d") != config_key(forced, "d")
+    assert trained_settings(to_dict(old)) == trained_settings(new)
+    # a suite trains float32 whatever the machine would pick, teacher and students alike; its bf16 rows still ask
+    bench = AccuracyBench(SUITES.get("cifar10-paper-cpu"), budget="e240", root=tmp_path, results=tmp_path)
+    rows = {v.name: v for v in bench.variants(None)}
+    assert bench.teacher_config()[0].amp is False
+    assert bench.student_config(rows["kd"], 0, tmp_path / "t")[0].amp is False
+    assert bench.student_config(rows["kd-bf16"], 0, tmp_path / "t")[0].amp is True
 
 
 def test_suites_replay_the_teacher_from_its_output_cache_by_default(tmp_path):
@@ -995,6 +1020,12 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
     assert report["ratio_new_to_old"] == pytest.approx(report["wall_seconds"]["new"] / report["wall_seconds"]["old"])
     # the old side runs without the cache; the new side's kd fills a cache that starts empty
     assert rows["kd"]["old"]["teacher_cache"] is None and rows["kd"]["new"]["teacher_cache"]["epochs_computed"] == 30
+    # the new side undoes the suite's float32 pin: bf16 where this machine has it, as a user's run
+    import torch
+
+    from kdforge.engine.run import amp_decision
+
+    assert rows["kd"]["old"]["amp"] is False and rows["kd"]["new"]["amp"] is amp_decision("auto", torch.device("cpu"))[0]
     assert rows["kd"]["recorded_spread"] == [80.0, 99.0] and rows["kd"]["new_within_spread"] is True
     assert rows["ce"]["recorded_spread"] is None
     again = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)  # resumable: reads back
@@ -1004,7 +1035,7 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
     fresh = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert fresh.returncode == 0, fresh.stderr
     assert json.loads((tmp_path / "speed.json").read_text())["rows"] == rows
-    assert not (tmp_path / "runs" / "suite-speed" / "new").exists() and "[1/2]" not in fresh.stdout
+    assert not list((tmp_path / "runs" / "suite-speed").glob("new*")) and "[1/2]" not in fresh.stdout
     # a JSON that measured something else (another seed) is not read back
     other = subprocess.run(args + ["--seed", "1", "--methods", "ce"], cwd=tmp_path, capture_output=True, text=True,
                            timeout=600)
@@ -1016,7 +1047,7 @@ def test_suite_speed_trains_each_row_with_the_new_and_the_old_defaults_and_sums_
     assert late.returncode == 3 and late.stderr.strip().startswith("bench/suite_speed.py: 1 run(s) not started")
     assert ("[1/1] kd seed 2: not started: it needs about 0 min (2 side(s), each as the row's slowest recorded run)"
             in late.stdout)
-    assert not (tmp_path / "runs" / "suite-speed" / "new" / "kd-s2").exists()
+    assert not list((tmp_path / "runs" / "suite-speed").glob("new*/kd-s2"))
     bad = subprocess.run(args + ["--finish-by", "later"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 

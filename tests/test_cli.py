@@ -57,6 +57,19 @@ def test_train_then_eval_reproduces_the_reported_accuracy(tmp_path, capsys):
     assert main(["eval", str(out), "--dataset", "digits"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == "mlp8" and result["top1"] == pytest.approx(summary["top1_last"], abs=1e-3)
+    # the precision asked for: float32 and bf16 are the engine's evaluation of the same weights in each
+    import torch
+
+    from kdforge.data import DataConfig, load_data
+    from kdforge.engine.models import load_model
+    from kdforge.engine.task import evaluate
+
+    data = load_data(DataConfig(dataset="digits", eval_batch_size=512))
+    model = load_model(out, "mlp8", data.num_classes, data.in_channels)
+    for flag, amp in (("false", False), ("true", True)):
+        assert main(["eval", str(out), "--dataset", "digits", "--amp", flag]) == 0
+        expected = evaluate(model, data.stream("test", 512, train=False), torch.device("cpu"), amp)["top1"]
+        assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(expected, abs=1e-4)  # printed to 4 places
 
 
 def test_plot_draws_a_png_and_ignores_a_torn_last_record(tmp_path, capsys):

@@ -23,7 +23,7 @@ def test_unknown_keys_get_a_suggestion():
     ("optim.lr=-1", "optim.lr must be positive"),
     ("data.batch_size=0", "batch_size"),
     ("optim.schedule=linear", "cosine, step or constant"),
-    ("amp=3", "amp must be of type bool"),
+    ("amp=3", "amp must be true, false or auto"),
     ("optim=5", "optim must be a mapping"),
     ("epochs", "key=value"),
 ])
@@ -142,3 +142,23 @@ def test_auto_compiles_only_runs_long_enough_and_only_with_a_toolchain(monkeypat
     monkeypatch.setattr(shutil, "which", lambda name: None)
     compiled, why = compilation.compile_decision("auto", compilation.AUTO_COMPILE_MIN_STEPS, cpu)
     assert not compiled and "no C++ compiler" in why
+
+
+def test_amp_auto_is_bf16_only_where_the_hardware_multiplies_bf16_natively(monkeypatch):
+    import torch
+
+    from kdforge.engine.run import amp_decision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert amp_decision(True, cpu) == (True, "amp=true") and amp_decision(False, cuda) == (False, "amp=false")
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True, "amx_bf16": True})
+    assert amp_decision("auto", cpu) == (True, "amp=auto: the CPU has AMX-BF16 tiles")
+    # AVX512-BF16 alone (no tiles) or AVX2: not measured faster, so float32
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True, "amx_bf16": False})
+    assert amp_decision("auto", cpu) == (False, "amp=auto: the CPU has no AMX-BF16 tiles")
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    assert not amp_decision("auto", cpu)[0]
+    for native in (True, False):  # a GPU: its own answer, emulation not counted
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n and not including_emulation)
+        assert amp_decision("auto", cuda)[0] is native
+    assert amp_decision("auto", torch.device("meta")) == (False, "amp=auto: no bf16 rule for meta")

@@ -34,9 +34,11 @@ def single(*args):
 
 @pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
-    ddp = torchrun(*COMMON, f"out={tmp_path / 'ddp'}", logs=tmp_path / "logs")
+    # float32 on every machine: under bf16 (amp=auto on an AMX CPU) two half-batch gradients round otherwise than
+    # the full batch's, beyond the tolerance below, and this compares the data-parallel arithmetic, not bf16's
+    ddp = torchrun(*COMMON, "amp=false", f"out={tmp_path / 'ddp'}", logs=tmp_path / "logs")
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    one = single(*COMMON, f"out={tmp_path / 'one'}")
+    one = single(*COMMON, "amp=false", f"out={tmp_path / 'one'}")
     assert one.returncode == 0, one.stderr[-3000:]
     a, b = read_checkpoint(tmp_path / "ddp" / "checkpoint.pt")["model"], read_checkpoint(tmp_path / "one" / "checkpoint.pt")["model"]
     # mlp8 has no BatchNorm: two half-batch gradients averaged equal the full-batch gradient up to rounding

@@ -119,6 +119,8 @@ def test_a_sweep_over_cells_trains_each_cell_as_named_and_leaves_the_rest_to_the
     lr = {p.name: json.loads((p / "config.json").read_text())["config"]["optim"]["lr"]
           for p in (tmp_path / "runs").iterdir()}
     assert lr == {"base-s0": 0.1, "slow-s0": 0.0001}
+    for run in (tmp_path / "runs").iterdir():  # float32 on every machine, whatever amp=auto would pick
+        assert json.loads((run / "summary.json").read_text())["amp"] is False
     assert [r["combination"] for r in result["table"]] == [{}, {"optim.lr": "0.0001"}]
     assert result["chosen"] == {} and result["chosen_name"] == "base"  # the rate that learns
     md = (tmp_path / "out" / "ablation.md").read_text()

@@ -41,7 +41,8 @@ def test_plain_training_writes_summary_metrics_and_checkpoint(teacher_dir):
     assert summary["top1_best"] >= summary["top1_last"] and summary["versions"]["torch"] == torch.__version__ \
         and summary["versions"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     records = [json.loads(line) for line in (teacher_dir / "metrics.jsonl").read_text().splitlines()]
-    assert {r["type"] for r in records} == {"compile", "train", "epoch", "eval"}  # compile: the one record of that decision
+    # compile and amp: the one record of each decision
+    assert {r["type"] for r in records} == {"compile", "amp", "train", "epoch", "eval"}
     assert [r["epoch"] for r in records if r["type"] == "eval"] == [1, 2, 3, 4]
     # each epoch's own rate beside the run's average so far: with equal epochs, the average over the first two is
     # the harmonic mean of their two rates
@@ -140,6 +141,19 @@ def test_a_short_run_under_compile_auto_stays_eager_and_says_why(tmp_path):
     logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert {"type": "compile", "step": 0, "compiled": False, "reason": summary["compile_reason"]} in logged
     assert not any("compil" in line for line in lines)  # an eager run says nothing about it on the console
+
+
+def test_amp_auto_is_resolved_for_the_device_and_recorded(tmp_path):
+    from kdforge.engine.run import amp_decision
+
+    lines = []
+    summary = train(digits("digits-teacher", tmp_path, "epochs=1"), echo=lines.append)
+    expected = amp_decision("auto", torch.device(summary["device"]))
+    assert summary["config"]["amp"] == "auto" and (summary["amp"], summary["amp_reason"]) == expected
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"type": "amp", "step": 0, "amp": expected[0], "reason": expected[1]} in logged
+    assert not any("amp" in line or "bf16" in line for line in lines)  # the console stays for errors and epochs
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["amp"] is expected[0]  # for `kdforge eval`
 
 
 def test_non_finite_loss_stops_with_step_and_term_and_keeps_the_checkpoint(tmp_path):

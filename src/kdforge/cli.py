@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--classes", help="restrict the data to these labels (re-indexed), e.g. 4,5,6,7,8,9")
     p.add_argument("--groups", help="also report top-1 per class group, e.g. old=0-4,new=5-9 (incremental learning)")
+    p.add_argument("--amp", choices=("recorded", "true", "false"), default="recorded",
+                   help="bf16 autocast: as the run evaluated itself (recorded in its checkpoint; float32 when absent), "
+                        "or as given")
 
     p = sub.add_parser("fewshot", help="N-way K-shot nearest-centroid episodes on a model's embedding (95 %% CI)")
     p.add_argument("checkpoint", help="a run folder, a kdforge checkpoint, or a state-dict file")
@@ -298,7 +301,8 @@ def cmd_eval(args) -> int:
 
     model, data, arch, device = _load_for_eval(args, _labels(args.classes))
     stream = data.stream("test", args.batch_size, train=False, device=device)
-    result = evaluate(model, stream, device)
+    recorded = load_weights(args.checkpoint)[1].get("amp", False)
+    result = evaluate(model, stream, device, recorded if args.amp == "recorded" else args.amp == "true")
     if args.groups:
         from kdforge.protocols import group_accuracy, outputs, parse_groups
 

@@ -88,7 +88,9 @@ class TrainConfig:
     epochs: int = 1
     seed: int = 0
     label_smoothing: float = 0.0
-    amp: bool = False  # bf16 autocast on CPU and CUDA
+    # bf16 autocast on CPU and CUDA: true | false | auto. auto is bf16 where the hardware multiplies bf16 natively
+    # (AMX-BF16 CPUs, bf16 GPUs) and float32 elsewhere; the log and summary.json say which and why (engine/run.py)
+    amp: bool | str = "auto"
     # the student's memory layout: true | false | auto. auto is channels_last for an eager run on CPU, where an eager
     # training step measured 1.24-1.51x as fast for the zoo's ResNets, WRN and MobileNetV2 (1.02-1.09x for vgg8,
     # ShuffleV2, cnn8; 0.88x for the 25 ms cnn28_small step), and contiguous for a compiled run, where the layouts
@@ -125,7 +127,7 @@ class TrainConfig:
             raise ConfigError("eval_every and log_every must be >= 1, checkpoint_every >= 0")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
-        for key in ("teacher_channels_last", "channels_last"):
+        for key in ("teacher_channels_last", "channels_last", "amp"):
             if getattr(self, key) not in (True, False, "auto"):
                 raise ConfigError(f"{key} must be true, false or auto, got {getattr(self, key)!r}")
         if self.compile not in (True, False, "auto"):
@@ -237,8 +239,13 @@ LATER_DEFAULTS = {"compile": (False, "auto"), "teacher_fold_bn": (True,), "teach
                   "task": ("classification",), "detector": (dataclasses.asdict(DetectorConfig()),)}
 # Keys recorded in earlier runs whose default changed since, {key: (new default, old default)}: the new default reads
 # as the old one, so that the runs and teachers recorded before keep their identity (the layout changes rounding
-# only, as compilation does)
-CHANGED_DEFAULTS = {"channels_last": ("auto", False)}
+# only, as compilation does; bf16 changes more, so the suites and sweeps pin amp=false and their rows stay float32
+# on every machine: MEASURED_PRECISION)
+CHANGED_DEFAULTS = {"channels_last": ("auto", False), "amp": ("auto", False)}
+# The overrides the suites and sweeps start from: they compare methods in one arithmetic on every machine, float32,
+# whatever `amp: auto` would pick for the hardware (a row may still ask for bf16, as the `-bf16` rows do: later
+# overrides win)
+MEASURED_PRECISION = ("amp=false",)
 
 
 def _at_later_default(key: str, value) -> bool:

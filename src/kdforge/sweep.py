@@ -171,7 +171,7 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     sweep's recorded runs: the cell's slowest, else the sweep's slowest pace per epoch."""
     import shutil
 
-    from kdforge.config import load_config, settings_differences
+    from kdforge.config import MEASURED_PRECISION, load_config, settings_differences
     from kdforge.engine.pipeline import train
 
     if select_on not in SELECTABLE:
@@ -183,7 +183,9 @@ def run_sweep(config: str, overrides: list[str], grid: Grid, seeds: int, select_
     for combo in combos:  # every configuration validated before the first run starts
         for seed in range(seeds):
             folder = Path(root) / f"{grid.name(combo)}-s{seed}"
-            args = [*overrides, *grid.overrides(combo), f"seed={seed}", f"out={folder}", "progress=false"]
+            # float32 on every machine, as the suites (a choice is never a machine's arithmetic); overrides may ask bf16
+            args = [*MEASURED_PRECISION, *overrides, *grid.overrides(combo), f"seed={seed}", f"out={folder}",
+                    "progress=false"]
             cfg = load_config(config, args)
             if not cfg.data.val_per_class and not val_per_class:
                 raise ConfigError("a sweep selects on a validation split: set data.val_per_class (images per class "

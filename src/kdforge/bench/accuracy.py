@@ -20,7 +20,15 @@ from kdforge.bench.curves import evals_of, keep_curve
 from kdforge.bench.deadline import Sitting, run_seconds, too_late
 from kdforge.bench.suites import SUITES, Suite, Variant
 from kdforge.bench.teacher_store import keep_teacher, restore_teacher, store_teacher
-from kdforge.config import RUN_CONFIG, TrainConfig, load_config, settings_differences, to_dict, trained_settings
+from kdforge.config import (
+    MEASURED_PRECISION,
+    RUN_CONFIG,
+    TrainConfig,
+    load_config,
+    settings_differences,
+    to_dict,
+    trained_settings,
+)
 from kdforge.errors import ConfigError, UserError
 from kdforge.fileio import append_line
 from kdforge.plots import epoch_to_fraction
@@ -183,19 +191,19 @@ class AccuracyBench:
     def teacher_config(self, variant: Variant | None = None) -> tuple[TrainConfig, Path]:
         preset, *overrides = self.suite.teacher
         extra = list(self.suite.budgets[self.budget][0]) + list(variant.teacher if variant else ())
-        cfg = load_config(preset, overrides + extra + self._common())
+        cfg = load_config(preset, [*MEASURED_PRECISION, *overrides, *extra, *self._common()])
         key = config_key(cfg, data_fingerprint(cfg))
         folder = find_trained(self.root / "teachers" / f"{self.suite.teacher_home or self.suite.name}-{key}", cfg)
         restore_teacher(folder, self.results, self.echo)  # a new machine distils from the stored teacher
-        return load_config(preset, overrides + extra + self._common() + [f"out={folder}"]), folder
+        return load_config(preset, [*MEASURED_PRECISION, *overrides, *extra, *self._common(), f"out={folder}"]), folder
 
     def student_config(self, variant: Variant, seed: int, teacher: Path | None) -> tuple[TrainConfig, Path]:
         preset, *overrides = self.suite.student
         if variant.preset:
             preset = variant.preset
         folder = run_folder(self.root / self.stem, variant.name, seed)
-        args = overrides + list(self.suite.budgets[self.budget][1]) + [f"method={variant.method}", *variant.overrides,
-                                                                        f"seed={seed}", f"out={folder}"]
+        args = [*MEASURED_PRECISION, *overrides, *self.suite.budgets[self.budget][1], f"method={variant.method}",
+                *variant.overrides, f"seed={seed}", f"out={folder}"]
         cfg = load_config(preset, args + self._common())
         if variant.schedule_factor != 1 or variant.per_epochs:
             args += _scaled(cfg, variant)

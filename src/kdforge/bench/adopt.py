@@ -14,7 +14,7 @@ from pathlib import Path
 from kdforge.bench.accuracy import AccuracyBench, append_row, read_rows, run_folder
 from kdforge.bench.curves import evals_of, keep_curve, row_curve, same_final
 from kdforge.bench.suites import SUITES, Variant
-from kdforge.config import settings_differences, trained_settings
+from kdforge.config import MEASURED_PRECISION, settings_differences, trained_settings
 from kdforge.errors import UserError
 
 
@@ -24,7 +24,7 @@ def _recipe(bench: AccuracyBench, variant: Variant) -> str:
     from kdforge.config import load_config
 
     extra = list(bench.suite.budgets[bench.budget][0]) + list(variant.teacher)
-    teacher = load_config(preset, overrides + extra)
+    teacher = load_config(preset, [*MEASURED_PRECISION, *overrides, *extra])
     student, _ = bench.student_config(variant, 0, Path("teacher"))
 
     def settings(cfg) -> dict:

@@ -15,7 +15,7 @@ from kdforge.bench.deadline import Sitting, run_seconds, too_late
 from kdforge.bench.report import format_difference, paired_difference
 from kdforge.bench.report import read_csv as read_rows
 from kdforge.bench.teacher_store import keep_teacher, restore_teacher
-from kdforge.config import load_config
+from kdforge.config import MEASURED_PRECISION, load_config
 from kdforge.errors import UserError
 from kdforge.fileio import append_line, atomic_write_text
 
@@ -88,7 +88,7 @@ def run_detection_suite(seeds: int = 3, methods: list[str] | None = None, only_s
         raise UserError(f"the detection suite's rows are {', '.join(METHODS)}; not {', '.join(unknown)}")
     root, results = Path(root), Path(results)
     data = ensure_data(root, echo)
-    common = [f"data.root={data}", "progress=false", "tensorboard=false", *overrides] + \
+    common = [*MEASURED_PRECISION, f"data.root={data}", "progress=false", "tensorboard=false", *overrides] + \
         ([f"threads={threads}"] if threads else [])
     teacher_dir = teacher_folder(root, common)
     restore_teacher(teacher_dir, results, echo)  # a new machine distils from the stored teacher

@@ -335,7 +335,19 @@ def _vs_torchdistill(vs: dict) -> tuple[str, str]:
             f"{st['threads']} threads): torchdistill {st['torchdistill']} vs kdforge",
             f"torchdistill {m['torchdistill']:.1f} s; kdforge {m['kdforge_cold']:.1f} s cold "
             f"({vs['kdforge_cold_over_torchdistill']:.2f}×), {m['kdforge_warm']:.1f} s with a warm teacher cache "
-            f"({vs['kdforge_warm_over_torchdistill']:.2f}×); cold / warm {m['kdforge_cold'] / m['kdforge_warm']:.2f}×")
+            f"({vs['kdforge_warm_over_torchdistill']:.2f}×); cold / warm {m['kdforge_cold'] / m['kdforge_warm']:.2f}×"
+            + _float32_side(vs))
+
+
+def _float32_side(vs: dict) -> str:
+    """The defaults' precision and, when they chose bf16, the float32 runs beside them (files before amp=auto have
+    neither: they ran float32)."""
+    if "kdforge_precision" not in vs:
+        return ""
+    m = vs["median_seconds"]
+    return (f"; kdforge's defaults chose {vs['kdforge_precision']['kdforge_cold']}; in float32 (amp=false) "
+            f"{m['kdforge_cold_fp32']:.1f} s cold ({vs['kdforge_cold_fp32_over_torchdistill']:.2f}×), "
+            f"{m['kdforge_warm_fp32']:.1f} s warm ({vs['kdforge_warm_fp32_over_torchdistill']:.2f}×)")
 
 
 def _step_overhead(what: str):

@@ -43,6 +43,15 @@ def validation_top1(run: Path, val_per_class: int, device: str | None = None) ->
     size = images.shape[-1] if images is not None else data.image_size
     model = load_model(run, in_channels=bundle.in_channels, image_size=size).to(device)
     stream = bundle.stream("val", data.eval_batch_size, train=False, device=device)
-    top1 = evaluate(model, stream, torch.device(device))["top1"]
+    top1 = evaluate(model, stream, torch.device(device), _trained_in_bf16(Path(run)))["top1"]
     atomic_write_json(cached, {"top1": top1, "val_per_class": val_per_class, "images": len(bundle.val.labels)})
     return top1
+
+
+def _trained_in_bf16(run: Path) -> bool:
+    """Whether the run evaluated itself in bf16 autocast: the decision its summary records (amp=auto resolves per
+    machine), else its config's explicit setting; so that its own split size reads back its own figure."""
+    summary = run / "summary.json"
+    if summary.exists() and "amp" in (recorded := json.loads(summary.read_text())):
+        return bool(recorded["amp"])
+    return json.loads((run / "config.json").read_text())["config"].get("amp") is True

@@ -15,16 +15,16 @@ from kdforge.models import count_parameters
 class EvaluationMixin:
     def _evaluate_epoch(self, epoch: int) -> dict:
         primary = self.task.primary
-        test = self.task.evaluate(self.student, self.test_stream, self.device, self.cfg.amp)
+        test = self.task.evaluate(self.student, self.test_stream, self.device, self.amp)
         record = {"epoch": epoch + 1, **{f"test_{k}": v for k, v in test.items()}}
         selector = test[primary]
         if self.val_stream is not None:
-            val = self.task.evaluate(self.student, self.val_stream, self.device, self.cfg.amp)
+            val = self.task.evaluate(self.student, self.val_stream, self.device, self.amp)
             record.update({f"val_{k}": val[k] for k in (primary, "loss") if k in val})
             selector = val[primary]
         record.update(self.method.evaluate_extra(EvalContext(
             self.student, self._clean_train(), self.val_stream, self.test_stream,
-            lambda: autocast(self.device, self.cfg.amp))))
+            lambda: autocast(self.device, self.amp))))
         if self.method.select_on:
             selector = record[self.method.select_on]
         p = self.progress
@@ -64,6 +64,7 @@ class EvaluationMixin:
             "teacher_folded_batchnorms": self.teacher_folded,
             "channels_last": self.channels_last, "teacher_channels_last": self.teacher_channels_last,
             "compiled": self.compiled, "compile_reason": self.compile_reason,
+            "amp": self.amp, "amp_reason": self.amp_reason,
             "teacher_top1": self.teacher_top1,
             # the teacher's identity (a hash of its weights as the run used them): two teachers of one config, e.g.
             # trained at other thread counts, share a folder name and may share a top-1, never this

@@ -31,7 +31,7 @@ class PreparationMixin:
         if set(taps) != set(self.method.teacher_taps):  # the teacher's forward records them all; the method reads its own
             self.distiller.teacher_view = TappedModel(self.teacher_forward, taps)
         key = fingerprint("teacher-outputs-v1", self._keys()[0], self._keys()[1], repr(self.data.augment),
-                          cfg.seed, cfg.data.batch_size, list(taps), cfg.teacher_cache_dtype, cfg.amp)
+                          cfg.seed, cfg.data.batch_size, list(taps), cfg.teacher_cache_dtype, self.amp)
         expected = len(self.train_stream) * cfg.data.batch_size
         return TeacherCache(cache_dir(), key, len(self.data.train), expected, cfg.teacher_cache_dtype, self.device,
                             self.dist.is_main, self.logger.info)
@@ -60,7 +60,7 @@ class PreparationMixin:
 
         teacher_key, data_key = self._keys()
         teacher = TappedModel(self.teacher_forward, ("embedding",)) if self.teacher is not None else None
-        return Preparation(teacher, self._clean_train(), lambda: autocast(self.device, self.cfg.amp), cache_dir(), teacher_key,
+        return Preparation(teacher, self._clean_train(), lambda: autocast(self.device, self.amp), cache_dir(), teacher_key,
                            data_key, self.dist.is_main, self.logger.info)
 
     def _input_shape(self) -> tuple[int, ...]:

@@ -35,6 +35,23 @@ def autocast(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def amp_decision(setting, device: torch.device) -> tuple[bool, str]:
+    """(whether a run trains and evaluates in bf16 autocast, why) for the `amp` setting on `device`. auto turns it on
+    where bf16 matrix products run in hardware: a CUDA GPU with native bf16, a CPU with AMX-BF16 tiles, where a
+    resnet8 training step measured 1.69x as fast as float32 (results/student_step_speed.json). Elsewhere bf16 is
+    emulated or unmeasured, and the run stays in float32. Accuracy: the paper regime's bf16 rows tie their float32
+    rows, paired by seed (`ce-bf16`, `kd-bf16` in results/cifar10-paper-cpu-e240.md)."""
+    if setting is True or setting is False:
+        return setting, f"amp={str(setting).lower()}"
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return native, "amp=auto: " + ("the GPU has native bf16" if native else "the GPU lacks native bf16")
+    if device.type == "cpu":
+        tiles = bool(torch.cpu.get_capabilities().get("amx_bf16"))
+        return tiles, "amp=auto: " + ("the CPU has AMX-BF16 tiles" if tiles else "the CPU has no AMX-BF16 tiles")
+    return False, f"amp=auto: no bf16 rule for {device.type}"
+
+
 def versions() -> dict:
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,

@@ -31,7 +31,9 @@ class Progress:
 class CheckpointMixin:
     def _identity(self) -> dict:
         return {"format": "kdforge", "arch": self.cfg.student, "num_classes": self.data.num_classes,
-                "classes": list(self.data.classes), "dataset": self.cfg.data.dataset, **self.task.identity(self.cfg)}
+                "classes": list(self.data.classes), "dataset": self.cfg.data.dataset,
+                # the precision the run evaluated in (amp=auto resolves per machine): `kdforge eval` reads it back
+                "amp": self.amp, **self.task.identity(self.cfg)}
 
     def _payload(self) -> dict:
         rng = {"cpu": torch.get_rng_state()}

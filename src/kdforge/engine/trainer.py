@@ -22,7 +22,7 @@ from kdforge.engine.evaluation import EvaluationMixin
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.preparation import PreparationMixin
-from kdforge.engine.run import RunMixin, autocast, resolve_device, versions
+from kdforge.engine.run import RunMixin, amp_decision, autocast, resolve_device, versions
 from kdforge.engine.schedule import learning_rate
 from kdforge.engine.state import CheckpointMixin, Progress
 from kdforge.engine.task import task_for
@@ -51,6 +51,7 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         self.folder = cfg.run_dir
         self.channels_last = False  # the student's memory layout; a task's set-up may turn it on
         self.compiled, self.compile_reason = False, None  # decided at set-up (decide_compile)
+        self.amp, self.amp_reason = amp_decision(cfg.amp, self.device)  # bf16 autocast, resolved for this device
 
     # ---------------------------------------------------------------- set-up
     def _setup_runtime(self) -> None:
@@ -95,7 +96,7 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         state = StepState(epoch, p.step, epoch + p.batch / len(self.train_stream))
-        with autocast(self.device, cfg.amp):
+        with autocast(self.device, self.amp):
             out, labels = self.task.step(self, batch, state)
         terms, total, student_out = out.terms, out.loss, out.student
         self.optimizer.zero_grad(set_to_none=True)
@@ -179,6 +180,8 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         for note in self.data.notes:
             self.logger.info(note)
         self._log_compile_decision()
+        # to metrics.jsonl and summary.json only: the console keeps one line for an error that follows
+        self.logger.record("amp", 0, {"amp": self.amp, "reason": self.amp_reason})
         if type(self.method).prepare is not Method.prepare:  # hashing teacher and data costs a little: only on use
             self.distiller.prepare_with(self._preparation())
         self.teacher_cache = self._teacher_cache()
@@ -195,14 +198,14 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
                                                             "world_size": self.dist.world_size})
         if self.teacher_same_classes and self.teacher_top1 is None:
             self.teacher_top1 = self.task.evaluate(self.teacher_forward, self.test_stream, self.device,
-                                                   cfg.amp)[self.task.primary]
+                                                   self.amp)[self.task.primary]
             self.logger.info(f"teacher {self.teacher_arch}: {self.task.metric_label} {self.teacher_top1:.2f}% on the "
                              f"{cfg.data.dataset} test split")
         try:
             last_eval = self._run_epochs()
             if self.task.fits_training_set:
                 # how well the student fits its training images, un-augmented: tells underfitting from overfitting
-                fit = self.task.evaluate(self.student, self._clean_train(), self.device, cfg.amp)
+                fit = self.task.evaluate(self.student, self._clean_train(), self.device, self.amp)
                 last_eval = {**last_eval, "train_top1": fit["top1"], "train_loss": fit["loss"]}
         finally:
             self.logger.close()

@@ -166,7 +166,8 @@ def stage_epochs(args: RefilledConfig, epochs: int) -> tuple[int, int]:
 
 def class_centres(embeddings: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """normalize(mean of the embeddings of each class); a class with no sample gets a zero row."""
-    sums = embeddings.new_zeros(num_classes, embeddings.shape[1]).index_add_(0, labels, embeddings.float())
+    # summed in float32 whatever the autocast dtype of the embeddings (bf16 under amp)
+    sums = embeddings.new_zeros(num_classes, embeddings.shape[1], dtype=torch.float32).index_add_(0, labels, embeddings.float())
     return F.normalize(sums, dim=1)
 
 

@@ -89,7 +89,7 @@ class TrainConfig:
     seed: int = 0
     label_smoothing: float = 0.0
     # bf16 autocast on CPU and CUDA: true | false | auto. auto is bf16 where the hardware multiplies bf16 natively
-    # (AMX-BF16 CPUs, bf16 GPUs) and float32 elsewhere; the log and summary.json say which and why (engine/run.py)
+    # (AMX-BF16 CPUs, bf16 GPUs) and float32 elsewhere; metrics.jsonl and summary.json say which and why (engine/run.py)
     amp: bool | str = "auto"
     # the student's memory layout: true | false | auto. auto is channels_last for an eager run on CPU, where an eager
     # training step measured 1.24-1.51x as fast for the zoo's ResNets, WRN and MobileNetV2 (1.02-1.09x for vgg8,

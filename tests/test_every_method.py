@@ -1,6 +1,7 @@
 """Every registered method, tested the same way through kdforge.Distiller on a zoo pair (resnet20 -> resnet8):
 it builds, returns the same term names at every step, every term is a finite scalar, gradients reach the
-student and the method's own parameters, and its state round-trips through a checkpoint."""
+student and the method's own parameters, and its state round-trips through a checkpoint; in float32 and under bf16
+autocast (the trainer's forward under amp, which `amp: auto` turns on where the hardware has bf16 units)."""
 
 import io
 
@@ -12,7 +13,7 @@ from kdforge.methods import METHODS, StepState
 from kdforge.models import create_model
 
 # methods whose modes change their whole shape run once per mode
-MODES = {"refilled": [{"stage": "1"}, {"stage": "2"}]}
+MODES = {"refilled": [{"stage": "1"}, {"stage": "2"}, {"stage": "2", "centers": "local"}]}
 CASES = [(name, args) for name in METHODS.names() for args in MODES.get(name, [{}])]
 N, BATCH = 40, 8
 
@@ -21,9 +22,10 @@ def test_the_cases_cover_the_whole_registry():
     assert {name for name, _ in CASES} == set(METHODS.names())
 
 
+@pytest.mark.parametrize("amp", [False, True], ids=["float32", "bf16"])
 @pytest.mark.parametrize("name,args", CASES, ids=[f"{n}-{'-'.join(map(str, a.values())) or 'default'}"
                                                      for n, a in CASES])
-def test_every_method_trains_the_same_way(name, args, device):
+def test_every_method_trains_the_same_way(name, args, device, amp):
     torch.manual_seed(0)
     # classmates in every batch
     images, labels = torch.randn(N, 3, 32, 32, device=device), torch.arange(N, device=device) % 4
@@ -43,7 +45,8 @@ def test_every_method_trains_the_same_way(name, args, device):
     for step in range(2):
         index = torch.arange(step * BATCH, (step + 1) * BATCH, device=device)
         # epoch 10 of 20: every warm-up of an in-context or decoupled term is over
-        out = d(images[index], labels[index], index, state=StepState(10, step, 10.0))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):  # the forward only, as the trainer
+            out = d(images[index], labels[index], index, state=StepState(10, step, 10.0))
         assert names is None or list(out.terms) == names, "the term names changed between steps"
         names = list(out.terms)
         for term, value in out.terms.items():

@@ -156,6 +156,25 @@ def test_amp_auto_is_resolved_for_the_device_and_recorded(tmp_path):
     assert read_checkpoint(tmp_path / "checkpoint.pt")["amp"] is expected[0]  # for `kdforge eval`
 
 
+def test_a_resumed_run_keeps_the_amp_decision_of_its_first_sitting(tmp_path):
+    from kdforge.engine.run import amp_decision
+    from kdforge.engine.trainer import Trainer
+
+    here = amp_decision("auto", torch.device("cpu"))
+    elsewhere = (not here[0], "amp=auto: decided on other hardware")  # what a first sitting there recorded
+    (tmp_path / "metrics.jsonl").write_text(
+        json.dumps({"type": "amp", "step": 0, "amp": elsewhere[0], "reason": elsewhere[1]}) + "\n"
+        + json.dumps({"type": "amp", "step": 0, "amp": here[0], "reason": "a later sitting"}) + "\n")
+
+    def decided(*overrides, resume=True):
+        trainer = Trainer(digits("digits-teacher", tmp_path, "device=cpu", *overrides), resume=resume)
+        return trainer.amp, trainer.amp_reason
+
+    assert decided() == (elsewhere[0], f"{elsewhere[1]} (the run's first sitting; kept on resume)")
+    assert decided(resume=False) == here  # a fresh run decides for its own machine
+    assert decided("amp=false") == (False, "amp=false") and decided("amp=true") == (True, "amp=true")
+
+
 def test_non_finite_loss_stops_with_step_and_term_and_keeps_the_checkpoint(tmp_path):
     cfg = digits("digits-student", tmp_path, "epochs=3", "optim.lr=1e12", "optim.schedule=constant",
                  "optim.momentum=0.0", "log_every=100")

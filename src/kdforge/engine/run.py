@@ -4,6 +4,7 @@ versions recorded with every run."""
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import re
 import signal
@@ -20,6 +21,7 @@ import kdforge
 from kdforge.collective import all_reduce_
 from kdforge.engine.distributed import peer_failure, shutdown
 from kdforge.errors import ConfigError, PeerFailedError, TrainingStopped, UserError
+from kdforge.fileio import read_records
 
 
 def resolve_device(name: str) -> torch.device:
@@ -50,6 +52,16 @@ def amp_decision(setting, device: torch.device) -> tuple[bool, str]:
         tiles = bool(torch.cpu.get_capabilities().get("amx_bf16"))
         return tiles, "amp=auto: " + ("the CPU has AMX-BF16 tiles" if tiles else "the CPU has no AMX-BF16 tiles")
     return False, f"amp=auto: no bf16 rule for {device.type}"
+
+
+def first_sitting_amp(folder: Path) -> tuple[bool, str] | None:
+    """The amp decision the first sitting of a run recorded in its metrics.jsonl (None when there is none): a run
+    resumed on other hardware keeps it, so that `auto` never changes a run's arithmetic halfway."""
+    for line in read_records(Path(folder) / "metrics.jsonl"):
+        record = json.loads(line)
+        if record.get("type") == "amp":
+            return bool(record["amp"]), record["reason"]
+    return None
 
 
 def versions() -> dict:

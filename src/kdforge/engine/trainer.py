@@ -22,7 +22,7 @@ from kdforge.engine.evaluation import EvaluationMixin
 from kdforge.engine.logger import RunLogger
 from kdforge.engine.meter import EpochMeter
 from kdforge.engine.preparation import PreparationMixin
-from kdforge.engine.run import RunMixin, amp_decision, autocast, resolve_device, versions
+from kdforge.engine.run import RunMixin, amp_decision, autocast, first_sitting_amp, resolve_device, versions
 from kdforge.engine.schedule import learning_rate
 from kdforge.engine.state import CheckpointMixin, Progress
 from kdforge.engine.task import task_for
@@ -52,6 +52,9 @@ class Trainer(RunMixin, CompileMixin, PreparationMixin, CheckpointMixin, Evaluat
         self.channels_last = False  # the student's memory layout; a task's set-up may turn it on
         self.compiled, self.compile_reason = False, None  # decided at set-up (decide_compile)
         self.amp, self.amp_reason = amp_decision(cfg.amp, self.device)  # bf16 autocast, resolved for this device
+        kept = first_sitting_amp(self.folder) if resume and cfg.amp == "auto" else None
+        if kept is not None:
+            self.amp, self.amp_reason = kept[0], f"{kept[1]} (the run's first sitting; kept on resume)"
 
     # ---------------------------------------------------------------- set-up
     def _setup_runtime(self) -> None:

@@ -294,15 +294,16 @@ def cmd_eval(args) -> int:
     from kdforge.engine.checkpoint import load_weights
     from kdforge.engine.task import evaluate
 
-    if load_weights(args.checkpoint)[1].get("task") == "detection":
+    meta = load_weights(args.checkpoint)[1]
+    if meta.get("task") == "detection":
         result = _eval_detection(args)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
         return 0
 
     model, data, arch, device = _load_for_eval(args, _labels(args.classes))
     stream = data.stream("test", args.batch_size, train=False, device=device)
-    recorded = load_weights(args.checkpoint)[1].get("amp", False)
-    result = evaluate(model, stream, device, recorded if args.amp == "recorded" else args.amp == "true")
+    amp = meta.get("amp", False) if args.amp == "recorded" else args.amp == "true"
+    result = evaluate(model, stream, device, amp)
     if args.groups:
         from kdforge.protocols import group_accuracy, outputs, parse_groups
 

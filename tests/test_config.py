@@ -151,14 +151,33 @@ def test_amp_auto_is_bf16_only_where_the_hardware_multiplies_bf16_natively(monke
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert amp_decision(True, cpu) == (True, "amp=true") and amp_decision(False, cuda) == (False, "amp=false")
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True, "amx_bf16": True})
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True, "amx_bf16": True}, raising=False)
     assert amp_decision("auto", cpu) == (True, "amp=auto: the CPU has AMX-BF16 tiles")
     # AVX512-BF16 alone (no tiles) or AVX2: not measured faster, so float32
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True, "amx_bf16": False})
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True, "amx_bf16": False},
+                        raising=False)
     assert amp_decision("auto", cpu) == (False, "amp=auto: the CPU has no AMX-BF16 tiles")
-    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True})
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx2": True}, raising=False)
     assert not amp_decision("auto", cpu)[0]
     for native in (True, False):  # a GPU: its own answer, emulation not counted
         monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True, n=native: n and not including_emulation)
         assert amp_decision("auto", cuda)[0] is native
     assert amp_decision("auto", torch.device("meta")) == (False, "amp=auto: no bf16 rule for meta")
+
+
+def test_amp_auto_on_a_torch_without_the_capability_map_uses_its_amx_probe(monkeypatch):
+    import types
+
+    import torch
+
+    from kdforge.engine.run import amp_decision
+
+    monkeypatch.delattr(torch.cpu, "get_capabilities", raising=False)
+    for tiles in (True, False):
+        monkeypatch.setattr(torch._C, "_cpu", types.SimpleNamespace(_is_amx_tile_supported=lambda t=tiles: t))
+        assert amp_decision("auto", torch.device("cpu"))[0] is tiles
+    monkeypatch.setattr(torch._C, "_cpu", types.SimpleNamespace())  # no probe at all: float32
+    assert amp_decision("auto", torch.device("cpu")) == (False, "amp=auto: the CPU has no AMX-BF16 tiles")
+    # a torch whose is_bf16_supported takes no argument
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert amp_decision("auto", torch.device("cuda"))[0] is True

@@ -46,12 +46,28 @@ def amp_decision(setting, device: torch.device) -> tuple[bool, str]:
     if setting is True or setting is False:
         return setting, f"amp={str(setting).lower()}"
     if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        native = _cuda_has_native_bf16()
         return native, "amp=auto: " + ("the GPU has native bf16" if native else "the GPU lacks native bf16")
     if device.type == "cpu":
-        tiles = bool(torch.cpu.get_capabilities().get("amx_bf16"))
+        tiles = _cpu_has_amx_bf16()
         return tiles, "amp=auto: " + ("the CPU has AMX-BF16 tiles" if tiles else "the CPU has no AMX-BF16 tiles")
     return False, f"amp=auto: no bf16 rule for {device.type}"
+
+
+def _cuda_has_native_bf16() -> bool:
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # a torch before the argument existed: its answer already meant native bf16
+        return torch.cuda.is_bf16_supported()
+
+
+def _cpu_has_amx_bf16() -> bool:
+    """torch.cpu.get_capabilities is recent; older torch builds answer through their private AMX probe (every CPU
+    with AMX tiles so far has the BF16 unit)."""
+    if hasattr(torch.cpu, "get_capabilities"):
+        return bool(torch.cpu.get_capabilities().get("amx_bf16"))
+    probe = getattr(getattr(torch._C, "_cpu", None), "_is_amx_tile_supported", None)
+    return bool(probe()) if probe is not None else False
 
 
 def first_sitting_amp(folder: Path) -> tuple[bool, str] | None:

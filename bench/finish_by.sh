@@ -3,7 +3,10 @@
 # once the moment has passed, take it for the next day's). An ISO date-time passes through unchanged; a value that
 # is neither stops the campaign with one line and exit code 2.
 if [ -n "${FINISH_BY:-}" ]; then
-  FINISH_BY=$(.venv/bin/python -c "
+  # the project's environment where it is set up, else a python3 that holds torch (a lent GPU machine)
+  finish_by_py=.venv/bin/python
+  [ -x "$finish_by_py" ] || finish_by_py=python3
+  FINISH_BY=$(PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" "$finish_by_py" -c "
 import sys
 from kdforge.bench.deadline import parse_finish_by
 from kdforge.errors import UserError

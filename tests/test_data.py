@@ -324,3 +324,18 @@ def test_image_folder_tree_through_torchvision(tmp_path):
     assert len(batches) == 1 and batches[0].input.shape == (4, 3, 32, 32)
     ev = list(bundle.stream("test", 4, train=False, workers=0).epoch(0))
     assert sum(len(b.target) for b in ev) == 6
+
+
+def test_a_host_resident_dataset_streams_its_batches_to_the_named_device():
+    """device_resident=false (or a dataset loaded on the host) feeding another device: each batch moves there; the
+    dataset's own device ("cpu" here, or "cuda" against "cuda:0") moves nothing."""
+    import torch
+
+    from kdforge.data.inmemory import BatchStream, InMemoryDataset
+
+    data = InMemoryDataset(torch.randint(0, 255, (6, 1, 4, 4), dtype=torch.uint8), torch.arange(6) % 3, (0.5,), (0.25,),
+                           ["a", "b", "c"])
+    here = next(BatchStream(data, 4, train=False, device="cpu").epoch(0))
+    there = next(BatchStream(data, 4, train=False, device="meta").epoch(0))
+    assert here.input.device.type == "cpu" and {t.device.type for t in there} == {"meta"}
+    assert here.input.shape == there.input.shape and torch.equal(here.target, torch.tensor([0, 1, 2, 0]))

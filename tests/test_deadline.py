@@ -1,5 +1,6 @@
 """`--finish-by`: a sitting with an end starts only the runs that can finish before it."""
 
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -140,7 +141,8 @@ def test_a_campaign_resolves_its_clock_time_once_and_refuses_a_bad_one():
 
     def source(value: str):
         return subprocess.run(["bash", "-c", 'source bench/finish_by.sh; echo "[$FINISH_BY]"'], cwd=repo, text=True,
-                              capture_output=True, timeout=60, env={"PATH": "/usr/bin:/bin", "FINISH_BY": value})
+                              capture_output=True, timeout=60,
+                              env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "FINISH_BY": value})
 
     done = source("2026-12-03T02:10")
     assert done.returncode == 0 and done.stdout.splitlines()[-1] == "[2026-12-03T02:10]"

@@ -182,8 +182,9 @@ def test_a_detection_method_trains_under_two_processes(coco_root, teacher_run, t
     from kdforge.engine.checkpoint import read_checkpoint
 
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # two gloo processes on the CPU, also where one GPU is present (device=auto would give each rank a GPU)
     args = [*BASE, f"data.root={coco_root}", "method=reviewkd+dkd", f"teacher_checkpoint={teacher_run[0]}", "epochs=1",
-            f"out={tmp_path / 'ddp'}"]
+            f"out={tmp_path / 'ddp'}", "device=cpu"]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 f"--log-dir={tmp_path / 'logs'}"]  # torchrun's own log folder: under the test's, not the system's
     run = subprocess.run([*launcher, "-m", "kdforge", "train", "digits-teacher", *args], capture_output=True, text=True,

@@ -64,7 +64,8 @@ def test_a_run_records_the_folded_teacher_and_distils_as_before(tmp_path):
     from kdforge.config import load_config
     from kdforge.engine.pipeline import train
 
-    common = ["threads=1", "progress=false", "tensorboard=false", "deterministic=true"]
+    # on the CPU, where teacher_channels_last=auto turns the folded teacher channels_last
+    common = ["threads=1", "progress=false", "tensorboard=false", "deterministic=true", "device=cpu"]
     train(load_config("digits-teacher", [f"out={tmp_path / 't'}", "epochs=1", *common]), echo=lambda m: None)
     runs = {}
     for fold in (True, False):

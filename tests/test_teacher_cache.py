@@ -34,8 +34,10 @@ def same(a, b):
 
 
 def test_float32_cache_trains_bit_identically_and_the_second_run_replays(tmp_path, teacher, device):
-    # on CUDA, bit-identical runs need the deterministic kernels
-    on = [f"device={device.type}", "deterministic=true"]
+    # on CUDA, bit-identical runs need the deterministic kernels; float32 arithmetic, as the test's name says (amp=auto
+    # would pick bf16 on an AMX CPU or a recent GPU, where the plain run's bf16 teacher logits and the cache's float32
+    # copy of them round the loss differently)
+    on = [f"device={device.type}", "deterministic=true", "amp=false"]
     _, plain = run(tmp_path, "plain", teacher, *on)
     cold_summary, cold = run(tmp_path, "cold", teacher, *on, "teacher_cache=true", "teacher_cache_dtype=float32")
     warm_summary, warm = run(tmp_path, "warm", teacher, *on, "teacher_cache=true", "teacher_cache_dtype=float32")
@@ -44,6 +46,15 @@ def test_float32_cache_trains_bit_identically_and_the_second_run_replays(tmp_pat
     assert warm_summary["teacher_cache"] | {"folder": None, "bytes": None} == {
         "epochs_replayed": 2, "epochs_computed": 0, "hit_rate": 1.0, "folder": None, "bytes": None}
     assert warm_summary["teacher_cache"]["bytes"] > 0
+
+
+def test_in_bf16_autocast_a_replayed_run_trains_exactly_as_the_recording_run(tmp_path, teacher, device):
+    """The cache is exact with respect to what the student trains on in bf16 too: the recording run's method reads
+    the stored values, so the replaying run, reading the same values, reaches the same weights."""
+    on = [f"device={device.type}", "deterministic=true", "amp=true", "teacher_cache=true", "seed=5"]
+    _, cold = run(tmp_path, "cold", teacher, *on)
+    summary, warm = run(tmp_path, "warm", teacher, *on)
+    assert summary["amp"] is True and summary["teacher_cache"]["hit_rate"] == 1.0 and same(cold, warm)
 
 
 def test_float16_cache_cold_and_warm_runs_agree(tmp_path, teacher):

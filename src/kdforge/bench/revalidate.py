@@ -35,7 +35,7 @@ def validation_top1(run: Path, val_per_class: int, device: str | None = None) ->
     if not config.exists():
         raise ConfigError(f"{run} has no config.json: not a finished kdforge run folder")
     data = from_dict(DataConfig, json.loads(config.read_text())["config"]["data"], "config.data")
-    bundle = load_data(dataclasses.replace(data, val_per_class=val_per_class))
+    bundle = load_data(dataclasses.replace(data, val_per_class=val_per_class), device)
     if bundle.val is None or bundle.notes:  # carved from the training subset: not a held-out split
         raise ConfigError(f"{run}: {val_per_class} validation images per class do not fit outside the training "
                           "subset; pass a smaller --val-per-class")

@@ -75,7 +75,7 @@ class DatasetBundle:
         data = getattr(self, split)
         if isinstance(data, InMemoryDataset):
             return BatchStream(data, batch_size, train=train, seed=seed, augment=self.augment if train else AugmentSpec(),
-                               rank=rank, world_size=world_size)
+                               rank=rank, world_size=world_size, device=device)
         from kdforge.data.imagefolder import FolderStream
 
         return FolderStream(data, batch_size, train=train, seed=seed, workers=workers, rank=rank,

@@ -113,7 +113,7 @@ class BatchStream:
 
     def __init__(self, data: InMemoryDataset, batch_size: int, *, train: bool, seed: int = 0,
                  augment: AugmentSpec = AugmentSpec(), drop_last: bool | None = None,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, device=None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.data = data
@@ -124,6 +124,10 @@ class BatchStream:
         self.drop_last = train if drop_last is None else drop_last
         self.rank, self.world_size = rank, world_size
         self.scale, self.shift = data.normaliser()
+        # where batches go: the dataset's own device unless one is named (a host-resident dataset feeding a GPU);
+        # normalised through an empty tensor so that "cuda" and "cuda:0" compare equal
+        target = torch.empty(0, device=device).device if device is not None else data.device
+        self.target = None if target == data.device else target
 
     def order(self, epoch: int) -> torch.Tensor:
         """The epoch's sample order: a permutation drawn from (seed, epoch) when training, else 0..N-1.
@@ -169,4 +173,5 @@ class BatchStream:
         order = self.order(epoch)
         for b in range(start_batch, len(self)):
             idx = self.batch_indices(order, b)
-            yield Batch(idx, self.view(idx, epoch), self.data.labels[idx])
+            batch = Batch(idx, self.view(idx, epoch), self.data.labels[idx])
+            yield batch if self.target is None else Batch(*(t.to(self.target, non_blocking=True) for t in batch))

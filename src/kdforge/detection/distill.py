@@ -135,7 +135,8 @@ class DetectionDistiller(nn.Module):
         self.teacher_channels_last = False
         if teacher is not None:
             teacher.eval().requires_grad_(False)
-        self.method = DetectionMethod(method, method_args, student, teacher)
+        # ReviewKD's fusion modules live where the student does (a GPU run builds the detector there first)
+        self.method = DetectionMethod(method, method_args, student, teacher).to(next(student.parameters()).device)
         self.taps = RoITaps(student)
         self.runner = student
 

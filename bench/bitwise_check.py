@@ -19,8 +19,10 @@ METHODS = ("refilled", "ce", "kd", "dkd", "ckd", "crd", "ickd", "kr", "kr_kd", "
 # was recorded with (lambda_KR 0.1; both IC-KD terms), pinned so that a later change of a default is not an engine change
 EXTRA = {"refilled": ["data.val_per_class=5"], "kr": ["method_args.kr_weight=0.1"],
          "kr_kd": ["method_args.kr_weight=0.1"], "ickd": ["method_args.picd_weight=1"]}
+# float32, as the recorded digests were: amp=auto would pick bf16 on an AMX CPU or a GPU, a change of arithmetic that
+# is not an engine change
 COMMON = ["data.train_per_class=30", "data.batch_size=32", "deterministic=true", "threads=1", "progress=false",
-          "tensorboard=false", "log_every=5"]
+          "tensorboard=false", "log_every=5", "amp=false"]
 
 
 def weights_digest(state: dict) -> str:

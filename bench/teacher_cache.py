@@ -25,7 +25,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kdforge-cache-bench-") as tmp:
         import torch
 
-        from kdforge.config import load_config
+        from kdforge.config import MEASURED_PRECISION, load_config
         from kdforge.data.sources import cache_dir
         from kdforge.engine.pipeline import train
         from kdforge.fileio import atomic_write_json
@@ -39,7 +39,7 @@ def main() -> int:
         subset = f"data.train_per_class={args.per_class}" if args.per_class else "data.train_per_class=null"
         common = ["student=resnet20", "teacher=resnet56", "method=kd", f"teacher_checkpoint={teacher}", "epochs=1",
                   f"threads={args.threads}", "progress=false", "tensorboard=false", "teacher_cache=true", subset,
-                  "eval_every=1"]
+                  "eval_every=1", *MEASURED_PRECISION]  # float32, as results/teacher_cache.json was measured
         # the decoded CIFAR-10 arrays are cached under the real cache: link them so nothing is decoded twice
         real = Path(os.environ.get("HOME", "~")).expanduser() / ".cache" / "kdforge"
         data_cache.mkdir(parents=True, exist_ok=True)

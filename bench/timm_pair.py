@@ -24,12 +24,12 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="results/timm_pair.json")
     args = parser.parse_args()
-    from kdforge.config import load_config
+    from kdforge.config import MEASURED_PRECISION, load_config
     from kdforge.engine.pipeline import train
     from kdforge.fileio import atomic_write_json
 
     common = [f"data.train_per_class={args.per_class}", f"threads={args.threads}", "progress=false",
-              "tensorboard=false", "data.batch_size=64", "optim.lr=0.05"]
+              "tensorboard=false", "data.batch_size=64", "optim.lr=0.05", *MEASURED_PRECISION]  # float32, as recorded
     result = {"setting": vars(args)}
     with tempfile.TemporaryDirectory(prefix="kdforge-timm-") as tmp:
         teacher = train(load_config("cifar10-cpu-teacher", common + [

@@ -82,3 +82,12 @@ def test_architecture_mismatches_are_explained(tmp_path):
     torch.save({"note": "hello"}, tmp_path / "empty.pth")
     with pytest.raises(CheckpointError, match="holds no state dict"):
         load_weights(tmp_path / "empty.pth")
+
+
+def test_a_runs_recorded_precision_is_its_decision_else_its_explicit_setting_else_float32():
+    from kdforge.engine.checkpoint import recorded_amp
+
+    assert recorded_amp({"amp": True}, {"amp": False}) is True  # the decision wins over the setting
+    assert recorded_amp({"amp": False}, {"amp": "auto"}) is False
+    assert recorded_amp({}, {"amp": True}) is True  # a run from before the decision was recorded
+    assert recorded_amp({}, {"amp": "auto"}) is False and recorded_amp({}) is False

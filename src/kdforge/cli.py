@@ -291,7 +291,7 @@ def _eval_detection(args) -> dict:
 
 
 def cmd_eval(args) -> int:
-    from kdforge.engine.checkpoint import load_weights
+    from kdforge.engine.checkpoint import load_weights, recorded_amp
     from kdforge.engine.task import evaluate
 
     meta = load_weights(args.checkpoint)[1]
@@ -302,7 +302,7 @@ def cmd_eval(args) -> int:
 
     model, data, arch, device = _load_for_eval(args, _labels(args.classes))
     stream = data.stream("test", args.batch_size, train=False, device=device)
-    amp = meta.get("amp", False) if args.amp == "recorded" else args.amp == "true"
+    amp = recorded_amp(meta) if args.amp == "recorded" else args.amp == "true"
     result = evaluate(model, stream, device, amp)
     if args.groups:
         from kdforge.protocols import group_accuracy, outputs, parse_groups

@@ -27,6 +27,7 @@ def validation_top1(run: Path, val_per_class: int, device: str | None = None) ->
         return float(json.loads(cached.read_text())["top1"])
     from kdforge.config import RUN_CONFIG, from_dict
     from kdforge.data import DataConfig, load_data
+    from kdforge.engine.checkpoint import recorded_amp
     from kdforge.engine.models import load_model
     from kdforge.engine.task import evaluate
 
@@ -34,7 +35,8 @@ def validation_top1(run: Path, val_per_class: int, device: str | None = None) ->
     config = Path(run) / RUN_CONFIG
     if not config.exists():
         raise ConfigError(f"{run} has no config.json: not a finished kdforge run folder")
-    data = from_dict(DataConfig, json.loads(config.read_text())["config"]["data"], "config.data")
+    recorded = json.loads(config.read_text())
+    data = from_dict(DataConfig, recorded["config"]["data"], "config.data")
     bundle = load_data(dataclasses.replace(data, val_per_class=val_per_class), device)
     if bundle.val is None or bundle.notes:  # carved from the training subset: not a held-out split
         raise ConfigError(f"{run}: {val_per_class} validation images per class do not fit outside the training "
@@ -43,15 +45,9 @@ def validation_top1(run: Path, val_per_class: int, device: str | None = None) ->
     size = images.shape[-1] if images is not None else data.image_size
     model = load_model(run, in_channels=bundle.in_channels, image_size=size).to(device)
     stream = bundle.stream("val", data.eval_batch_size, train=False, device=device)
-    top1 = evaluate(model, stream, torch.device(device), _trained_in_bf16(Path(run)))["top1"]
+    summary = Path(run) / "summary.json"
+    amp = recorded_amp(json.loads(summary.read_text()) if summary.exists() else {}, recorded["config"])
+    top1 = evaluate(model, stream, torch.device(device), amp)["top1"]
     atomic_write_json(cached, {"top1": top1, "val_per_class": val_per_class, "images": len(bundle.val.labels)})
     return top1
 
-
-def _trained_in_bf16(run: Path) -> bool:
-    """Whether the run evaluated itself in bf16 autocast: the decision its summary records (amp=auto resolves per
-    machine), else its config's explicit setting; so that its own split size reads back its own figure."""
-    summary = run / "summary.json"
-    if summary.exists() and "amp" in (recorded := json.loads(summary.read_text())):
-        return bool(recorded["amp"])
-    return json.loads((run / "config.json").read_text())["config"].get("amp") is True

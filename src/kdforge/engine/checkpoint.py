@@ -111,6 +111,16 @@ def final_folder(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def recorded_amp(record: dict, config: dict | None = None) -> bool:
+    """Whether a run trained and evaluated in bf16 autocast, from what it recorded: the resolved decision (`amp` in
+    its checkpoint or summary; amp=auto resolves per machine), else its config's explicit `amp: true` (runs from
+    before the decision was recorded), else float32. `kdforge eval` and revalidation read a run back with it, so that
+    a run's own split reads back its own figure."""
+    if "amp" in record:
+        return bool(record["amp"])
+    return bool(config) and config.get("amp") is True
+
+
 def load_weights(path: str | os.PathLike) -> tuple[dict, dict]:
     """(state_dict, metadata) from a kdforge run folder or checkpoint, a safetensors file, or a torch file
     holding a state dict directly or under "model"/"state_dict" (the layout of common KD teachers)."""

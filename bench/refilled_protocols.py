@@ -10,11 +10,15 @@ CE student paired by seed.
 
 Runs that are not there yet are listed as missing; nothing is trained here. `kdforge bench results` reads the
 JSON written beside the page: a few-shot student's verdict there is on these episodes, not on its base-class top-1.
+A (student, seed) that JSON already holds is kept as read, also when its run folder is gone (a new machine has no
+runs/): only the runs not read yet are evaluated, and nothing read is lost. --recompute reads every run here again.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
 import statistics
 from pathlib import Path
 
@@ -60,6 +64,28 @@ def run_folders(root: Path, suite_name: str, budget: str, seeds: int) -> tuple[d
     return incremental, fewshot
 
 
+def recorded(path: Path) -> dict:
+    """What an earlier reading wrote ({"incremental": {student: {seed: ...}}, "fewshot": ...}; seeds as ints), or
+    nothing read yet."""
+    if not path.exists():
+        return {"incremental": {}, "fewshot": {}}
+    earlier = json.loads(path.read_text())
+    return {part: {name: {int(seed): value for seed, value in per_seed.items()}
+                   for name, per_seed in earlier.get(part, {}).items()} for part in ("incremental", "fewshot")}
+
+
+def unread(folders: dict[str, dict[int, Path]], read: dict) -> list[tuple[str, int, Path]]:
+    """(student, seed, run folder) of every run here that `read` does not hold yet."""
+    return [(name, seed, run) for name, runs in folders.items() for seed, run in sorted(runs.items())
+            if seed not in read.get(name, {})]
+
+
+@functools.cache
+def _test_split(classes: tuple[int, ...] | None):
+    """The CIFAR-10 test split (of `classes` only, when given), decoded once and only when a run needs it."""
+    return load_data(DataConfig(dataset="cifar10-jpeg", classes=list(classes) if classes else None))
+
+
 def _mean(per_seed: dict[int, float]) -> str:
     values = list(per_seed.values())
     spread = f" ± {statistics.stdev(values):.2f}" if len(values) > 1 else ""
@@ -81,22 +107,19 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1, each where its run folder is here")
     parser.add_argument("--out", help="default results/<suite stem>-protocols.md")
     parser.add_argument("--episodes", type=int, default=600)
+    parser.add_argument("--recompute", action="store_true", help="read every run here again, not only the new ones")
     args = parser.parse_args()
     incremental, fewshot = run_folders(Path(args.root), args.suite, args.budget, args.seeds)
     args.out = args.out or f"results/{results_stem(args.suite, args.budget)}-protocols.md"
+    record = {"incremental": {}, "fewshot": {}} if args.recompute else recorded(Path(args.out).with_suffix(".json"))
     groups = {"old": OLD, "new": NEW, "all": OLD + NEW}
-    record = {"incremental": {}, "fewshot": {}}
-    full = load_data(DataConfig(dataset="cifar10-jpeg"))
-    for name, runs in incremental.items():
-        for seed, run in runs.items():
-            logits, _, labels = outputs(model_of(run), full.stream("test", 1000, train=False))
-            record["incremental"].setdefault(name, {})[seed] = group_accuracy(logits, labels, groups)
-    novel = load_data(DataConfig(dataset="cifar10-jpeg", classes=NEW))
-    for name, runs in fewshot.items():
-        for seed, run in runs.items():
-            _, features, labels = outputs(model_of(run), novel.stream("test", 1000, train=False))
-            record["fewshot"].setdefault(name, {})[seed] = {
-                f"{shot}-shot": fewshot_episodes(features, labels, 5, shot, 15, args.episodes, seed=0) for shot in (1, 5)}
+    for name, seed, run in unread(incremental, record["incremental"]):
+        logits, _, labels = outputs(model_of(run), _test_split(None).stream("test", 1000, train=False))
+        record["incremental"].setdefault(name, {})[seed] = group_accuracy(logits, labels, groups)
+    for name, seed, run in unread(fewshot, record["fewshot"]):
+        _, features, labels = outputs(model_of(run), _test_split(tuple(NEW)).stream("test", 1000, train=False))
+        record["fewshot"].setdefault(name, {})[seed] = {
+            f"{shot}-shot": fewshot_episodes(features, labels, 5, shot, 15, args.episodes, seed=0) for shot in (1, 5)}
     lines = _page(args, record, incremental, fewshot)
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     atomic_write_json(Path(args.out).with_suffix(".json"), record)
@@ -115,7 +138,7 @@ def _rows(students, figures: dict, shown: tuple[str, ...], against_ce: tuple[str
         means = [_mean({seed: f[k] for seed, f in figures[name].items()}) for k in shown]
         versus = [_versus_ce({n: {seed: f[k] for seed, f in per_seed.items()} for n, per_seed in figures.items()}, name)
                   for k in against_ce]
-        lines.append(f"| {name} | {', '.join(map(str, figures[name]))} | " + " | ".join(means + versus) + " |")
+        lines.append(f"| {name} | {', '.join(map(str, sorted(figures[name])))} | " + " | ".join(means + versus) + " |")
     return lines
 
 

@@ -1324,3 +1324,24 @@ def test_evidence_script_refuses_an_unknown_step_before_running_any(tmp_path):
         "bench/evidence.sh: unknown step 'clams'; steps: claims baselines detection compile speed selection claims2 "
         "rest kr gkd"]
     assert "===" not in done.stdout and not any(tmp_path.iterdir())
+
+
+def test_refilled_protocols_keep_what_they_read_when_run_folders_are_gone(tmp_path):
+    """A reading on a machine without the run folders (a new one has no runs/) keeps every (student, seed) read
+    before; only a run here that the JSON lacks is evaluated."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "refilled_protocols.py"
+    spec = importlib.util.spec_from_file_location("refilled_protocols", path)
+    protocols = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(protocols)
+    earlier = tmp_path / "x-protocols.json"
+    assert protocols.recorded(earlier) == {"incremental": {}, "fewshot": {}}
+    earlier.write_text(json.dumps({"incremental": {"refilled": {"0": {"all": 70.0}}},
+                                   "fewshot": {"ce-student": {"1": {"1-shot": {"mean": 50.0}}}}}))
+    read = protocols.recorded(earlier)
+    assert read["incremental"]["refilled"] == {0: {"all": 70.0}} and 1 in read["fewshot"]["ce-student"]
+    here = {"refilled": {0: tmp_path / "r0", 2: tmp_path / "r2"}, "rkd": {}}
+    assert protocols.unread(here, read["incremental"]) == [("refilled", 2, tmp_path / "r2")]

@@ -1345,3 +1345,21 @@ def test_refilled_protocols_keep_what_they_read_when_run_folders_are_gone(tmp_pa
     assert read["incremental"]["refilled"] == {0: {"all": 70.0}} and 1 in read["fewshot"]["ce-student"]
     here = {"refilled": {0: tmp_path / "r0", 2: tmp_path / "r2"}, "rkd": {}}
     assert protocols.unread(here, read["incremental"]) == [("refilled", 2, tmp_path / "r2")]
+
+
+def test_refilled_protocols_read_the_incremental_reference_from_the_table_where_its_folder_is_gone(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from kdforge.bench.accuracy import append_row
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "refilled_protocols.py"
+    spec = importlib.util.spec_from_file_location("refilled_protocols", path)
+    protocols = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(protocols)
+    table = tmp_path / "suite.csv"
+    for method, seed, top1 in (("same/ce", 0, 73.1), ("same/ce", 1, 74.0), ("same/ce", 3, 70.0), ("same/kd", 0, 76.0)):
+        append_row(table, {"method": method, "seed": seed, "top1_last": top1, "top1_best": top1, "epochs": 240,
+                           "wall_seconds": 1.0, "images_per_second": 1.0, "teacher_top1": 75.0})
+    assert protocols.ce_from_table(table, 3) == {0: {"all": 73.1}, 1: {"all": 74.0}}  # seed 3 is past --seeds
+    assert protocols._mean({}) == "–"

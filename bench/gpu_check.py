@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -57,8 +58,16 @@ def _tests(log: Path) -> dict:
     full = done.pop("full", "")
     log.write_text(full)  # the whole output beside the JSON: a failure's traceback, not only its name
     done["failed"] = [line for line in full.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    done["counts"] = test_counts(full)
     done["log"] = log.name
     return done
+
+
+def test_counts(output: str) -> dict[str, int]:
+    """pytest's closing tally ("13 failed, 638 passed, 2 skipped, ... in 257.53s") as {"failed": 13, ...}."""
+    closing = [line for line in output.splitlines() if re.search(r"\b\d+ (passed|failed)\b", line)]
+    return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)",
+                                                   closing[-1])} if closing else {}
 
 
 def _last_epoch_rate(run: Path) -> float | None:

@@ -201,12 +201,17 @@ def test_results_page_speed_section_reads_the_bench_files(tmp_path):
         "tests": {"rc": 1, "seconds": 200.0, "failed": ["FAILED tests/x.py::t"]}, "torchrun_nccl": {"rc": 0}}))
     page = write_results_page(res, tmp_path / "RESULTS.md").read_text()
     assert "ce 20,000 images/s; kd cold cache 10,000, warm 18,000; test suite there: 1 failed (200 s)" in page
+    # a later check records pytest's tally, which the page shows as it is
+    check = json.loads((res / "gpu_check.json").read_text())
+    check["tests"]["counts"] = {"failed": 1, "passed": 600}
+    (res / "gpu_check.json").write_text(json.dumps(check))
     (res / "student_layout_speed.json").write_text(json.dumps({"batch": 64, "threads": 2, "models": {
         "resnet8": {"eager": {"channels_last_speed": 1.24}, "compiled": {"channels_last_speed": 0.99}},
         "vgg8": {"eager": {"channels_last_speed": 1.09}}}}))
     page = write_results_page(res, tmp_path / "RESULTS.md").read_text()
     assert "| eager: resnet8 1.24×, vgg8 1.09×; compiled: resnet8 0.99× | `bench/student_layout_speed.py --compiled` |" \
         in page
+    assert "test suite there: 1 failed, 600 passed (200 s)" in page
 
 
 def test_gkd_suite_rows_pair_each_student_with_its_teachers_classes():

@@ -96,3 +96,17 @@ def test_gpu_check_stops_with_one_line_without_cuda():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.count("\n") == 1 and "no CUDA device" in done.stderr
+
+
+def test_gpu_check_reads_pytests_closing_tally():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    log = "....F\nFAILED tests/x.py::t - 3 passed\n13 failed, 638 passed, 2 skipped, 67 warnings in 257.53s (0:04:17)\n"
+    assert gpu_check.test_counts(log) == {"failed": 13, "passed": 638, "skipped": 2}
+    assert gpu_check.test_counts("113 passed, 31 warnings in 164.82s") == {"passed": 113}
+    assert gpu_check.test_counts("no tests ran") == {}

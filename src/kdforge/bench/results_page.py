@@ -397,10 +397,13 @@ def _gpu_check(g: dict) -> tuple[str, str]:
     t, tests = g.get("throughput", {}), g.get("tests", {})
     rate = lambda name: t.get(name, {}).get("train_images_per_second_last_epoch")  # noqa: E731
     failed = len(tests.get("failed", []))
+    # pytest's own tally where the check recorded it (later checks), else the failures it listed
+    tally = ", ".join(f"{n} {word}" for word, n in tests["counts"].items()) if tests.get("counts") else \
+        ("passed" if tests.get("rc") == 0 else f"{failed} failed")
     return (f"GPU check on one {g['device']['name']} (torch {g['device']['torch']}): bf16 + compile + channels_last, "
             "resnet32x4 → resnet8x4, CIFAR-10 JPEG on the device, last of 3 epochs",
             f"ce {rate('ce'):,.0f} images/s; kd cold cache {rate('kd_cold_cache'):,.0f}, warm "
-            f"{rate('kd_warm_cache'):,.0f}; test suite there: {'passed' if tests.get('rc') == 0 else f'{failed} failed'}"
+            f"{rate('kd_warm_cache'):,.0f}; test suite there: {tally}"
             f" ({tests.get('seconds', 0):.0f} s); 1-process NCCL torchrun rc {g.get('torchrun_nccl', {}).get('rc')} "
             "(results/gpu_check.md)")
 

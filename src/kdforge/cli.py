@@ -248,14 +248,15 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _load_for_eval(args, classes: list[int] | None):
+def _load_for_eval(args, classes: list[int] | None, meta: dict | None = None):
+    """(model, data, arch, device) for evaluating a checkpoint; `meta`: its metadata where the caller has read it."""
     from kdforge.data import DataConfig, load_data
     from kdforge.engine.checkpoint import load_weights
     from kdforge.engine.models import load_model
     from kdforge.engine.run import resolve_device
 
     device = resolve_device(args.device)
-    arch = args.model or load_weights(args.checkpoint)[1].get("arch")
+    arch = args.model or (meta if meta is not None else load_weights(args.checkpoint)[1]).get("arch")
     if not arch:
         raise UserError(f"{args.checkpoint} does not name its architecture: pass --model NAME")
     data = load_data(DataConfig(dataset=args.dataset, root=args.data_root, classes=classes,
@@ -300,7 +301,7 @@ def cmd_eval(args) -> int:
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}))
         return 0
 
-    model, data, arch, device = _load_for_eval(args, _labels(args.classes))
+    model, data, arch, device = _load_for_eval(args, _labels(args.classes), meta)
     stream = data.stream("test", args.batch_size, train=False, device=device)
     amp = recorded_amp(meta) if args.amp == "recorded" else args.amp == "true"
     result = evaluate(model, stream, device, amp)

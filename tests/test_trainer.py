@@ -336,3 +336,37 @@ def test_the_summary_names_the_teacher_by_its_weights(teacher_dir, tmp_path):
     assert kd_from(other_teacher, "c") != key
     ce = train(digits("digits-student", tmp_path / "ce", "epochs=1"), echo=lambda m: None)
     assert ce["teacher_weights_key"] is None
+
+
+def test_a_network_compiled_in_place_fires_the_hooks_an_earlier_compile_of_its_class_lacked():
+    from kdforge.engine.compilation import compile_in_place
+    from kdforge.models.taps import FeatureTaps
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.head(self.body(x).relu())
+
+    x = torch.randn(2, 4)
+    first = Net()
+    compile_in_place([first])
+    first(x)  # compiled without any hook
+    second = Net()
+    taps = FeatureTaps(second, {"embedding": "body"})
+    compile_in_place([second])
+    second(x)
+    # the hook's output is the body's output, as an eager forward computes it
+    assert taps.outputs["embedding"] is not None
+    assert torch.allclose(taps.outputs["embedding"], second.body(x))
+
+
+def test_two_compiled_runs_in_one_process_each_read_their_own_features(teacher_dir, tmp_path):
+    # as a suite's rows or a sweep's cells run: ckd reads the student's logits alone, crd then taps its embedding; had
+    # crd reused ckd's compiled student, its embedding hook would never fire and it would stop on a missing feature
+    for method in ("ckd", "crd"):
+        summary = train(digits("digits-student", tmp_path / method, f"method={method}", "epochs=1", "compile=true",
+                               "amp=false", f"teacher_checkpoint={teacher_dir}"), echo=lambda m: None)
+        assert summary["compiled"] and math.isfinite(summary["top1_last"])

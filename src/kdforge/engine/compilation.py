@@ -46,6 +46,21 @@ def _missing_toolchain(device: torch.device) -> str | None:
     return f"no compile backend chosen for {device.type}"
 
 
+def compile_in_place(models) -> None:
+    """torch.compile each model in place (nn.Module.compile: parameter names and checkpoints stay those of the plain
+    model), forgetting every graph compiled before in this process. Dynamo does not guard on module hooks
+    (`skip_nnmodule_hook_guards`), so a forward compiled for one run's network is reused for the next run's network of
+    the same class (a sweep, a suite's rows, a second stage) even when that one carries feature hooks the first did
+    not: the hooks never fire and the method reads no features. Starting each run from no graphs makes it compile as
+    it would alone in its own process."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    for model in models:
+        model.compile()
+
+
 class CompileMixin:
     """A Trainer's compile decision, made at set-up and logged as the first record of metrics.jsonl."""
 
@@ -59,12 +74,7 @@ class CompileMixin:
 
     def _compile_models(self) -> None:
         if self.compiled:
-            import torch._dynamo
-
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-            # in place (nn.Module.compile): parameter names and checkpoints stay those of the plain model
-            for model in self._models_to_compile():
-                model.compile()
+            compile_in_place(self._models_to_compile())
 
     def _models_to_compile(self) -> list[nn.Module]:
         return [m for m in (self.student, self.teacher_forward, *self.method.modules_to_compile()) if m is not None]

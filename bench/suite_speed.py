@@ -17,6 +17,7 @@ never do: a row starts only when both can finish by then, each timed by `side_se
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import sys
@@ -148,6 +149,15 @@ def main() -> int:
         print(f"bench/suite_speed.py: {exc}", file=sys.stderr)
         return 2
     root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    # a second sitting beside this one would share its two cores and skew both timings, and rewrite the same JSON
+    sitting_lock = open(root / ".sitting.lock", "w")
+    try:
+        fcntl.flock(sitting_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        print(f"bench/suite_speed.py: another sitting is measuring in {root}; wait for it to end (two at once would "
+              "perturb each other's wall time)", file=sys.stderr)
+        return 2
     os.environ["KDFORGE_CACHE"] = str(fresh_cache(root))
     from kdforge.bench.accuracy import AccuracyBench, suite_teacher
     from kdforge.bench.suites import SUITES

@@ -1368,3 +1368,46 @@ def test_refilled_protocols_read_the_incremental_reference_from_the_table_where_
                            "wall_seconds": 1.0, "images_per_second": 1.0, "teacher_top1": 75.0})
     assert protocols.ce_from_table(table, 3) == {0: {"all": 73.1}, 1: {"all": 74.0}}  # seed 3 is past --seeds
     assert protocols._mean({}) == "–"
+
+
+def test_results_page_speed_section_reads_the_suite_wall_time_record(tmp_path):
+    import json
+
+    from kdforge.bench.suites import SUITES
+    from kdforge.methods import METHODS
+
+    res = tmp_path / "results"
+    res.mkdir()
+    side = lambda s, top1: {"wall_seconds": s, "top1_last": top1}  # noqa: E731
+    (res / "suite_speed.json").write_text(json.dumps({
+        "suite": "cifar10-cpu", "budget": "small", "seed": 0, "threads": 2, "new_defaults": ["amp=auto"],
+        "old_defaults": ["compile=false", "teacher_cache=false"], "rows_done": 2,
+        "rows": {"ce": {"new": side(100.0, 73.0), "old": side(300.0, 72.4), "recorded_spread": [71.9, 72.5],
+                        "new_within_spread": False},
+                 "kd": {"new": side(1100.0, 74.0), "old": side(1700.0, 74.1), "recorded_spread": [73.5, 74.5],
+                        "new_within_spread": True}},
+        "wall_seconds": {"new": 1200.0, "old": 2000.0}, "ratio_new_to_old": 0.6}))
+    page = write_results_page(res, tmp_path / "RESULTS.md").read_text()
+    rows = len(SUITES.get("cifar10-cpu").variants(METHODS.names()))
+    assert f"2 of {rows} rows measured; summed wall time 1,200 s vs 2,000 s (0.60×); new top-1 within the row's " \
+           "recorded 3-seed spread for 1 of 2 (outside: ce) | `bench/suite_speed.py --threads 2` |" in page
+    assert "defaults (set: amp=auto) vs the old (compile=false, teacher_cache=false)" in page
+
+
+def test_suite_speed_refuses_a_second_sitting_on_the_same_root(tmp_path):
+    import fcntl
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "suite_speed.py"
+    root = tmp_path / "runs" / "suite-speed"
+    root.mkdir(parents=True)
+    with open(root / ".sitting.lock", "w") as held:  # a sitting already measuring there
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        second = subprocess.run([sys.executable, str(script), "--suite", "digits", "--methods", "kd", "--threads", "1",
+                                 "--root", str(root), "--out", "speed.json"], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=120)
+    assert second.returncode == 2 and len(second.stderr.strip().splitlines()) == 1
+    assert "another sitting is measuring" in second.stderr
+    assert not (tmp_path / "speed.json").exists() and not (root / "cache").exists()

@@ -381,6 +381,21 @@ def _student_layout(d: dict) -> tuple[str, str]:
             "what `channels_last: auto` rests on", f"eager: {speed('eager')}" + (f"; compiled: {compiled}" if compiled else ""))
 
 
+def _suite_speed(d: dict) -> tuple[str, str]:
+    from kdforge.methods import METHODS
+
+    total = len(SUITES.get(d["suite"]).variants(METHODS.names()))
+    rows, wall = d["rows"], d["wall_seconds"]
+    within = [r["new_within_spread"] for r in rows.values() if r.get("new_within_spread") is not None]
+    outside = ", ".join(name for name, r in rows.items() if r.get("new_within_spread") is False)
+    return (f"the {d['suite']} suite, one seed of every row ({d['budget']} budget, {d['threads']} threads): today's "
+            f"defaults (set: {', '.join(d['new_defaults'])}) vs the old ({', '.join(d['old_defaults'])}), each row's two "
+            "sides back to back",
+            f"{d['rows_done']} of {total} rows measured; summed wall time {wall['new']:,.0f} s vs {wall['old']:,.0f} s "
+            f"({d['ratio_new_to_old']:.2f}×); new top-1 within the row's recorded 3-seed spread for {sum(within)} of "
+            f"{len(within)}" + (f" (outside: {outside})" if outside else ""))
+
+
 def _ddp(ddp: dict) -> tuple[str, str]:
     mean = ddp["mean_top1_last"]
     return (f"torchrun, 2 CPU processes vs 1 at equal global batch ({ddp['cell']}, {len(ddp['runs']['single'])} seeds)",
@@ -432,6 +447,7 @@ SPEED_FILES = (
     ResultFile("compile_speed.json", "bench/compile_speed.py", _compile_speed),
     ResultFile("teacher_forward_speed.json", "bench/teacher_forward_speed.py", _teacher_forward),
     ResultFile("student_layout_speed.json", "bench/student_layout_speed.py --compiled", _student_layout),
+    ResultFile("suite_speed.json", "bench/suite_speed.py --threads 2", _suite_speed),
     ResultFile("ddp_check.json", "bench/ddp_check.py", _ddp),
     ResultFile("detection_step_cost.json", "bench/detection_step_cost.py", _detection_step_cost),
     ResultFile("gpu_check.json", "bash bench/gpu_check.sh", _gpu_check),

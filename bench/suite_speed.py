@@ -17,7 +17,6 @@ never do: a row starts only when both can finish by then, each timed by `side_se
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import os
 import sys
@@ -141,7 +140,7 @@ def main() -> int:
                                             "row only when both its sides can finish by then")
     args = parser.parse_args()
     from kdforge.bench.deadline import Sitting, parse_finish_by
-    from kdforge.errors import SittingOver, UserError
+    from kdforge.errors import UserError
 
     try:
         finish_by = parse_finish_by(args.finish_by) if args.finish_by else None
@@ -151,13 +150,26 @@ def main() -> int:
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     # a second sitting beside this one would share its two cores and skew both timings, and rewrite the same JSON
-    sitting_lock = open(root / ".sitting.lock", "w")
+    from kdforge.engine.run import RunLock
+
+    lock = RunLock(root)
     try:
-        fcntl.flock(sitting_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+        lock.__enter__()
+    except UserError as exc:
+        busy = "in use by another" in str(exc)
         print(f"bench/suite_speed.py: another sitting is measuring in {root}; wait for it to end (two at once would "
-              "perturb each other's wall time)", file=sys.stderr)
+              "perturb each other's wall time)" if busy else f"bench/suite_speed.py: {exc}", file=sys.stderr)
         return 2
+    try:
+        return measure(args, root, Sitting(finish_by, lambda line: print(line, flush=True)))
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def measure(args, root: Path, sitting) -> int:
+    """Every row not yet recorded, both sides back to back; the JSON rewritten after each."""
+    from kdforge.errors import SittingOver
+
     os.environ["KDFORGE_CACHE"] = str(fresh_cache(root))
     from kdforge.bench.accuracy import AccuracyBench, suite_teacher
     from kdforge.bench.suites import SUITES
@@ -173,7 +185,6 @@ def main() -> int:
     earlier = recorded_rows(Path(args.out), identity)
     # every row an earlier sitting finished is in from the start, so that each write below keeps them all
     rows = {v.name: earlier[v.name] for v in variants if v.name in earlier}
-    sitting = Sitting(finish_by, lambda line: print(line, flush=True))
     for i, variant in enumerate(variants):
         if variant.name in earlier:
             continue

@@ -1403,7 +1403,7 @@ def test_suite_speed_refuses_a_second_sitting_on_the_same_root(tmp_path):
     script = Path(__file__).resolve().parents[1] / "bench" / "suite_speed.py"
     root = tmp_path / "runs" / "suite-speed"
     root.mkdir(parents=True)
-    with open(root / ".sitting.lock", "w") as held:  # a sitting already measuring there
+    with open(root / ".lock", "w") as held:  # a sitting already measuring there holds the root's run lock
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         second = subprocess.run([sys.executable, str(script), "--suite", "digits", "--methods", "kd", "--threads", "1",
                                  "--root", str(root), "--out", "speed.json"], cwd=tmp_path, capture_output=True,

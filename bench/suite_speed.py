@@ -140,7 +140,7 @@ def main() -> int:
                                             "row only when both its sides can finish by then")
     args = parser.parse_args()
     from kdforge.bench.deadline import Sitting, parse_finish_by
-    from kdforge.errors import UserError
+    from kdforge.errors import FolderInUseError, UserError
 
     try:
         finish_by = parse_finish_by(args.finish_by) if args.finish_by else None
@@ -155,10 +155,12 @@ def main() -> int:
     lock = RunLock(root)
     try:
         lock.__enter__()
-    except UserError as exc:
-        busy = "in use by another" in str(exc)
+    except FolderInUseError:
         print(f"bench/suite_speed.py: another sitting is measuring in {root}; wait for it to end (two at once would "
-              "perturb each other's wall time)" if busy else f"bench/suite_speed.py: {exc}", file=sys.stderr)
+              "perturb each other's wall time)", file=sys.stderr)
+        return 2
+    except UserError as exc:  # the root is not writable
+        print(f"bench/suite_speed.py: {exc}", file=sys.stderr)
         return 2
     try:
         return measure(args, root, Sitting(finish_by, lambda line: print(line, flush=True)))

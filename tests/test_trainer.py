@@ -14,7 +14,7 @@ from kdforge.engine.checkpoint import read_checkpoint
 from kdforge.engine.pipeline import train
 from kdforge.engine.run import RunLock, stop_signals
 from kdforge.engine.schedule import learning_rate
-from kdforge.errors import ConfigError, NonFiniteLossError, UserError
+from kdforge.errors import ConfigError, FolderInUseError, NonFiniteLossError, UserError
 
 from conftest import run_cli
 
@@ -214,7 +214,7 @@ def test_existing_run_folder_needs_resume_and_is_locked(teacher_dir, tmp_path):
     with pytest.raises(UserError, match="--resume"):
         train(digits("digits-teacher", teacher_dir, "epochs=4"))
     with RunLock(tmp_path):
-        with pytest.raises(UserError, match="in use by another kdforge run"):
+        with pytest.raises(FolderInUseError, match="in use by another kdforge run"):
             train(digits("digits-teacher", tmp_path))
 
 

@@ -27,6 +27,10 @@ class CheckpointError(UserError):
     """A checkpoint is missing, corrupted, foreign or unsafe to load."""
 
 
+class FolderInUseError(UserError):
+    """Another process holds the folder's lock (a run folder, or a benchmark's root): two writers never share one."""
+
+
 class NonFiniteLossError(UserError):
     """Training produced a NaN or infinite loss term."""
 

@@ -20,7 +20,7 @@ import torch
 import kdforge
 from kdforge.collective import all_reduce_
 from kdforge.engine.distributed import peer_failure, shutdown
-from kdforge.errors import ConfigError, PeerFailedError, TrainingStopped, UserError
+from kdforge.errors import ConfigError, FolderInUseError, PeerFailedError, TrainingStopped, UserError
 from kdforge.fileio import read_records
 
 
@@ -110,7 +110,8 @@ class RunLock:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.handle.close()
-            raise UserError(f"run folder {self.path.parent} is in use by another kdforge run; choose another out=") from None
+            raise FolderInUseError(f"run folder {self.path.parent} is in use by another kdforge run; choose another "
+                                   "out=") from None
         return self
 
     def __exit__(self, *exc):

@@ -78,8 +78,9 @@ def parse_spec(spec: str) -> tuple[str, dict]:
 class Runner:
     """One method's training step on fixed random data (the step the trainer runs, without I/O)."""
 
-    def __init__(self, name: str, teacher, student_name: str, batch: Batch, dataset_size: int, classes: int,
+    def __init__(self, name: str, teacher, student_name: str, batch: Batch, train_labels: torch.Tensor, classes: int,
                  cache: TeacherCache | None = None):
+        dataset_size = len(train_labels)
         torch.manual_seed(0)
         self.name = name
         self.cache = cache
@@ -93,7 +94,7 @@ class Runner:
         else:
             method, args = parse_spec(name)
             ctx = MethodContext(num_classes=classes, student=self.student, teacher=teacher, dataset_size=dataset_size,
-                                epochs=30, steps_per_epoch=dataset_size // batch.target.shape[0],
+                                train_labels=train_labels, epochs=30, steps_per_epoch=dataset_size // batch.target.shape[0],
                                 build_student=lambda: create_model(student_name, classes))
             self.method = build_method(method, args, ctx)
             if method == "refilled" and self.method.cfg.stage == "2":  # centres come from `prepare` in training
@@ -152,7 +153,10 @@ def main() -> int:
     names = ["baseline"] + [m for m in args.methods.split(",") if m]
     tmp = tempfile.TemporaryDirectory(prefix="kdforge-step-cache-")
     cache = recorded_cache(Path(tmp.name), teacher, batch, args.dataset_size, args.classes) if args.warm_cache else None
-    runners = [Runner(n, teacher, args.student, batch, args.dataset_size, args.classes, cache) for n in names]
+    # labels by dataset index, the batch's among them, for methods that sample by class (CRD's other-class negatives)
+    train_labels = torch.randint(0, args.classes, (args.dataset_size,))
+    train_labels[batch.index] = batch.target
+    runners = [Runner(n, teacher, args.student, batch, train_labels, args.classes, cache) for n in names]
     times = {n: [] for n in names}
     for round_index in range(args.warmup + args.steps):
         for runner in runners:

@@ -17,6 +17,7 @@ never do: a row starts only when both can finish by then, each timed by `side_se
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -152,20 +153,17 @@ def main() -> int:
     # a second sitting beside this one would share its two cores and skew both timings, and rewrite the same JSON
     from kdforge.engine.run import RunLock
 
-    lock = RunLock(root)
-    try:
-        lock.__enter__()
-    except FolderInUseError:
-        print(f"bench/suite_speed.py: another sitting is measuring in {root}; wait for it to end (two at once would "
-              "perturb each other's wall time)", file=sys.stderr)
-        return 2
-    except UserError as exc:  # the root is not writable
-        print(f"bench/suite_speed.py: {exc}", file=sys.stderr)
-        return 2
-    try:
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(RunLock(root))
+        except FolderInUseError:
+            print(f"bench/suite_speed.py: another sitting is measuring in {root}; wait for it to end (two at once "
+                  "would perturb each other's wall time)", file=sys.stderr)
+            return 2
+        except UserError as exc:  # the root is not writable
+            print(f"bench/suite_speed.py: {exc}", file=sys.stderr)
+            return 2
         return measure(args, root, Sitting(finish_by, lambda line: print(line, flush=True)))
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def measure(args, root: Path, sitting) -> int:
